@@ -1,0 +1,3 @@
+//! Structures added by the RELOAD extension RFCs.
+
+pub mod diagnostics;
