@@ -293,7 +293,7 @@ pub fn decode_all<T>(
     let cx = Cx::new(opts, buf);
     let total = buf.len();
     match parser(&cx, buf) {
-        Ok((rest, v)) if rest.is_empty() => Ok(v),
+        Ok(([], v)) => Ok(v),
         Ok((rest, _)) => {
             Err(PError::new(rest, ErrorKind::TrailingBytes { left: rest.len() }).into_public(total))
         }

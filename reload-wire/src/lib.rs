@@ -15,17 +15,17 @@
 //! - every accepted input re-encodes to the same bytes, unknown code points included.
 //!
 //! Module map (RFC 6940 sections):
-//! - [`common`]: NodeId, ResourceId, IpAddressPort (§6.3.1.1), Destination (§6.3.2.2)
-//! - [`header`]: ForwardingHeader (§6.3.2), ForwardingOption (§6.3.2.3), fragment field (§6.7)
-//! - [`message`]: MessageContents, MessageExtension (§6.3.3), ErrorResponse (§6.3.3.1), Message
-//! - [`security`]: SecurityBlock, GenericCertificate, Signature, SignerIdentity (§6.3.4)
-//! - [`topology`]: Join, Leave, Update, RouteQuery, Probe (§6.4.2)
-//! - [`link`]: Attach, IceCandidate (§6.5.1), AppAttach (§6.5.2), Ping (§6.5.3), ConfigUpdate (§6.5.4)
-//! - [`framing`]: FramedMessage (§6.6.2)
-//! - [`storage`]: StoredData and the Store/Fetch/Stat/Find bodies (§7), TurnServer (§9)
-//! - [`chord`]: ChordUpdate, ChordRouteQueryAns, ChordLeaveData (§10)
-//! - [`body`]: typed message bodies by message code
-//! - [`ext`]: extension RFCs (7263, 7264, 7363, 7374, 7851, 7904, 8076, 7650)
+//! - [`common`] — NodeId, ResourceId, IpAddressPort (§6.3.1.1), Destination (§6.3.2.2)
+//! - [`header`] — ForwardingHeader (§6.3.2), ForwardingOption (§6.3.2.3), fragment field (§6.7)
+//! - [`message`] — MessageContents, MessageExtension (§6.3.3), ErrorResponse (§6.3.3.1), Message
+//! - [`security`] — SecurityBlock, GenericCertificate, Signature, SignerIdentity (§6.3.4)
+//! - [`topology`] — Join, Leave, Update, RouteQuery, Probe (§6.4.2)
+//! - [`link`] — Attach, IceCandidate (§6.5.1), AppAttach (§6.5.2), Ping (§6.5.3), ConfigUpdate (§6.5.4)
+//! - [`framing`] — FramedMessage (§6.6.2)
+//! - [`storage`] — StoredData and the Store/Fetch/Stat/Find bodies (§7), TurnServer (§9)
+//! - [`chord`] — ChordUpdate, ChordRouteQueryAns, ChordLeaveData (§10)
+//! - [`body`] — typed message bodies by message code
+//! - [`ext`] — extension RFCs (7263, 7264, 7363, 7374, 7851, 7904, 8076, 7650)
 
 pub mod body;
 pub mod chord;

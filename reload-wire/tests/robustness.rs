@@ -146,7 +146,7 @@ fn check_body(code: u16, input: &[u8], opts: &DecodeOptions) -> bool {
 fn mutated_messages_never_panic_and_round_trip() {
     let opts = opts();
     let seeds = seed_messages();
-    let mut rng = Rng(0x5eed_0f_2e_10ad);
+    let mut rng = Rng(0x5eed_0f2e_10ad);
     let mut accepted = 0;
     for s in &seeds {
         assert!(
@@ -166,7 +166,7 @@ fn mutated_messages_never_panic_and_round_trip() {
 fn mutated_bodies_never_panic_and_round_trip() {
     let opts = opts();
     let bodies = samples(message_body(), 600);
-    let mut rng = Rng(0xb0d1_e5);
+    let mut rng = Rng(0x00b0_d1e5);
     let mut accepted = 0;
     for _ in 0..150_000 {
         let body = &bodies[rng.below(bodies.len())];
@@ -186,7 +186,7 @@ fn mutated_bodies_never_panic_and_round_trip() {
 #[test]
 fn random_bytes_never_panic() {
     let opts = DecodeOptions::default();
-    let mut rng = Rng(0x0dd_ba11);
+    let mut rng = Rng(0x0ddb_a110);
     for n in 0..100_000usize {
         let len = rng.below(if n % 10 == 0 { 6000 } else { 96 });
         let mut v: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();

@@ -23,7 +23,7 @@ fn hex(parts: &[&str]) -> Bytes {
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     Bytes::from(
         (0..s.len())
             .step_by(2)
