@@ -102,13 +102,13 @@ code_point! {
 }
 
 code_point! {
-    /// `MessageExtensionType` (RFC 6940 §14.14; RFC 7851 §9.1; RFC 7363 §9.2).
+    /// `MessageExtensionType` (RFC 6940 §14.14; RFC 7851 §9.5; RFC 7363 §9.1).
     MessageExtensionType(u16) {
         INVALID = 0x0000 => "invalidMessageExtensionType",
         EXP_EXT = 0x0001 => "exp-ext",
-        /// RFC 7851 §9.1.
+        /// RFC 7851 §9.5.
         DIAGNOSTIC_PING = 0x0002 => "Diagnostic_Ping",
-        /// RFC 7363 §9.2.
+        /// RFC 7363 §9.1.
         SELF_TUNING_DATA = 0x0003 => "self_tuning_data",
         RESERVED = 0xffff => "reserved",
     }
