@@ -1,0 +1,521 @@
+//! Signatures: of messages (RFC 6940 §6.3.4), of stored data (§7.1) and of configuration
+//! documents and kind blocks (§11.1), with the signing keys, the signer identities and the
+//! certificate cache that resolves them.
+//!
+//! Algorithms: RSASSA-PKCS1-v1_5 with SHA-256 (mandatory, §6.3.4) and ECDSA P-256 with
+//! SHA-256. Anything else is refused with [`SignError::UnsupportedAlgorithm`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use bytes::{BufMut, Bytes, BytesMut};
+use reload_wire::security::{HashAlgorithm, SignatureAndHashAlgorithm};
+use reload_wire::storage::{KindId, StoredData, StoredDataValue};
+use reload_wire::{GenericCertificate, Message, NodeId, ResourceId, SecurityBlock, Signature, SignerIdentity, Wire};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use crate::identity::{IdentityError, KeyKind, ReloadCertificate, TrustPolicy};
+
+/// Why signing or verification failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignError {
+    /// Algorithm pair not supported, or not matching the signer's key type.
+    UnsupportedAlgorithm(SignatureAndHashAlgorithm),
+    /// The signature does not verify.
+    BadSignature,
+    /// No certificate for the signer identity (neither in the message nor cached).
+    UnknownSigner,
+    /// Identity `none` (only allowed on synthesized Fetch values, §7.4.2.2) or unknown type.
+    UnacceptableIdentity(&'static str),
+    /// The signer's certificate was refused.
+    Identity(IdentityError),
+    /// The signer is not among those allowed to sign this (configuration-signer,
+    /// kind-signer, the Node-ID a request claims …).
+    SignerNotAllowed(NodeId),
+    /// A key could not be generated, parsed or used.
+    Key(String),
+    /// The data to sign does not encode.
+    Encode(String),
+}
+
+impl fmt::Display for SignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignError::UnsupportedAlgorithm(a) => write!(
+                f,
+                "unsupported signature algorithm {}/{} (rsa/sha256 and ecdsa/sha256 are supported)",
+                a.signature, a.hash
+            ),
+            SignError::BadSignature => write!(f, "signature does not verify"),
+            SignError::UnknownSigner => write!(f, "no certificate for the signer identity"),
+            SignError::UnacceptableIdentity(why) => write!(f, "unacceptable signer identity: {why}"),
+            SignError::Identity(e) => write!(f, "signer certificate refused: {e}"),
+            SignError::SignerNotAllowed(n) => write!(f, "signer {n} is not allowed to sign this"),
+            SignError::Key(e) => write!(f, "key error: {e}"),
+            SignError::Encode(e) => write!(f, "cannot encode signature input: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {}
+
+impl From<IdentityError> for SignError {
+    fn from(e: IdentityError) -> Self {
+        SignError::Identity(e)
+    }
+}
+
+/// Key types a node can generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Rsa2048,
+    EcdsaP256,
+}
+
+/// A private key that signs RELOAD objects.
+pub enum SigningKey {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SigningKey::Rsa(k) => write!(f, "SigningKey::Rsa({} bits)", k.public_modulus_len() * 8),
+            SigningKey::Ecdsa(_) => write!(f, "SigningKey::EcdsaP256"),
+        }
+    }
+}
+
+impl SigningKey {
+    pub fn generate(alg: KeyAlgorithm) -> Result<Self, SignError> {
+        match alg {
+            KeyAlgorithm::Rsa2048 => RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map(SigningKey::Rsa)
+                .map_err(|e| SignError::Key(e.to_string())),
+            KeyAlgorithm::EcdsaP256 => {
+                let doc = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
+                    .map_err(|e| SignError::Key(e.to_string()))?;
+                Self::from_pkcs8(doc.as_ref())
+            }
+        }
+    }
+
+    /// Reads a PKCS#8 private key (RSA or ECDSA P-256).
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, SignError> {
+        if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+            return Ok(SigningKey::Rsa(k));
+        }
+        EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, der)
+            .map(SigningKey::Ecdsa)
+            .map_err(|e| SignError::Key(format!("not an RSA or ECDSA P-256 PKCS#8 key: {e}")))
+    }
+
+    /// The PKCS#8 DER of this key.
+    pub fn to_pkcs8(&self) -> Result<Vec<u8>, SignError> {
+        match self {
+            SigningKey::Rsa(k) => k
+                .as_der()
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|e| SignError::Key(e.to_string())),
+            SigningKey::Ecdsa(k) => k
+                .to_pkcs8v1()
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|e| SignError::Key(e.to_string())),
+        }
+    }
+
+    /// The public key as the subjectPublicKey bit string contents.
+    pub fn public_key(&self) -> Vec<u8> {
+        match self {
+            SigningKey::Rsa(k) => k.public_key().as_ref().to_vec(),
+            SigningKey::Ecdsa(k) => k.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// The algorithm this key signs with.
+    pub fn algorithm(&self) -> SignatureAndHashAlgorithm {
+        match self {
+            SigningKey::Rsa(_) => SignatureAndHashAlgorithm::RSA_SHA256,
+            SigningKey::Ecdsa(_) => SignatureAndHashAlgorithm::ECDSA_SHA256,
+        }
+    }
+
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let rng = SystemRandom::new();
+        match self {
+            SigningKey::Rsa(k) => {
+                let mut out = vec![0u8; k.public_modulus_len()];
+                k.sign(&sig::RSA_PKCS1_SHA256, &rng, data, &mut out)
+                    .map_err(|e| SignError::Key(e.to_string()))?;
+                Ok(out)
+            }
+            SigningKey::Ecdsa(k) => k
+                .sign(&rng, data)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|e| SignError::Key(e.to_string())),
+        }
+    }
+}
+
+/// Verifies `signature` over `data` with the certificate's key and the announced algorithm.
+pub fn verify_with_certificate(
+    alg: SignatureAndHashAlgorithm,
+    cert: &ReloadCertificate,
+    data: &[u8],
+    signature: &[u8],
+) -> Result<(), SignError> {
+    let algorithm: &dyn sig::VerificationAlgorithm = match (alg, cert.key_kind) {
+        (SignatureAndHashAlgorithm::RSA_SHA256, KeyKind::Rsa) => &sig::RSA_PKCS1_2048_8192_SHA256,
+        (SignatureAndHashAlgorithm::ECDSA_SHA256, KeyKind::EcdsaP256) => &sig::ECDSA_P256_SHA256_ASN1,
+        _ => return Err(SignError::UnsupportedAlgorithm(alg)),
+    };
+    sig::UnparsedPublicKey::new(algorithm, cert.public_key.as_ref())
+        .verify(data, signature)
+        .map_err(|_| SignError::BadSignature)
+}
+
+/// The signer identity for `cert` signing as `node_id` (RFC 6940 §6.3.4): `cert_hash`
+/// for a certificate with one Node-ID, `cert_hash_node_id` = H(Node-ID ‖ cert) otherwise;
+/// SHA-256 either way.
+pub fn signer_identity(cert: &ReloadCertificate, node_id: &NodeId) -> SignerIdentity {
+    if cert.node_ids.len() <= 1 {
+        SignerIdentity::CertHash {
+            hash_alg: HashAlgorithm::SHA256,
+            certificate_hash: Bytes::copy_from_slice(&Sha256::digest(cert.der())),
+        }
+    } else {
+        SignerIdentity::CertHashNodeId {
+            hash_alg: HashAlgorithm::SHA256,
+            certificate_node_id_hash: Bytes::copy_from_slice(&cert_node_hash(HashAlgorithm::SHA256, node_id, cert.der())),
+        }
+    }
+}
+
+fn hash(alg: HashAlgorithm, parts: &[&[u8]]) -> Option<Vec<u8>> {
+    match alg {
+        HashAlgorithm::SHA256 => {
+            let mut h = Sha256::new();
+            parts.iter().for_each(|p| h.update(p));
+            Some(h.finalize().to_vec())
+        }
+        HashAlgorithm::SHA1 => {
+            let mut h = Sha1::new();
+            parts.iter().for_each(|p| h.update(p));
+            Some(h.finalize().to_vec())
+        }
+        _ => None,
+    }
+}
+
+fn cert_node_hash(alg: HashAlgorithm, node_id: &NodeId, der: &[u8]) -> Vec<u8> {
+    hash(alg, &[node_id.as_bytes(), der]).unwrap_or_default()
+}
+
+/// A node's own credentials: key, certificate, and the Node-ID it signs as.
+#[derive(Debug)]
+pub struct Credentials {
+    pub key: SigningKey,
+    pub cert: Arc<ReloadCertificate>,
+    pub node_id: NodeId,
+}
+
+impl Credentials {
+    /// Credentials for `node_id`, which must be in the certificate, whose key must be this
+    /// key.
+    pub fn new(key: SigningKey, cert: ReloadCertificate, node_id: NodeId) -> Result<Self, SignError> {
+        if !cert.has_node_id(&node_id) {
+            return Err(IdentityError::NodeIdNotInCertificate(node_id).into());
+        }
+        if key.public_key() != cert.public_key.as_ref() {
+            return Err(SignError::Key("the private key does not belong to the certificate".into()));
+        }
+        Ok(Credentials {
+            key,
+            cert: Arc::new(cert),
+            node_id,
+        })
+    }
+
+    pub fn identity(&self) -> SignerIdentity {
+        signer_identity(&self.cert, &self.node_id)
+    }
+
+    /// A signature over `data ‖ SignerIdentity`, the shape every RELOAD signature input has.
+    pub fn sign_with_identity(&self, data: &[u8]) -> Result<Signature, SignError> {
+        let identity = self.identity();
+        let mut input = BytesMut::with_capacity(data.len() + identity.encoded_len());
+        input.put_slice(data);
+        identity.encode(&mut input).map_err(|e| SignError::Encode(e.to_string()))?;
+        Ok(Signature {
+            algorithm: self.key.algorithm(),
+            signature_value: Bytes::from(self.key.sign(&input)?),
+            identity,
+        })
+    }
+
+    /// Signs a message (RFC 6940 §6.3.4): sets the security block to our certificate plus
+    /// `extra_certificates` (those needed to verify data inside it) and the signature over
+    /// `overlay ‖ transaction_id ‖ MessageContents ‖ SignerIdentity`.
+    pub fn sign_message(&self, msg: &mut Message, extra_certificates: Vec<GenericCertificate>) -> Result<(), SignError> {
+        let identity = self.identity();
+        let input = reload_wire::message::signature_input(msg.header.overlay, msg.header.transaction_id, &msg.contents, &identity)
+            .map_err(|e| SignError::Encode(e.to_string()))?;
+        let mut certificates = vec![GenericCertificate::x509(self.cert.der().clone())];
+        certificates.extend(extra_certificates.into_iter().filter(|c| c.certificate != *self.cert.der()));
+        msg.security = SecurityBlock {
+            certificates,
+            signature: Signature {
+                algorithm: self.key.algorithm(),
+                signature_value: Bytes::from(self.key.sign(&input)?),
+                identity,
+            },
+        };
+        Ok(())
+    }
+
+    /// Signs a value to be stored (RFC 6940 §7.1), replacing `data.signature`.
+    pub fn sign_stored_data(&self, resource: &ResourceId, kind: KindId, data: &mut StoredData) -> Result<(), SignError> {
+        let identity = self.identity();
+        let input = stored_data_signature_input(resource, kind, data, &identity)?;
+        data.signature = Signature {
+            algorithm: self.key.algorithm(),
+            signature_value: Bytes::from(self.key.sign(&input)?),
+            identity,
+        };
+        Ok(())
+    }
+}
+
+/// The stored-data signature input of RFC 6940 §7.1:
+/// `resource_id ‖ kind ‖ storage_time ‖ StoredDataValue ‖ SignerIdentity`, with the
+/// Resource-ID as raw bytes (no length prefix, like the Node-ID in §6.3.4) and an array
+/// entry's index set to zero (§7.4.2.2, so that appends verify).
+pub fn stored_data_signature_input(
+    resource: &ResourceId,
+    kind: KindId,
+    data: &StoredData,
+    identity: &SignerIdentity,
+) -> Result<Bytes, SignError> {
+    let value = match &data.value {
+        StoredDataValue::Array(e) => {
+            let mut e = e.clone();
+            e.index = 0;
+            StoredDataValue::Array(e)
+        }
+        v => v.clone(),
+    };
+    let mut b = BytesMut::with_capacity(resource.as_bytes().len() + 12 + value.encoded_len() + identity.encoded_len());
+    b.put_slice(resource.as_bytes());
+    b.put_u32(kind.0);
+    b.put_u64(data.storage_time);
+    value.encode(&mut b).map_err(|e| SignError::Encode(e.to_string()))?;
+    identity.encode(&mut b).map_err(|e| SignError::Encode(e.to_string()))?;
+    Ok(b.freeze())
+}
+
+/// Certificates seen in security blocks, by SHA-256 of their DER, bounded in size.
+#[derive(Debug)]
+pub struct CertCache {
+    node_id_len: usize,
+    capacity: usize,
+    by_hash: HashMap<[u8; 32], Arc<ReloadCertificate>>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl CertCache {
+    pub fn new(node_id_len: usize, capacity: usize) -> Self {
+        CertCache {
+            node_id_len,
+            capacity: capacity.max(1),
+            by_hash: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Parses and remembers a certificate; evicts the oldest when full.
+    pub fn insert(&mut self, der: &Bytes) -> Result<Arc<ReloadCertificate>, IdentityError> {
+        let key: [u8; 32] = Sha256::digest(der).into();
+        if let Some(c) = self.by_hash.get(&key) {
+            return Ok(c.clone());
+        }
+        let cert = Arc::new(ReloadCertificate::parse(der.clone(), self.node_id_len)?);
+        while self.by_hash.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.by_hash.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.by_hash.insert(key, cert.clone());
+        self.order.push_back(key);
+        Ok(cert)
+    }
+
+    /// The certificate and Node-ID a signer identity designates.
+    pub fn resolve(&self, identity: &SignerIdentity) -> Result<(Arc<ReloadCertificate>, NodeId), SignError> {
+        match identity {
+            SignerIdentity::CertHash {
+                hash_alg,
+                certificate_hash,
+            } => {
+                let cert = if *hash_alg == HashAlgorithm::SHA256 {
+                    <[u8; 32]>::try_from(certificate_hash.as_ref())
+                        .ok()
+                        .and_then(|k| self.by_hash.get(&k).cloned())
+                } else {
+                    self.by_hash
+                        .values()
+                        .find(|c| hash(*hash_alg, &[c.der()]).as_deref() == Some(certificate_hash.as_ref()))
+                        .cloned()
+                };
+                let cert = cert.ok_or(SignError::UnknownSigner)?;
+                match cert.node_ids.as_slice() {
+                    [id] => Ok((cert.clone(), *id)),
+                    [] => Err(IdentityError::NoNodeId.into()),
+                    _ => Err(SignError::UnacceptableIdentity(
+                        "cert_hash used with a certificate holding several Node-IDs (§6.3.4 requires cert_hash_node_id)",
+                    )),
+                }
+            }
+            SignerIdentity::CertHashNodeId {
+                hash_alg,
+                certificate_node_id_hash,
+            } => {
+                if hash(*hash_alg, &[]).is_none() {
+                    return Err(SignError::UnacceptableIdentity("unsupported identity hash algorithm"));
+                }
+                for cert in self.by_hash.values() {
+                    for id in &cert.node_ids {
+                        if cert_node_hash(*hash_alg, id, cert.der()) == certificate_node_id_hash.as_ref() {
+                            return Ok((cert.clone(), *id));
+                        }
+                    }
+                }
+                Err(SignError::UnknownSigner)
+            }
+            SignerIdentity::None => Err(SignError::UnacceptableIdentity("identity none")),
+            SignerIdentity::Unknown { .. } => Err(SignError::UnacceptableIdentity("unknown identity type")),
+        }
+    }
+}
+
+/// Who signed something, once verified.
+#[derive(Clone, Debug)]
+pub struct VerifiedSigner {
+    pub node_id: NodeId,
+    pub cert: Arc<ReloadCertificate>,
+}
+
+/// Verifies signatures against an overlay's trust policy, caching certificates.
+#[derive(Debug)]
+pub struct Verifier {
+    pub trust: TrustPolicy,
+    pub cache: CertCache,
+}
+
+impl Verifier {
+    /// A verifier whose certificate cache holds at most `cache_capacity` certificates.
+    pub fn new(trust: TrustPolicy, cache_capacity: usize) -> Self {
+        let cache = CertCache::new(trust.node_id_len, cache_capacity);
+        Verifier { trust, cache }
+    }
+
+    fn learn(&mut self, certs: &[GenericCertificate]) -> Vec<Bytes> {
+        let mut ders = Vec::new();
+        for c in certs {
+            if c.certificate_type == reload_wire::security::CertificateType::X509 {
+                // A certificate that does not parse is simply not usable.
+                if self.cache.insert(&c.certificate).is_ok() {
+                    ders.push(c.certificate.clone());
+                }
+            }
+        }
+        ders
+    }
+
+    fn check_signed(
+        &mut self,
+        signature: &Signature,
+        data_without_identity: &[u8],
+        intermediates: &[Bytes],
+        now: SystemTime,
+    ) -> Result<VerifiedSigner, SignError> {
+        let (cert, node_id) = self.cache.resolve(&signature.identity)?;
+        self.trust.verify(&cert, intermediates, now)?;
+        let mut input = BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());
+        input.put_slice(data_without_identity);
+        signature
+            .identity
+            .encode(&mut input)
+            .map_err(|e| SignError::Encode(e.to_string()))?;
+        verify_with_certificate(signature.algorithm, &cert, &input, &signature.signature_value)?;
+        Ok(VerifiedSigner { node_id, cert })
+    }
+
+    /// Verifies a message signature (RFC 6940 §6.3.4): the signer's certificate comes from
+    /// the security block or the cache, must pass the trust policy, and its key must verify
+    /// the signature over `overlay ‖ transaction_id ‖ MessageContents ‖ SignerIdentity`.
+    pub fn verify_message(&mut self, msg: &Message, now: SystemTime) -> Result<VerifiedSigner, SignError> {
+        let inter = self.learn(&msg.security.certificates);
+        let mut data = BytesMut::with_capacity(12 + msg.contents.encoded_len());
+        data.put_u32(msg.header.overlay);
+        data.put_u64(msg.header.transaction_id);
+        msg.contents.encode(&mut data).map_err(|e| SignError::Encode(e.to_string()))?;
+        self.check_signed(&msg.security.signature, &data, &inter, now)
+    }
+
+    /// Verifies a stored value's signature (RFC 6940 §7.1). `certificates` are those of the
+    /// message that carried it.
+    pub fn verify_stored_data(
+        &mut self,
+        resource: &ResourceId,
+        kind: KindId,
+        data: &StoredData,
+        certificates: &[GenericCertificate],
+        now: SystemTime,
+    ) -> Result<VerifiedSigner, SignError> {
+        let inter = self.learn(certificates);
+        let full = stored_data_signature_input(resource, kind, data, &data.signature.identity)?;
+        let ident_len = data.signature.identity.encoded_len();
+        self.check_signed(&data.signature, &full[..full.len() - ident_len], &inter, now)
+    }
+
+    /// Verifies a signature over a configuration document or kind block (RFC 6940 §11.1):
+    /// the signed blob followed by the SignerIdentity, made by one of `allowed` signers.
+    pub fn verify_blob(
+        &mut self,
+        blob: &[u8],
+        block: &SecurityBlock,
+        allowed: &[NodeId],
+        now: SystemTime,
+    ) -> Result<VerifiedSigner, SignError> {
+        let inter = self.learn(&block.certificates);
+        let signer = self.check_signed(&block.signature, blob, &inter, now)?;
+        if !allowed.contains(&signer.node_id) {
+            return Err(SignError::SignerNotAllowed(signer.node_id));
+        }
+        Ok(signer)
+    }
+}
+
+/// Signs a configuration document or kind block (RFC 6940 §11.1): a SecurityBlock carrying
+/// the signer's certificate and a signature over `blob ‖ SignerIdentity`.
+pub fn sign_blob(creds: &Credentials, blob: &[u8]) -> Result<SecurityBlock, SignError> {
+    Ok(SecurityBlock {
+        certificates: vec![GenericCertificate::x509(creds.cert.der().clone())],
+        signature: creds.sign_with_identity(blob)?,
+    })
+}

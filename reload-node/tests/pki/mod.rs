@@ -1,0 +1,96 @@
+//! A test PKI built with rcgen: an overlay root CA and node certificates in the RFC 6940
+//! §11.3 profile (empty subject, `reload:` URIs, one rfc822Name).
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SignatureAlgorithm,
+};
+use reload_node::identity::{ReloadCertificate, node_id_uri};
+use reload_node::sign::{Credentials, SigningKey};
+use reload_wire::NodeId;
+use time::{Duration, OffsetDateTime};
+
+pub const OVERLAY: &str = "test.example.org";
+
+pub struct TestCa {
+    pub der: Bytes,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+pub fn alg(rsa: bool) -> &'static SignatureAlgorithm {
+    if rsa { &rcgen::PKCS_RSA_SHA256 } else { &rcgen::PKCS_ECDSA_P256_SHA256 }
+}
+
+impl TestCa {
+    pub fn new(rsa: bool) -> Self {
+        Self::named(rsa, "test overlay root")
+    }
+
+    pub fn named(rsa: bool, name: &str) -> Self {
+        let key = KeyPair::generate_for(alg(rsa)).unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let cert = p.self_signed(&key).unwrap();
+        TestCa { der: Bytes::copy_from_slice(cert.der()), issuer: Issuer::new(p, key) }
+    }
+
+    /// A node certificate; returns (PKCS#8 key, DER cert).
+    pub fn issue(&self, rsa: bool, node_ids: &[NodeId], user: &str, overlay: &str, valid: (OffsetDateTime, OffsetDateTime)) -> (Vec<u8>, Bytes) {
+        let key = KeyPair::generate_for(alg(rsa)).unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.subject_alt_names = node_ids
+            .iter()
+            .map(|n| SanType::URI(node_id_uri(n, overlay).try_into().unwrap()))
+            .chain(std::iter::once(SanType::Rfc822Name(format!("{user}@{overlay}").try_into().unwrap())))
+            .collect();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.not_before = valid.0;
+        p.not_after = valid.1;
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (key.serialize_der(), Bytes::copy_from_slice(cert.der()))
+    }
+
+    /// Credentials valid now for one Node-ID.
+    pub fn node(&self, rsa: bool, id: u128, user: &str) -> Credentials {
+        let n = NodeId::from_u128(id);
+        let (key, der) = self.issue(rsa, &[n], user, OVERLAY, now_window());
+        creds(&key, der, n)
+    }
+}
+
+pub fn creds(key: &[u8], der: Bytes, n: NodeId) -> Credentials {
+    Credentials::new(SigningKey::from_pkcs8(key).unwrap(), ReloadCertificate::parse(der, 16).unwrap(), n).unwrap()
+}
+
+pub fn now_window() -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    (now - Duration::days(1), now + Duration::days(30))
+}
+
+/// A self-signed certificate for `count` Node-IDs derived with `digest` (§11.3.1), or with
+/// the given wrong IDs.
+pub fn self_signed(rsa: bool, ids: impl Fn(&[u8]) -> Vec<NodeId>) -> (Vec<u8>, Bytes, Vec<NodeId>) {
+    let key = KeyPair::generate_for(alg(rsa)).unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let node_ids = ids(&spki);
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.subject_alt_names = node_ids
+        .iter()
+        .map(|n| SanType::URI(node_id_uri(n, OVERLAY).try_into().unwrap()))
+        .chain(std::iter::once(SanType::Rfc822Name(format!("self@{OVERLAY}").try_into().unwrap())))
+        .collect();
+    let (nb, na) = now_window();
+    p.not_before = nb;
+    p.not_after = na;
+    let cert = p.self_signed(&key).unwrap();
+    (key.serialize_der(), Bytes::copy_from_slice(cert.der()), node_ids)
+}
