@@ -197,14 +197,8 @@ impl PError {
 
 impl<'a> ParseError<In<'a>> for PError {
     fn from_error_kind(input: In<'a>, _kind: NomErrorKind) -> Self {
-        // nom's primitives fail only on short input here (`complete` parsers).
-        PError::new(
-            input,
-            ErrorKind::Truncated {
-                needed: input.len() + 1,
-                available: input.len(),
-            },
-        )
+        // Unreachable in practice: every primitive checks its length first (`need`).
+        PError::new(input, ErrorKind::Invalid("nom primitive failed"))
     }
 
     fn append(_input: In<'a>, _kind: NomErrorKind, other: Self) -> Self {
@@ -353,12 +347,11 @@ impl Len {
 
     /// Reads the prefix.
     pub fn read(self, i: In<'_>) -> PResult<'_, usize> {
-        use nom::number::complete::{be_u8, be_u16, be_u24, be_u32};
         match self {
-            Len::U8 => be_u8(i).map(|(r, v)| (r, v as usize)),
-            Len::U16 => be_u16(i).map(|(r, v)| (r, v as usize)),
-            Len::U24 => be_u24(i).map(|(r, v)| (r, v as usize)),
-            Len::U32 => be_u32(i).map(|(r, v)| (r, v as usize)),
+            Len::U8 => u8_(i).map(|(r, v)| (r, v as usize)),
+            Len::U16 => u16_(i).map(|(r, v)| (r, v as usize)),
+            Len::U24 => u24_(i).map(|(r, v)| (r, v as usize)),
+            Len::U32 => u32_(i).map(|(r, v)| (r, v as usize)),
         }
     }
 
@@ -400,19 +393,42 @@ pub fn take(i: In<'_>, n: usize) -> PResult<'_, In<'_>> {
     Ok((&i[n..], &i[..n]))
 }
 
+/// Fails unless `n` bytes are left, reporting exactly how many were needed.
+fn need(i: In<'_>, n: usize) -> Result<(), nom::Err<PError>> {
+    if i.len() < n {
+        return Err(nom::Err::Error(PError::new(
+            i,
+            ErrorKind::Truncated {
+                needed: n,
+                available: i.len(),
+            },
+        )));
+    }
+    Ok(())
+}
+
 pub fn u8_(i: In<'_>) -> PResult<'_, u8> {
+    need(i, 1)?;
     nom::number::complete::be_u8(i)
 }
 pub fn u16_(i: In<'_>) -> PResult<'_, u16> {
+    need(i, 2)?;
     nom::number::complete::be_u16(i)
 }
+pub fn u24_(i: In<'_>) -> PResult<'_, u32> {
+    need(i, 3)?;
+    nom::number::complete::be_u24(i)
+}
 pub fn u32_(i: In<'_>) -> PResult<'_, u32> {
+    need(i, 4)?;
     nom::number::complete::be_u32(i)
 }
 pub fn u64_(i: In<'_>) -> PResult<'_, u64> {
+    need(i, 8)?;
     nom::number::complete::be_u64(i)
 }
 pub fn i32_(i: In<'_>) -> PResult<'_, i32> {
+    need(i, 4)?;
     nom::number::complete::be_i32(i)
 }
 

@@ -5,6 +5,8 @@
 
 use bytes::{BufMut, Bytes};
 
+use nom::error::ContextError as _;
+
 use crate::codec::{
     Cx, DecodeError, DecodeOptions, EncodeError, ErrorKind, In, Len, PError, PResult, Wire,
     code_point, fail, field, items_len, opaque, put_opaque, take, u8_, u16_, u32_, u64_,
@@ -17,6 +19,8 @@ pub const RELO_TOKEN: u32 = 0xd245_4c4f;
 pub const VERSION: u8 = 0x0a;
 /// Size of the fixed part of the forwarding header.
 pub const FIXED_HEADER_LEN: usize = 38;
+/// Byte offset of the `length` field in the forwarding header.
+pub const LENGTH_OFFSET: usize = 16;
 
 /// The `fragment` field (RFC 6940 §6.3.2, §6.7): bit 31 always 1, bit 30 = last
 /// fragment, bits 29–24 reserved, low 24 bits = byte offset of this fragment.
@@ -242,27 +246,27 @@ pub(crate) fn check_length(
     header_len: usize,
     max: usize,
 ) -> Result<(), nom::Err<PError>> {
-    let at = &i[12..];
-    if length > max {
-        return Err(nom::Err::Error(PError::new(
+    let at = &i[LENGTH_OFFSET..];
+    let err = |kind| {
+        nom::Err::Error(PError::add_context(
             at,
-            ErrorKind::TooLarge { size: length, max },
-        )));
+            "ForwardingHeader.length",
+            PError::new(at, kind),
+        ))
+    };
+    if length > max {
+        return Err(err(ErrorKind::TooLarge { size: length, max }));
     }
     if length < header_len {
-        return Err(nom::Err::Error(PError::new(
-            at,
-            ErrorKind::Invalid("length is smaller than the forwarding header"),
+        return Err(err(ErrorKind::Invalid(
+            "length is smaller than the forwarding header",
         )));
     }
     if length > i.len() {
-        return Err(nom::Err::Error(PError::new(
-            at,
-            ErrorKind::Truncated {
-                needed: length,
-                available: i.len(),
-            },
-        )));
+        return Err(err(ErrorKind::Truncated {
+            needed: length,
+            available: i.len(),
+        }));
     }
     Ok(())
 }

@@ -210,7 +210,8 @@ fn oversized_message_is_refused_before_decoding() {
         matches!(e.kind, reload_wire::ErrorKind::TooLarge { max: 5000, .. }),
         "{e}"
     );
-    assert_eq!(e.offset, 12, "the error points at the length field");
+    assert_eq!(e.offset, 16, "the error points at the length field");
+    assert_eq!(e.field, "ForwardingHeader.length");
     let e = ForwardingHeader::peek(&b, &opts).unwrap_err();
     assert!(
         matches!(e.kind, reload_wire::ErrorKind::TooLarge { .. }),
