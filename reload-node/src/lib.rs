@@ -15,6 +15,7 @@
 //! `handle_input`, `handle_timeout`, `poll_transmit`, `poll_event` and `poll_timeout`; the
 //! tokio shell; and the deterministic simulator.
 
+pub mod check;
 pub mod config;
 pub mod identity;
 pub mod sign;

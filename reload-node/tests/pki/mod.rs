@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
 };
 use reload_node::identity::{ReloadCertificate, node_id_uri};
 use reload_node::sign::{Credentials, SigningKey};
@@ -21,7 +21,11 @@ pub struct TestCa {
 }
 
 pub fn alg(rsa: bool) -> &'static SignatureAlgorithm {
-    if rsa { &rcgen::PKCS_RSA_SHA256 } else { &rcgen::PKCS_ECDSA_P256_SHA256 }
+    if rsa {
+        &rcgen::PKCS_RSA_SHA256
+    } else {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
 }
 
 impl TestCa {
@@ -35,22 +39,41 @@ impl TestCa {
         p.distinguished_name = DistinguishedName::new();
         p.distinguished_name.push(rcgen::DnType::CommonName, name);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let cert = p.self_signed(&key).unwrap();
-        TestCa { der: Bytes::copy_from_slice(cert.der()), issuer: Issuer::new(p, key) }
+        TestCa {
+            der: Bytes::copy_from_slice(cert.der()),
+            issuer: Issuer::new(p, key),
+        }
     }
 
     /// A node certificate; returns (PKCS#8 key, DER cert).
-    pub fn issue(&self, rsa: bool, node_ids: &[NodeId], user: &str, overlay: &str, valid: (OffsetDateTime, OffsetDateTime)) -> (Vec<u8>, Bytes) {
+    pub fn issue(
+        &self,
+        rsa: bool,
+        node_ids: &[NodeId],
+        user: &str,
+        overlay: &str,
+        valid: (OffsetDateTime, OffsetDateTime),
+    ) -> (Vec<u8>, Bytes) {
         let key = KeyPair::generate_for(alg(rsa)).unwrap();
         let mut p = CertificateParams::default();
         p.distinguished_name = DistinguishedName::new();
         p.subject_alt_names = node_ids
             .iter()
             .map(|n| SanType::URI(node_id_uri(n, overlay).try_into().unwrap()))
-            .chain(std::iter::once(SanType::Rfc822Name(format!("{user}@{overlay}").try_into().unwrap())))
+            .chain(std::iter::once(SanType::Rfc822Name(
+                format!("{user}@{overlay}").try_into().unwrap(),
+            )))
             .collect();
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.not_before = valid.0;
         p.not_after = valid.1;
@@ -67,7 +90,12 @@ impl TestCa {
 }
 
 pub fn creds(key: &[u8], der: Bytes, n: NodeId) -> Credentials {
-    Credentials::new(SigningKey::from_pkcs8(key).unwrap(), ReloadCertificate::parse(der, 16).unwrap(), n).unwrap()
+    Credentials::new(
+        SigningKey::from_pkcs8(key).unwrap(),
+        ReloadCertificate::parse(der, 16).unwrap(),
+        n,
+    )
+    .unwrap()
 }
 
 pub fn now_window() -> (OffsetDateTime, OffsetDateTime) {
@@ -86,11 +114,17 @@ pub fn self_signed(rsa: bool, ids: impl Fn(&[u8]) -> Vec<NodeId>) -> (Vec<u8>, B
     p.subject_alt_names = node_ids
         .iter()
         .map(|n| SanType::URI(node_id_uri(n, OVERLAY).try_into().unwrap()))
-        .chain(std::iter::once(SanType::Rfc822Name(format!("self@{OVERLAY}").try_into().unwrap())))
+        .chain(std::iter::once(SanType::Rfc822Name(
+            format!("self@{OVERLAY}").try_into().unwrap(),
+        )))
         .collect();
     let (nb, na) = now_window();
     p.not_before = nb;
     p.not_after = na;
     let cert = p.self_signed(&key).unwrap();
-    (key.serialize_der(), Bytes::copy_from_slice(cert.der()), node_ids)
+    (
+        key.serialize_der(),
+        Bytes::copy_from_slice(cert.der()),
+        node_ids,
+    )
 }
