@@ -15,7 +15,9 @@ use std::time::SystemTime;
 
 use time::OffsetDateTime;
 
-use crate::config::{ConfigDocument, ConfigProblem, Configuration, OverlayConfig, sequence_is_newer};
+use crate::config::{
+    ConfigDocument, ConfigProblem, Configuration, OverlayConfig, sequence_is_newer,
+};
 use crate::identity::TrustPolicy;
 use crate::sign::Verifier;
 use reload_wire::NodeId;
@@ -56,7 +58,10 @@ pub fn trust_policy(config: &OverlayConfig) -> TrustPolicy {
         node_id_len: config.node_id_length,
         roots: config.root_certs.clone(),
         bad_nodes: node_ids(&config.bad_nodes),
-        self_signed: config.self_signed_permitted.as_ref().and_then(|d| d.identity_digest()),
+        self_signed: config
+            .self_signed_permitted
+            .as_ref()
+            .and_then(|d| d.identity_digest()),
     }
 }
 
@@ -80,7 +85,8 @@ pub fn check_document(xml: &[u8], opts: &CheckOptions) -> CheckReport {
             problems.extend(verify_configuration(&doc, c, opts, &mut notes));
         }
     } else {
-        notes.push("--no-verify: grammar only; signatures, expiry and semantics not checked".into());
+        notes
+            .push("--no-verify: grammar only; signatures, expiry and semantics not checked".into());
     }
     problems.sort_by_key(|p| p.line);
     problems.dedup();
@@ -128,23 +134,31 @@ fn verify_configuration(
     let blob = c.signed_bytes(doc);
     let mut good = false;
     let mut why = Vec::new();
-    for s in &c.signatures {
-        match &s.security_block {
-            Ok(sb) => match verifier.verify_blob(blob, sb, &signers, opts.now) {
-                Ok(signer) => {
-                    good = true;
-                    notes.push(format!("{name}: configuration signed by configuration-signer {}", signer.node_id));
-                }
-                Err(e) => why.push((s.line, e.to_string())),
-            },
-            // Already reported by semantic_problems.
-            Err(_) => {}
+    // An undecodable signature element is reported by semantic_problems.
+    for (s, sb) in c
+        .signatures
+        .iter()
+        .filter_map(|s| Some((s, s.security_block.as_ref().ok()?)))
+    {
+        match verifier.verify_blob(blob, sb, &signers, opts.now) {
+            Ok(signer) => {
+                good = true;
+                notes.push(format!(
+                    "{name}: configuration signed by configuration-signer {}",
+                    signer.node_id
+                ));
+            }
+            Err(e) => why.push((s.line, e.to_string())),
         }
     }
     // A missing or undecodable signature is reported by semantic_problems.
     if !good {
         for (line, e) in why {
-            problems.push(problem("signature", line, format!("configuration signature rejected: {e}")));
+            problems.push(problem(
+                "signature",
+                line,
+                format!("configuration signature rejected: {e}"),
+            ));
         }
     }
     // Kind blocks: signed by a kind-signer of this (the new current) configuration,
@@ -153,9 +167,16 @@ fn verify_configuration(
     let kind_signers = node_ids(&c.config.kind_signers);
     for k in &c.config.kinds {
         let Some(sig) = &k.signature else { continue };
-        let Ok(sb) = &sig.security_block else { continue };
-        if let Err(e) = kind_verifier.verify_blob(k.signed_bytes(doc), sb, &kind_signers, opts.now) {
-            problems.push(problem("kind-signature", sig.line, format!("kind-signature rejected: {e}")));
+        let Ok(sb) = &sig.security_block else {
+            continue;
+        };
+        if let Err(e) = kind_verifier.verify_blob(k.signed_bytes(doc), sb, &kind_signers, opts.now)
+        {
+            problems.push(problem(
+                "kind-signature",
+                sig.line,
+                format!("kind-signature rejected: {e}"),
+            ));
         }
     }
     problems
@@ -189,4 +210,87 @@ pub fn signed_document(
     let sb = sign_blob(config_signer, xml.as_bytes())?;
     let sig = SignatureElement::from_security_block(&sb).map_err(enc)?;
     Ok(ConfigDocument::assemble(&[(xml, vec![sig.value])]))
+}
+
+/// What a node must do when a new configuration replaces the one in use (RFC 6940 §11.1:
+/// "it MUST change its configuration to meet the new requirements … exit the DHT and
+/// rejoin … If any Kind data was signed by a node that is no longer allowed to sign
+/// Kinds, that Kind MUST be discarded along with any stored information of that Kind").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// Settings that cannot change under a running peer; non-empty = leave and rejoin.
+    pub rejoin_because: Vec<&'static str>,
+    /// Kinds to discard with their stored data: no longer defined, or their
+    /// kind-signature no longer verifies against the new kind-signers.
+    pub dropped_kinds: Vec<reload_wire::storage::KindId>,
+    /// Kinds whose definition (limits, policy, model) changed: the new values apply.
+    pub changed_kinds: Vec<reload_wire::storage::KindId>,
+}
+
+/// Compares the configuration in use with `new` (configuration `index` of `new_doc`).
+pub fn config_change(
+    old: &OverlayConfig,
+    new_doc: &ConfigDocument,
+    index: usize,
+    now: SystemTime,
+) -> ConfigChange {
+    let mut change = ConfigChange::default();
+    let Some(new_c) = new_doc.configurations.get(index) else {
+        return change;
+    };
+    let new = &new_c.config;
+    let checks: [(&'static str, bool); 8] = [
+        (
+            "topology-plugin",
+            old.topology_plugin != new.topology_plugin,
+        ),
+        ("node-id-length", old.node_id_length != new.node_id_length),
+        (
+            "overlay-link-protocol",
+            old.overlay_link_protocols != new.overlay_link_protocols,
+        ),
+        ("no-ice", old.no_ice != new.no_ice),
+        ("root-cert", old.root_certs != new.root_certs),
+        ("shared-secret", old.shared_secret != new.shared_secret),
+        (
+            "self-signed-permitted",
+            old.self_signed_permitted != new.self_signed_permitted,
+        ),
+        ("instance-name", old.instance_name != new.instance_name),
+    ];
+    change.rejoin_because = checks.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
+    let mut verifier = Verifier::new(trust_policy(new), 64);
+    let signers = node_ids(&new.kind_signers);
+    for k in &new.kinds {
+        let Some(id) = k.kind_id() else { continue };
+        let verified = k
+            .signature
+            .as_ref()
+            .and_then(|s| s.security_block.as_ref().ok())
+            .is_some_and(|sb| {
+                verifier
+                    .verify_blob(k.signed_bytes(new_doc), sb, &signers, now)
+                    .is_ok()
+            });
+        if !verified {
+            change.dropped_kinds.push(id);
+        } else if let Some(o) = old.kinds.iter().find(|o| o.kind_id() == Some(id)) {
+            // Compare the definitions, not their (possibly randomized) signatures.
+            let unsigned = |k: &crate::config::KindDefinition| {
+                let mut k = k.clone();
+                k.signature = None;
+                k
+            };
+            if unsigned(o) != unsigned(k) {
+                change.changed_kinds.push(id);
+            }
+        }
+    }
+    for id in old.kinds.iter().filter_map(|o| o.kind_id()) {
+        if !new.kinds.iter().any(|k| k.kind_id() == Some(id)) && !change.dropped_kinds.contains(&id)
+        {
+            change.dropped_kinds.push(id);
+        }
+    }
+    change
 }

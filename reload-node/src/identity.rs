@@ -8,11 +8,11 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use pki_types::{CertificateDer, UnixTime};
 use reload_wire::codec::to_hex;
 use reload_wire::{Destination, NodeId, ResourceId};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
-use pki_types::{CertificateDer, UnixTime};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 /// Name of the mandatory topology plug-in (RFC 6940 §10).
@@ -34,7 +34,10 @@ pub enum IdentityError {
     /// The Node-ID a message or link claims is not in the certificate.
     NodeIdNotInCertificate(NodeId),
     /// A `reload:` URI names another overlay.
-    WrongOverlay { found: String, expected: String },
+    WrongOverlay {
+        found: String,
+        expected: String,
+    },
     /// A self-signed certificate where the configuration does not permit them (§11.3.1).
     SelfSignedNotPermitted,
     /// A self-signed certificate whose Node-ID is not the digest of its key (§11.3.1).
@@ -44,7 +47,10 @@ pub enum IdentityError {
     /// A `reload:` URI that does not follow §14.15.
     BadUri(String),
     /// The topology plug-in cannot work with this Node-ID length (§10.2).
-    UnsupportedNodeIdLength { topology: String, length: usize },
+    UnsupportedNodeIdLength {
+        topology: String,
+        length: usize,
+    },
     /// An IO failure reading or writing credentials.
     Io(String),
 }
@@ -53,22 +59,38 @@ impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityError::Malformed(e) => write!(f, "not an X.509 certificate: {e}"),
-            IdentityError::UnknownCa => write!(f, "certificate does not chain to a root-cert of this overlay"),
+            IdentityError::UnknownCa => write!(
+                f,
+                "certificate does not chain to a root-cert of this overlay"
+            ),
             IdentityError::Expired => write!(f, "certificate has expired"),
             IdentityError::NotYetValid => write!(f, "certificate is not valid yet"),
             IdentityError::Chain(e) => write!(f, "certificate chain rejected: {e}"),
-            IdentityError::NoNodeId => write!(f, "certificate carries no reload: URI with a Node-ID"),
-            IdentityError::NodeIdNotInCertificate(n) => write!(f, "Node-ID {n} is not in the certificate"),
+            IdentityError::NoNodeId => {
+                write!(f, "certificate carries no reload: URI with a Node-ID")
+            }
+            IdentityError::NodeIdNotInCertificate(n) => {
+                write!(f, "Node-ID {n} is not in the certificate")
+            }
             IdentityError::WrongOverlay { found, expected } => {
                 write!(f, "certificate is for overlay {found:?}, not {expected:?}")
             }
             IdentityError::SelfSignedNotPermitted => {
-                write!(f, "self-signed certificate, and the configuration does not permit them (RFC 6940 §11.3.1)")
+                write!(
+                    f,
+                    "self-signed certificate, and the configuration does not permit them (RFC 6940 §11.3.1)"
+                )
             }
             IdentityError::SelfSignedNodeIdMismatch(n) => {
-                write!(f, "self-signed Node-ID {n} is not the digest of the certificate's public key (RFC 6940 §11.3.1)")
+                write!(
+                    f,
+                    "self-signed Node-ID {n} is not the digest of the certificate's public key (RFC 6940 §11.3.1)"
+                )
             }
-            IdentityError::BadNode(n) => write!(f, "Node-ID {n} is revoked by a bad-node entry of the configuration"),
+            IdentityError::BadNode(n) => write!(
+                f,
+                "Node-ID {n} is revoked by a bad-node entry of the configuration"
+            ),
             IdentityError::BadUri(e) => write!(f, "malformed reload: URI: {e}"),
             IdentityError::UnsupportedNodeIdLength { topology, length } => write!(
                 f,
@@ -103,7 +125,11 @@ pub fn chord_resource_id(resource_name: &[u8]) -> ResourceId {
 
 /// Resource-ID of a resource name for the overlay's topology plug-in and Node-ID length.
 /// CHORD-RELOAD is defined for 16-byte IDs only; anything else is refused clearly.
-pub fn resource_id_for(topology: &str, node_id_length: usize, resource_name: &[u8]) -> Result<ResourceId, IdentityError> {
+pub fn resource_id_for(
+    topology: &str,
+    node_id_length: usize,
+    resource_name: &[u8],
+) -> Result<ResourceId, IdentityError> {
     check_topology(topology, node_id_length)?;
     Ok(chord_resource_id(resource_name))
 }
@@ -122,7 +148,13 @@ pub fn check_topology(topology: &str, node_id_length: usize) -> Result<(), Ident
 /// The `reload:` URI of a Node-ID in the RFC 6940 §14.15 form: a hex-encoded Destination
 /// list holding one `node` entry (`0110` + 32 hex digits for 16 bytes).
 pub fn node_id_uri(node_id: &NodeId, overlay: &str) -> String {
-    format!("reload://{:02x}{:02x}{}@{}/", 1, node_id.len(), node_id.to_hex(), overlay)
+    format!(
+        "reload://{:02x}{:02x}{}@{}/",
+        1,
+        node_id.len(),
+        node_id.to_hex(),
+        overlay
+    )
 }
 
 /// A parsed `reload:` URI (RFC 6940 §14.15).
@@ -148,7 +180,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// Parses a `reload:` URI. Besides the RFC form (a hex Destination list) it accepts a bare
@@ -158,17 +193,24 @@ pub fn parse_reload_uri(uri: &str, node_id_len: usize) -> Result<ReloadUri, Iden
     let rest = uri
         .strip_prefix("reload://")
         .ok_or_else(|| bad("does not start with reload://"))?;
-    let (dest, rest) = rest.split_once('@').ok_or_else(|| bad("no @ before the overlay name"))?;
-    let (overlay, spec) = rest.split_once('/').ok_or_else(|| bad("no / after the overlay name"))?;
+    let (dest, rest) = rest
+        .split_once('@')
+        .ok_or_else(|| bad("no @ before the overlay name"))?;
+    let (overlay, spec) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("no / after the overlay name"))?;
     if overlay.is_empty() {
         return Err(bad("empty overlay name"));
     }
     let raw = unhex(dest).ok_or_else(|| bad("destination is not hex"))?;
     let destinations = if raw.len() == node_id_len {
         // The bare form: just the Node-ID.
-        vec![Destination::Node(NodeId::from_slice(&raw).ok_or_else(|| bad("bad Node-ID length"))?)]
+        vec![Destination::Node(
+            NodeId::from_slice(&raw).ok_or_else(|| bad("bad Node-ID length"))?,
+        )]
     } else {
-        let opts = reload_wire::DecodeOptions::new(node_id_len, usize::MAX).map_err(|e| bad(&e.to_string()))?;
+        let opts = reload_wire::DecodeOptions::new(node_id_len, usize::MAX)
+            .map_err(|e| bad(&e.to_string()))?;
         let buf = Bytes::from(raw);
         reload_wire::codec::decode_all(&buf, &opts, |cx, mut i| {
             let mut out = Vec::new();
@@ -187,7 +229,9 @@ pub fn parse_reload_uri(uri: &str, node_id_len: usize) -> Result<ReloadUri, Iden
     let specifier = if spec.is_empty() {
         None
     } else {
-        Some(Bytes::from(unhex(spec).ok_or_else(|| bad("specifier is not hex"))?))
+        Some(Bytes::from(
+            unhex(spec).ok_or_else(|| bad("specifier is not hex"))?,
+        ))
     };
     Ok(ReloadUri {
         destinations,
@@ -217,7 +261,13 @@ pub enum SelfSignedDigest {
 /// Node-ID number `index` (1-based) of a self-signed certificate with `count` Node-IDs:
 /// the high-order bits of digest(SPKI), or of digest(index ‖ SPKI) when there are several
 /// (RFC 6940 §11.3.1).
-pub fn self_signed_node_id(digest: SelfSignedDigest, spki_der: &[u8], index: u32, count: u32, len: usize) -> Option<NodeId> {
+pub fn self_signed_node_id(
+    digest: SelfSignedDigest,
+    spki_der: &[u8],
+    index: u32,
+    count: u32,
+    len: usize,
+) -> Option<NodeId> {
     let mut input = Vec::with_capacity(4 + spki_der.len());
     if count > 1 {
         input.extend_from_slice(&index.to_be_bytes());
@@ -266,10 +316,13 @@ impl ReloadCertificate {
     /// Parses a DER certificate for an overlay with `node_id_len`-byte Node-IDs.
     pub fn parse(der: impl Into<Bytes>, node_id_len: usize) -> Result<Self, IdentityError> {
         let der = der.into();
-        let (rest, cert) =
-            x509_parser::parse_x509_certificate(&der).map_err(|e| IdentityError::Malformed(e.to_string()))?;
+        let (rest, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| IdentityError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(IdentityError::Malformed(format!("{} bytes after the certificate", rest.len())));
+            return Err(IdentityError::Malformed(format!(
+                "{} bytes after the certificate",
+                rest.len()
+            )));
         }
         let mut node_ids = Vec::new();
         let mut overlays = Vec::new();
@@ -283,13 +336,17 @@ impl ReloadCertificate {
                         match name {
                             GeneralName::URI(u) if u.starts_with("reload:") => {
                                 let uri = parse_reload_uri(u, node_id_len)?;
-                                let id = uri
-                                    .node_id()
-                                    .ok_or_else(|| IdentityError::BadUri(format!("{u:?} does not name a single node")))?;
+                                let id = uri.node_id().ok_or_else(|| {
+                                    IdentityError::BadUri(format!(
+                                        "{u:?} does not name a single node"
+                                    ))
+                                })?;
                                 node_ids.push(id);
                                 overlays.push(uri.overlay);
                             }
-                            GeneralName::RFC822Name(n) if user_name.is_none() => user_name = Some(n.to_string()),
+                            GeneralName::RFC822Name(n) if user_name.is_none() => {
+                                user_name = Some(n.to_string())
+                            }
                             other => unexpected_names.push(format!("{other:?}")),
                         }
                     }
@@ -309,7 +366,11 @@ impl ReloadCertificate {
                     .as_ref()
                     .and_then(|p| p.as_oid().ok())
                     .map(|o| o.to_id_string());
-                if curve.as_deref() == Some(OID_EC_P256) { KeyKind::EcdsaP256 } else { KeyKind::Other }
+                if curve.as_deref() == Some(OID_EC_P256) {
+                    KeyKind::EcdsaP256
+                } else {
+                    KeyKind::Other
+                }
             }
             _ => KeyKind::Other,
         };
@@ -318,7 +379,10 @@ impl ReloadCertificate {
         let public_key = Bytes::copy_from_slice(&spki_info.subject_public_key.data);
         let self_issued = cert.issuer().as_raw() == cert.subject().as_raw();
         let validity = cert.validity();
-        let (not_before, not_after) = (validity.not_before.timestamp(), validity.not_after.timestamp());
+        let (not_before, not_after) = (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        );
         Ok(ReloadCertificate {
             node_ids,
             overlays,
@@ -365,7 +429,9 @@ fn unix_time(t: SystemTime) -> UnixTime {
 fn map_webpki(e: webpki::Error) -> IdentityError {
     match e {
         // An issuer whose name matches a root but whose key does not is no root of ours.
-        webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => IdentityError::UnknownCa,
+        webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+            IdentityError::UnknownCa
+        }
         webpki::Error::CertExpired { .. } => IdentityError::Expired,
         webpki::Error::CertNotValidYet { .. } => IdentityError::NotYetValid,
         other => IdentityError::Chain(format!("{other:?}")),
@@ -377,7 +443,12 @@ impl TrustPolicy {
     /// BasicConstraints, via webpki) or is an acceptable self-signed identity; it is
     /// within its validity period; it carries Node-IDs for this overlay only; none of them
     /// is revoked. `intermediates` are other certificates that may complete the chain.
-    pub fn verify(&self, cert: &ReloadCertificate, intermediates: &[Bytes], now: SystemTime) -> Result<(), IdentityError> {
+    pub fn verify(
+        &self,
+        cert: &ReloadCertificate,
+        intermediates: &[Bytes],
+        now: SystemTime,
+    ) -> Result<(), IdentityError> {
         if cert.node_ids.is_empty() {
             return Err(IdentityError::NoNodeId);
         }
@@ -392,9 +463,19 @@ impl TrustPolicy {
         }
         let ee_der = CertificateDer::from(cert.der.as_ref());
         let ee = webpki::EndEntityCert::try_from(&ee_der).map_err(map_webpki)?;
-        let inter: Vec<CertificateDer<'_>> = intermediates.iter().map(|c| CertificateDer::from(c.as_ref())).collect();
-        let roots: Vec<CertificateDer<'_>> = self.roots.iter().map(|c| CertificateDer::from(c.as_ref())).collect();
-        let anchors: Vec<_> = roots.iter().filter_map(|r| webpki::anchor_from_trusted_cert(r).ok()).collect();
+        let inter: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.as_ref()))
+            .collect();
+        let roots: Vec<CertificateDer<'_>> = self
+            .roots
+            .iter()
+            .map(|c| CertificateDer::from(c.as_ref()))
+            .collect();
+        let anchors: Vec<_> = roots
+            .iter()
+            .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
+            .collect();
         let chained = ee.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &anchors,
@@ -406,15 +487,24 @@ impl TrustPolicy {
         );
         match chained {
             Ok(_) => Ok(()),
-            Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey) if cert.self_issued => {
+            Err(webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey)
+                if cert.self_issued =>
+            {
                 self.verify_self_signed(cert, &ee_der, now)
             }
             Err(e) => Err(map_webpki(e)),
         }
     }
 
-    fn verify_self_signed(&self, cert: &ReloadCertificate, der: &CertificateDer<'_>, now: SystemTime) -> Result<(), IdentityError> {
-        let digest = self.self_signed.ok_or(IdentityError::SelfSignedNotPermitted)?;
+    fn verify_self_signed(
+        &self,
+        cert: &ReloadCertificate,
+        der: &CertificateDer<'_>,
+        now: SystemTime,
+    ) -> Result<(), IdentityError> {
+        let digest = self
+            .self_signed
+            .ok_or(IdentityError::SelfSignedNotPermitted)?;
         // The certificate must verify under its own key.
         let anchor = webpki::anchor_from_trusted_cert(der).map_err(map_webpki)?;
         let ee = webpki::EndEntityCert::try_from(der).map_err(map_webpki)?;
@@ -430,7 +520,8 @@ impl TrustPolicy {
         .map_err(map_webpki)?;
         let count = cert.node_ids.len() as u32;
         for (i, id) in cert.node_ids.iter().enumerate() {
-            let expected = self_signed_node_id(digest, &cert.spki, i as u32 + 1, count, self.node_id_len);
+            let expected =
+                self_signed_node_id(digest, &cert.spki, i as u32 + 1, count, self.node_id_len);
             if expected.as_ref() != Some(id) {
                 return Err(IdentityError::SelfSignedNodeIdMismatch(*id));
             }
@@ -459,7 +550,10 @@ pub fn from_pem(label: &str, pem: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();
     let stop = start + pem[start..].find(&end)?;
-    let body: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
@@ -468,7 +562,9 @@ pub fn from_pem(label: &str, pem: &str) -> Option<Vec<u8>> {
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |what: &str, e: std::io::Error| IdentityError::Io(format!("{what} {}: {e}", path.display()));
+    let io = |what: &str, e: std::io::Error| {
+        IdentityError::Io(format!("{what} {}: {e}", path.display()))
+    };
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -484,7 +580,10 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), IdentityEr
 
 /// Hex of a Node-ID list, for logs.
 pub fn node_ids_hex(ids: &[NodeId]) -> String {
-    ids.iter().map(|n| to_hex(n.as_bytes())).collect::<Vec<_>>().join(",")
+    ids.iter()
+        .map(|n| to_hex(n.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Size in bits of a public key (RSA modulus, EC field), if it can be told.
@@ -515,20 +614,34 @@ impl CertRequest {
     /// Parses DER and verifies that the request is signed by the key it carries.
     pub fn parse(der: &[u8]) -> Result<Self, IdentityError> {
         use x509_parser::prelude::FromDer as _;
-        let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
-            .map_err(|e| IdentityError::Malformed(format!("not a PKCS#10 request: {e}")))?;
+        let (rest, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(der)
+                .map_err(|e| IdentityError::Malformed(format!("not a PKCS#10 request: {e}")))?;
         if !rest.is_empty() {
-            return Err(IdentityError::Malformed(format!("{} bytes after the request", rest.len())));
+            return Err(IdentityError::Malformed(format!(
+                "{} bytes after the request",
+                rest.len()
+            )));
         }
-        csr.verify_signature()
-            .map_err(|e| IdentityError::Chain(format!("request self-signature does not verify: {e}")))?;
+        csr.verify_signature().map_err(|e| {
+            IdentityError::Chain(format!("request self-signature does not verify: {e}"))
+        })?;
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
         let key_kind = match spki.algorithm.algorithm.to_id_string().as_str() {
             OID_RSA => KeyKind::Rsa,
             OID_EC => {
-                let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
-                if curve.as_deref() == Some(OID_EC_P256) { KeyKind::EcdsaP256 } else { KeyKind::Other }
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string());
+                if curve.as_deref() == Some(OID_EC_P256) {
+                    KeyKind::EcdsaP256
+                } else {
+                    KeyKind::Other
+                }
             }
             _ => KeyKind::Other,
         };

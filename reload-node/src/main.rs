@@ -75,8 +75,15 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 fn load_config(path: &Path) -> Result<OverlayConfig, String> {
     let doc = ConfigDocument::parse_bytes(&read(path)?).map_err(|problems| {
-        let list: Vec<String> = problems.iter().map(|p| format!("  {}: {p}", path.display())).collect();
-        format!("{} is not a valid configuration document:\n{}", path.display(), list.join("\n"))
+        let list: Vec<String> = problems
+            .iter()
+            .map(|p| format!("  {}: {p}", path.display()))
+            .collect();
+        format!(
+            "{} is not a valid configuration document:\n{}",
+            path.display(),
+            list.join("\n")
+        )
     })?;
     doc.configurations
         .into_iter()
@@ -103,8 +110,15 @@ fn config_check(file: &Path, no_verify: bool, previous: Option<&Path>) -> Result
         eprintln!("note: {n}");
     }
     if report.is_clean() {
-        let n = report.document.as_ref().map_or(0, |d| d.configurations.len());
-        println!("{}: OK ({n} configuration{})", file.display(), if n == 1 { "" } else { "s" });
+        let n = report
+            .document
+            .as_ref()
+            .map_or(0, |d| d.configurations.len());
+        println!(
+            "{}: OK ({n} configuration{})",
+            file.display(),
+            if n == 1 { "" } else { "s" }
+        );
     } else {
         println!("{}: {} problem(s)", file.display(), report.problems.len());
     }
@@ -126,7 +140,8 @@ fn cert_show(file: &Path, config: Option<&Path>, node_id_length: usize) -> Resul
     };
     let config = config.map(load_config).transpose()?;
     let len = config.as_ref().map_or(node_id_length, |c| c.node_id_length);
-    let cert = ReloadCertificate::parse(der, len).map_err(|e| format!("{}: {e}", file.display()))?;
+    let cert =
+        ReloadCertificate::parse(der, len).map_err(|e| format!("{}: {e}", file.display()))?;
     println!("certificate: {}", file.display());
     for (id, overlay) in cert.node_ids.iter().zip(&cert.overlays) {
         println!("  node-id:    {id} (overlay {overlay})");
@@ -134,9 +149,22 @@ fn cert_show(file: &Path, config: Option<&Path>, node_id_length: usize) -> Resul
     if cert.node_ids.is_empty() {
         println!("  node-id:    none (no reload: URI)");
     }
-    println!("  user name:  {}", cert.user_name.as_deref().unwrap_or("none"));
-    println!("  key:        {:?}{}", cert.key_kind, cert.key_bits.map(|b| format!(" {b} bits")).unwrap_or_default());
-    println!("  valid:      {} .. {}", fmt_time(cert.not_before), fmt_time(cert.not_after));
+    println!(
+        "  user name:  {}",
+        cert.user_name.as_deref().unwrap_or("none")
+    );
+    println!(
+        "  key:        {:?}{}",
+        cert.key_kind,
+        cert.key_bits
+            .map(|b| format!(" {b} bits"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  valid:      {} .. {}",
+        fmt_time(cert.not_before),
+        fmt_time(cert.not_after)
+    );
     if cert.is_ca {
         println!("  CA:         yes");
     }
@@ -150,11 +178,17 @@ fn cert_show(file: &Path, config: Option<&Path>, node_id_length: usize) -> Resul
     let now = SystemTime::now();
     match trust_policy(&config).verify(&cert, &[], now) {
         Ok(()) => {
-            println!("  verdict:    acceptable in overlay {}", config.instance_name);
+            println!(
+                "  verdict:    acceptable in overlay {}",
+                config.instance_name
+            );
             Ok(true)
         }
         Err(e) => {
-            println!("  verdict:    REFUSED in overlay {}: {e}", config.instance_name);
+            println!(
+                "  verdict:    REFUSED in overlay {}: {e}",
+                config.instance_name
+            );
             Ok(false)
         }
     }
@@ -163,12 +197,16 @@ fn cert_show(file: &Path, config: Option<&Path>, node_id_length: usize) -> Resul
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Config(ConfigCommand::Check { file, no_verify, previous }) => {
-            config_check(&file, no_verify, previous.as_deref())
-        }
-        Command::Cert(CertCommand::Show { file, config, node_id_length }) => {
-            cert_show(&file, config.as_deref(), node_id_length)
-        }
+        Command::Config(ConfigCommand::Check {
+            file,
+            no_verify,
+            previous,
+        }) => config_check(&file, no_verify, previous.as_deref()),
+        Command::Cert(CertCommand::Show {
+            file,
+            config,
+            node_id_length,
+        }) => cert_show(&file, config.as_deref(), node_id_length),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

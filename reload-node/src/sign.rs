@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,11 +17,18 @@ use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 use bytes::{BufMut, Bytes, BytesMut};
 use reload_wire::security::{HashAlgorithm, SignatureAndHashAlgorithm};
 use reload_wire::storage::{KindId, StoredData, StoredDataValue};
-use reload_wire::{GenericCertificate, Message, NodeId, ResourceId, SecurityBlock, Signature, SignerIdentity, Wire};
+use reload_wire::{
+    GenericCertificate, Message, NodeId, ResourceId, SecurityBlock, Signature, SignerIdentity, Wire,
+};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::identity::{IdentityError, KeyKind, ReloadCertificate, TrustPolicy};
+use crate::identity::{IdentityError, KeyKind, ReloadCertificate, TrustPolicy, write_private_file};
+
+/// File name of a node's private key in its data directory.
+pub const KEY_FILE: &str = "node.key";
+/// File name of a node's certificate in its data directory.
+pub const CERT_FILE: &str = "node.crt";
 
 /// Why signing or verification failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +62,9 @@ impl fmt::Display for SignError {
             ),
             SignError::BadSignature => write!(f, "signature does not verify"),
             SignError::UnknownSigner => write!(f, "no certificate for the signer identity"),
-            SignError::UnacceptableIdentity(why) => write!(f, "unacceptable signer identity: {why}"),
+            SignError::UnacceptableIdentity(why) => {
+                write!(f, "unacceptable signer identity: {why}")
+            }
             SignError::Identity(e) => write!(f, "signer certificate refused: {e}"),
             SignError::SignerNotAllowed(n) => write!(f, "signer {n} is not allowed to sign this"),
             SignError::Key(e) => write!(f, "key error: {e}"),
@@ -100,8 +110,11 @@ impl SigningKey {
                 .map(SigningKey::Rsa)
                 .map_err(|e| SignError::Key(e.to_string())),
             KeyAlgorithm::EcdsaP256 => {
-                let doc = EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
-                    .map_err(|e| SignError::Key(e.to_string()))?;
+                let doc = EcdsaKeyPair::generate_pkcs8(
+                    &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &SystemRandom::new(),
+                )
+                .map_err(|e| SignError::Key(e.to_string()))?;
                 Self::from_pkcs8(doc.as_ref())
             }
         }
@@ -173,7 +186,9 @@ pub fn verify_with_certificate(
 ) -> Result<(), SignError> {
     let algorithm: &dyn sig::VerificationAlgorithm = match (alg, cert.key_kind) {
         (SignatureAndHashAlgorithm::RSA_SHA256, KeyKind::Rsa) => &sig::RSA_PKCS1_2048_8192_SHA256,
-        (SignatureAndHashAlgorithm::ECDSA_SHA256, KeyKind::EcdsaP256) => &sig::ECDSA_P256_SHA256_ASN1,
+        (SignatureAndHashAlgorithm::ECDSA_SHA256, KeyKind::EcdsaP256) => {
+            &sig::ECDSA_P256_SHA256_ASN1
+        }
         _ => return Err(SignError::UnsupportedAlgorithm(alg)),
     };
     sig::UnparsedPublicKey::new(algorithm, cert.public_key.as_ref())
@@ -193,7 +208,11 @@ pub fn signer_identity(cert: &ReloadCertificate, node_id: &NodeId) -> SignerIden
     } else {
         SignerIdentity::CertHashNodeId {
             hash_alg: HashAlgorithm::SHA256,
-            certificate_node_id_hash: Bytes::copy_from_slice(&cert_node_hash(HashAlgorithm::SHA256, node_id, cert.der())),
+            certificate_node_id_hash: Bytes::copy_from_slice(&cert_node_hash(
+                HashAlgorithm::SHA256,
+                node_id,
+                cert.der(),
+            )),
         }
     }
 }
@@ -229,12 +248,18 @@ pub struct Credentials {
 impl Credentials {
     /// Credentials for `node_id`, which must be in the certificate, whose key must be this
     /// key.
-    pub fn new(key: SigningKey, cert: ReloadCertificate, node_id: NodeId) -> Result<Self, SignError> {
+    pub fn new(
+        key: SigningKey,
+        cert: ReloadCertificate,
+        node_id: NodeId,
+    ) -> Result<Self, SignError> {
         if !cert.has_node_id(&node_id) {
             return Err(IdentityError::NodeIdNotInCertificate(node_id).into());
         }
         if key.public_key() != cert.public_key.as_ref() {
-            return Err(SignError::Key("the private key does not belong to the certificate".into()));
+            return Err(SignError::Key(
+                "the private key does not belong to the certificate".into(),
+            ));
         }
         Ok(Credentials {
             key,
@@ -247,12 +272,57 @@ impl Credentials {
         signer_identity(&self.cert, &self.node_id)
     }
 
+    /// Stores the key (`node.key`, PKCS#8 PEM) and certificate (`node.crt`, PEM) in a
+    /// node's data directory, readable by the owner only.
+    pub fn save(&self, dir: &Path) -> Result<(), SignError> {
+        let key = crate::identity::to_pem("PRIVATE KEY", &self.key.to_pkcs8()?);
+        write_private_file(&dir.join(KEY_FILE), key.as_bytes())?;
+        let cert = crate::identity::to_pem("CERTIFICATE", self.cert.der());
+        write_private_file(&dir.join(CERT_FILE), cert.as_bytes())?;
+        Ok(())
+    }
+
+    /// Loads what [`Credentials::save`] stored. Signs as `node_id`, or as the certificate's
+    /// first Node-ID.
+    pub fn load(
+        dir: &Path,
+        node_id_len: usize,
+        node_id: Option<NodeId>,
+    ) -> Result<Self, SignError> {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .map_err(|e| SignError::Key(format!("cannot read {}: {e}", dir.join(f).display())))
+        };
+        let key_der =
+            crate::identity::from_pem("PRIVATE KEY", &read(KEY_FILE)?).ok_or_else(|| {
+                SignError::Key(format!(
+                    "{} holds no PRIVATE KEY block",
+                    dir.join(KEY_FILE).display()
+                ))
+            })?;
+        let cert_der =
+            crate::identity::from_pem("CERTIFICATE", &read(CERT_FILE)?).ok_or_else(|| {
+                SignError::Key(format!(
+                    "{} holds no CERTIFICATE block",
+                    dir.join(CERT_FILE).display()
+                ))
+            })?;
+        let cert = ReloadCertificate::parse(cert_der, node_id_len)?;
+        let id = match node_id {
+            Some(id) => id,
+            None => *cert.node_ids.first().ok_or(IdentityError::NoNodeId)?,
+        };
+        Credentials::new(SigningKey::from_pkcs8(&key_der)?, cert, id)
+    }
+
     /// A signature over `data ‖ SignerIdentity`, the shape every RELOAD signature input has.
     pub fn sign_with_identity(&self, data: &[u8]) -> Result<Signature, SignError> {
         let identity = self.identity();
         let mut input = BytesMut::with_capacity(data.len() + identity.encoded_len());
         input.put_slice(data);
-        identity.encode(&mut input).map_err(|e| SignError::Encode(e.to_string()))?;
+        identity
+            .encode(&mut input)
+            .map_err(|e| SignError::Encode(e.to_string()))?;
         Ok(Signature {
             algorithm: self.key.algorithm(),
             signature_value: Bytes::from(self.key.sign(&input)?),
@@ -263,12 +333,25 @@ impl Credentials {
     /// Signs a message (RFC 6940 §6.3.4): sets the security block to our certificate plus
     /// `extra_certificates` (those needed to verify data inside it) and the signature over
     /// `overlay ‖ transaction_id ‖ MessageContents ‖ SignerIdentity`.
-    pub fn sign_message(&self, msg: &mut Message, extra_certificates: Vec<GenericCertificate>) -> Result<(), SignError> {
+    pub fn sign_message(
+        &self,
+        msg: &mut Message,
+        extra_certificates: Vec<GenericCertificate>,
+    ) -> Result<(), SignError> {
         let identity = self.identity();
-        let input = reload_wire::message::signature_input(msg.header.overlay, msg.header.transaction_id, &msg.contents, &identity)
-            .map_err(|e| SignError::Encode(e.to_string()))?;
+        let input = reload_wire::message::signature_input(
+            msg.header.overlay,
+            msg.header.transaction_id,
+            &msg.contents,
+            &identity,
+        )
+        .map_err(|e| SignError::Encode(e.to_string()))?;
         let mut certificates = vec![GenericCertificate::x509(self.cert.der().clone())];
-        certificates.extend(extra_certificates.into_iter().filter(|c| c.certificate != *self.cert.der()));
+        certificates.extend(
+            extra_certificates
+                .into_iter()
+                .filter(|c| c.certificate != *self.cert.der()),
+        );
         msg.security = SecurityBlock {
             certificates,
             signature: Signature {
@@ -281,7 +364,12 @@ impl Credentials {
     }
 
     /// Signs a value to be stored (RFC 6940 §7.1), replacing `data.signature`.
-    pub fn sign_stored_data(&self, resource: &ResourceId, kind: KindId, data: &mut StoredData) -> Result<(), SignError> {
+    pub fn sign_stored_data(
+        &self,
+        resource: &ResourceId,
+        kind: KindId,
+        data: &mut StoredData,
+    ) -> Result<(), SignError> {
         let identity = self.identity();
         let input = stored_data_signature_input(resource, kind, data, &identity)?;
         data.signature = Signature {
@@ -311,12 +399,18 @@ pub fn stored_data_signature_input(
         }
         v => v.clone(),
     };
-    let mut b = BytesMut::with_capacity(resource.as_bytes().len() + 12 + value.encoded_len() + identity.encoded_len());
+    let mut b = BytesMut::with_capacity(
+        resource.as_bytes().len() + 12 + value.encoded_len() + identity.encoded_len(),
+    );
     b.put_slice(resource.as_bytes());
     b.put_u32(kind.0);
     b.put_u64(data.storage_time);
-    value.encode(&mut b).map_err(|e| SignError::Encode(e.to_string()))?;
-    identity.encode(&mut b).map_err(|e| SignError::Encode(e.to_string()))?;
+    value
+        .encode(&mut b)
+        .map_err(|e| SignError::Encode(e.to_string()))?;
+    identity
+        .encode(&mut b)
+        .map_err(|e| SignError::Encode(e.to_string()))?;
     Ok(b.freeze())
 }
 
@@ -365,7 +459,10 @@ impl CertCache {
     }
 
     /// The certificate and Node-ID a signer identity designates.
-    pub fn resolve(&self, identity: &SignerIdentity) -> Result<(Arc<ReloadCertificate>, NodeId), SignError> {
+    pub fn resolve(
+        &self,
+        identity: &SignerIdentity,
+    ) -> Result<(Arc<ReloadCertificate>, NodeId), SignError> {
         match identity {
             SignerIdentity::CertHash {
                 hash_alg,
@@ -378,7 +475,10 @@ impl CertCache {
                 } else {
                     self.by_hash
                         .values()
-                        .find(|c| hash(*hash_alg, &[c.der()]).as_deref() == Some(certificate_hash.as_ref()))
+                        .find(|c| {
+                            hash(*hash_alg, &[c.der()]).as_deref()
+                                == Some(certificate_hash.as_ref())
+                        })
                         .cloned()
                 };
                 let cert = cert.ok_or(SignError::UnknownSigner)?;
@@ -395,11 +495,15 @@ impl CertCache {
                 certificate_node_id_hash,
             } => {
                 if hash(*hash_alg, &[]).is_none() {
-                    return Err(SignError::UnacceptableIdentity("unsupported identity hash algorithm"));
+                    return Err(SignError::UnacceptableIdentity(
+                        "unsupported identity hash algorithm",
+                    ));
                 }
                 for cert in self.by_hash.values() {
                     for id in &cert.node_ids {
-                        if cert_node_hash(*hash_alg, id, cert.der()) == certificate_node_id_hash.as_ref() {
+                        if cert_node_hash(*hash_alg, id, cert.der())
+                            == certificate_node_id_hash.as_ref()
+                        {
                             return Ok((cert.clone(), *id));
                         }
                     }
@@ -407,7 +511,9 @@ impl CertCache {
                 Err(SignError::UnknownSigner)
             }
             SignerIdentity::None => Err(SignError::UnacceptableIdentity("identity none")),
-            SignerIdentity::Unknown { .. } => Err(SignError::UnacceptableIdentity("unknown identity type")),
+            SignerIdentity::Unknown { .. } => {
+                Err(SignError::UnacceptableIdentity("unknown identity type"))
+            }
         }
     }
 }
@@ -455,25 +561,37 @@ impl Verifier {
     ) -> Result<VerifiedSigner, SignError> {
         let (cert, node_id) = self.cache.resolve(&signature.identity)?;
         self.trust.verify(&cert, intermediates, now)?;
-        let mut input = BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());
+        let mut input =
+            BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());
         input.put_slice(data_without_identity);
         signature
             .identity
             .encode(&mut input)
             .map_err(|e| SignError::Encode(e.to_string()))?;
-        verify_with_certificate(signature.algorithm, &cert, &input, &signature.signature_value)?;
+        verify_with_certificate(
+            signature.algorithm,
+            &cert,
+            &input,
+            &signature.signature_value,
+        )?;
         Ok(VerifiedSigner { node_id, cert })
     }
 
     /// Verifies a message signature (RFC 6940 §6.3.4): the signer's certificate comes from
     /// the security block or the cache, must pass the trust policy, and its key must verify
     /// the signature over `overlay ‖ transaction_id ‖ MessageContents ‖ SignerIdentity`.
-    pub fn verify_message(&mut self, msg: &Message, now: SystemTime) -> Result<VerifiedSigner, SignError> {
+    pub fn verify_message(
+        &mut self,
+        msg: &Message,
+        now: SystemTime,
+    ) -> Result<VerifiedSigner, SignError> {
         let inter = self.learn(&msg.security.certificates);
         let mut data = BytesMut::with_capacity(12 + msg.contents.encoded_len());
         data.put_u32(msg.header.overlay);
         data.put_u64(msg.header.transaction_id);
-        msg.contents.encode(&mut data).map_err(|e| SignError::Encode(e.to_string()))?;
+        msg.contents
+            .encode(&mut data)
+            .map_err(|e| SignError::Encode(e.to_string()))?;
         self.check_signed(&msg.security.signature, &data, &inter, now)
     }
 
@@ -490,7 +608,12 @@ impl Verifier {
         let inter = self.learn(certificates);
         let full = stored_data_signature_input(resource, kind, data, &data.signature.identity)?;
         let ident_len = data.signature.identity.encoded_len();
-        self.check_signed(&data.signature, &full[..full.len() - ident_len], &inter, now)
+        self.check_signed(
+            &data.signature,
+            &full[..full.len() - ident_len],
+            &inter,
+            now,
+        )
     }
 
     /// Verifies a signature over a configuration document or kind block (RFC 6940 §11.1):
