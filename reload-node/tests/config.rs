@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use reload_node::config::*;
 use reload_wire::security::{HashAlgorithm, SignatureAndHashAlgorithm};
 use reload_wire::storage::{DataModel, KindId};
-use reload_wire::{SecurityBlock, Signature, SignerIdentity, Wire};
+use reload_wire::{SecurityBlock, Signature, SignerIdentity};
 use time::OffsetDateTime;
 
 const EXAMPLE: &str = include_str!("fixtures/rfc6940-example.relo");
@@ -1052,7 +1052,7 @@ fn companion_rfc_extensions_are_typed() {
 #[test]
 fn foreign_elements_are_kept_self_contained() {
     let xml = r#"<p:overlay xmlns:p="urn:ietf:params:xml:ns:p2p:config-base" xmlns="urn:other:default" xmlns:a="urn:a" xmlns:b="urn:b">
-<p:configuration instance-name="f.example" sequence="1" a:flag="yes">
+<p:configuration instance-name="f.example" sequence="1" a:flag="yes" xml:lang="en">
   <thing b:attr="1"><a:inner>text &amp; more</a:inner><plain/></thing>
   <b:own xmlns:b="urn:b2"><b:x/></b:own>
   <a:e xmlns="urn:ietf:params:xml:ns:p2p:config-base"><kid/></a:e>
@@ -1080,6 +1080,8 @@ fn foreign_elements_are_kept_self_contained() {
         r#"<a:e xmlns:a="urn:a" xmlns="urn:ietf:params:xml:ns:p2p:config-base"><kid/></a:e>"#
     );
     assert_eq!(c.extension_attributes[0].namespace, "urn:a");
+    assert_eq!(c.extension_attributes[1].name, "lang");
+    assert!(c.to_xml().contains(" xml:lang=\"en\""));
     // Written into a document with other declarations, they mean the same.
     let again = parse(&ConfigDocument::assemble(&[(c.to_xml(), vec![])]));
     assert_eq!(&again.configurations[0].config, c);
@@ -1378,6 +1380,20 @@ fn deep_nesting_and_many_errors_are_bounded() {
     let e = parse_err(&many);
     assert_eq!(e.len(), 1001);
     assert!(e[1000].message.contains("49000 more errors"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // A foreign element with a huge start tag and many children: linear work.
+    let attrs: String = (0..20_000).map(|i| format!(" a{i}=\"{i}\"")).collect();
+    let wide = doc_with(
+        "",
+        &format!(
+            "<x:e xmlns:x=\"urn:x\"{attrs}>{}</x:e>",
+            "<x:c/>".repeat(50_000)
+        ),
+    );
+    let started = std::time::Instant::now();
+    let doc = parse(&wide);
+    assert_eq!(doc.configurations[0].config.extensions.len(), 1);
     assert!(started.elapsed() < Duration::from_secs(20));
 
     let many_values = doc_with("", &"<kind-signer>00</kind-signer>\n".repeat(50_000));

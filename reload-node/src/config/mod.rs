@@ -30,6 +30,43 @@
 //! - Documents larger than [`MAX_DOCUMENT_BYTES`], deeper than [`MAX_DEPTH`] elements or
 //!   with more than [`MAX_NODES`] XML nodes are refused before any further work; DTDs are
 //!   refused (no entity expansion).
+//!
+//! # Ambiguities of the texts, and how they are resolved (line numbers of `rfc6940.txt`)
+//!
+//! - `overlay-reliability-timer` is described (§11.1, L7189) but missing from the grammar
+//!   (§11.1.1): accepted as a base element, `xsd:unsignedInt` milliseconds.
+//! - The text names `topology-plug-in` (L7082), the grammar and example `topology-plugin`
+//!   (L7380): both are read, `topology-plugin` is written.
+//! - `enrollment-server`: the URL is "in a `url` element" (L7098), but directly in the
+//!   element in the grammar (L7394) and the example: both are read.
+//! - `xsd:string` values (`shared-secret`, signer IDs, `mandatory-extension`) are trimmed
+//!   like every other value, as the example's padded values require (L6975ff.).
+//! - `expiration` and `sequence` are optional in the grammar (L7367–L7368), yet every
+//!   version MUST carry a sequence number (§6.3.2.1, L2694): a missing sequence reads as 0
+//!   and is reported; a missing expiration means "does not expire".
+//! - `signature` elements interleave freely in the grammar (L7372) but sign "the preceding
+//!   configuration element" (L7059): each belongs to the configuration before it; one before
+//!   any configuration is kept in [`ConfigDocument::stray_signatures`] and reported.
+//! - `id=` Kinds are "allocated out of private space" (L7256): a non-registered id outside
+//!   0xF0000001–0xFFFFFFFE (like the example's 2000) is reported, not refused.
+//! - Registered Kinds: the document's `data-model`/`access-control` "MUST match … clients
+//!   MUST ignore them in favor of the IANA versions" (L7290): the registry's values are
+//!   used and a mismatch is reported.
+//! - `self-signed-permitted` `false` is the same as absent (L7117): `None`.
+//! - RFC 7904 §3.4: the text says `domain-restrictions` with an optional `enable`, the
+//!   grammar `sip:domain-restriction` with a required one, among the kind parameters: both
+//!   spellings are read, inside a `kind` or at configuration level; no `enable` = false.
+//! - RFC 7374 §8: `redir:branching-factor` goes "inside the new REDIR kind element" (text)
+//!   but is a configuration `parameter` in its grammar: both places are read; the REDIR
+//!   kind's value wins ([`OverlayConfig::branching_factor`]).
+//! - RFC 7851 §7 gives no grammar: `diag:diagnostic-kind kind="0x…"` with
+//!   `diag:access-node` children, at configuration level.
+//! - RFC 7263 §6, RFC 7363 §7, RFC 7374 §8 say their namespace "is added into the
+//!   `<mandatory-extension>` element"; RFC 7851 §9.6 says MUST: using one of these without
+//!   listing it is reported.
+//! - CHORD-RELOAD (and CHORD-SELF-TUNING, RFC 7363) work on 128-bit identifiers (§10): a
+//!   `node-id-length` other than 16 is reported as refused for them.
+//! - Sequence numbers: see [`sequence_is_newer`].
 
 mod datetime;
 mod kinds;
@@ -304,7 +341,7 @@ pub struct ConfigProblem {
 }
 
 impl ConfigProblem {
-    pub(crate) fn new(element: impl Into<String>, line: u32, message: impl Into<String>) -> Self {
+    pub fn new(element: impl Into<String>, line: u32, message: impl Into<String>) -> Self {
         ConfigProblem {
             element: element.into(),
             line,

@@ -1,7 +1,7 @@
 //! The parser: RELAX NG grammar of RFC 6940 §11.1.1 plus the companion RFCs' elements,
 //! checked by hand over a `roxmltree` tree.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -1182,10 +1182,16 @@ fn self_contained(src: &str, n: N<'_, '_>) -> String {
     let range = n.range();
     let raw = src.get(range.clone()).unwrap_or("");
     let mut needed: Vec<(Option<String>, String)> = Vec::new();
-    let declared_within = |e: N<'_, '_>, p: &Option<String>| -> bool {
+    // Each start tag is scanned once, however many descendants ask about it.
+    let mut decls: HashMap<usize, Vec<Option<String>>> = HashMap::new();
+    let mut declared_within = |e: N<'_, '_>, p: &Option<String>| -> bool {
         let mut cur = Some(e);
         while let Some(x) = cur {
-            if start_tag_declarations(src, x.range().start).contains(p) {
+            let start = x.range().start;
+            let d = decls
+                .entry(start)
+                .or_insert_with(|| start_tag_declarations(src, start));
+            if d.contains(p) {
                 return true;
             }
             if x == n {
