@@ -10,12 +10,22 @@
 //! - [`sign`]: message signatures (§6.3.4), stored-data signatures (§7.1) and the
 //!   certificate cache.
 //!
-//! To come: the **sans-IO core** — routing (§6.1–§6.2), transactions, CHORD-RELOAD (§10),
-//! storage (§7), fragmentation (§6.7) and link state machines (§6.6) — driven by
-//! `handle_input`, `handle_timeout`, `poll_transmit`, `poll_event` and `poll_timeout`; the
-//! tokio shell; and the deterministic simulator.
+//! The peer itself:
+//! - [`node`]: the **sans-IO core** — message receipt and forwarding (§6.1), symmetric
+//!   recursive routing (§6.2), transactions with end-to-end retransmission (§6.2.1),
+//!   signatures at the destination, Attach/Ping/Join/Leave/Update/RouteQuery/Probe —
+//!   driven by `handle_input`, `handle_timeout`, `poll_transmit`, `poll_event` and
+//!   `poll_timeout`;
+//! - [`topology`]: the topology plug-in interface, with CHORD-RELOAD (§10);
+//! - [`sim`]: the deterministic simulator that drives many cores on a virtual clock.
+//!
+//! To come: storage (§7), fragmentation (§6.7), the (D)TLS link layer (§6.6) under the
+//! core, and the tokio shell.
 
 pub mod check;
 pub mod config;
 pub mod identity;
+pub mod node;
 pub mod sign;
+pub mod sim;
+pub mod topology;

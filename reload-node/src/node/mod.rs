@@ -1,0 +1,1466 @@
+//! The sans-IO node core (RFC 6940 §5–§6): message receipt and forwarding (§6.1),
+//! symmetric recursive routing (§6.2), end-to-end retransmission (§6.2.1), signatures at
+//! the destination (§6.3.4), the forwarding and link management methods (§6.4, §6.5),
+//! driven by a [`Topology`] plug-in.
+//!
+//! The core is a plain struct. The shell (a tokio runtime, or the simulator) feeds it
+//! bytes and time and drains what it produces:
+//! - [`Node::handle_input`] — bytes that arrived on a link;
+//! - [`Node::handle_timeout`] — the time came that [`Node::poll_timeout`] asked for;
+//! - [`Node::poll_transmit`] — bytes to send on a link;
+//! - [`Node::poll_event`] — links to open or close, and what happened for the application.
+//!
+//! It never opens a socket, reads a clock, or draws randomness of its own: `now` is passed
+//! in, the wall clock is derived from the one given at construction, and randomness comes
+//! from a seed (the shell seeds it from the OS; the simulator from its run seed).
+//!
+//! Links in this version are *message links*: each input and transmit is one whole RELOAD
+//! message, on a link whose peer Node-ID the shell established. The simulator vouches for
+//! identities directly; the (D)TLS link layer (§6.6) that binds Node-IDs to certificates
+//! plugs in below this interface.
+
+mod tx;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use reload_wire::body::MessageBody;
+use reload_wire::header::{Fragment, VERSION, option_flags};
+use reload_wire::link::{
+    AttachReqAns, IceCandidate, OverlayLinkType, PingAns, ROLE_ACTIVE, ROLE_PASSIVE,
+};
+use reload_wire::message::{
+    ErrorCode, ErrorResponse, Message, MessageCode, MessageContents, MessageExtensionType,
+};
+use reload_wire::topology::{
+    JoinAns, JoinReq, LeaveAns, LeaveReq, ProbeAns, ProbeInformation, RouteQueryAns, RouteQueryReq,
+    UpdateAns, UpdateReq,
+};
+use reload_wire::{
+    DecodeOptions, Destination, ForwardingHeader, NodeId, ResourceId, SecurityBlock, Signature,
+    Wire,
+};
+
+use crate::config::{OverlayConfig, SequenceCheck, check_sequence};
+use crate::identity::overlay_hash;
+use crate::sign::{Credentials, SignError, Verifier};
+use crate::topology::{NextHop, StartMode, Topology, TopologyAction, TopologyInput};
+
+pub use tx::Purpose;
+use tx::{AnswerCache, Outstanding, Transactions};
+
+/// Transmissions of a request before it fails (RFC 6940 §6.2.1: "up to 4 times, for a
+/// total of 5 messages").
+pub const MAX_TRANSMISSIONS: u32 = 5;
+
+/// Everything the core needs to know about the overlay and its own limits. Built from the
+/// configuration, the single source of tunables; local limits have documented defaults.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    pub overlay_name: String,
+    /// Forwarding header `overlay` (§6.3.2).
+    pub overlay_hash: u32,
+    /// Our configuration sequence (§6.3.2.1).
+    pub configuration_sequence: u16,
+    /// `initial-ttl` (§11.1).
+    pub initial_ttl: u8,
+    /// `overlay-reliability-timer` (§6.2.1, §11.1).
+    pub reliability_timer: Duration,
+    /// Codec options: Node-ID length, max-message-size, Kind data models.
+    pub decode: DecodeOptions,
+    /// Our host candidates for Attach (§6.5.1.5: a No-ICE overlay sends host candidates).
+    pub listen: Vec<(OverlayLinkType, SocketAddr)>,
+    /// Local limit: answers remembered for retransmitted requests.
+    pub answer_cache_size: usize,
+    /// Local limit: certificates cached.
+    pub cert_cache_size: usize,
+    /// Local limit: outstanding inbound requests waiting for the application.
+    pub max_app_requests: usize,
+}
+
+impl NodeSettings {
+    pub fn from_config(config: &OverlayConfig, listen: Vec<(OverlayLinkType, SocketAddr)>) -> Self {
+        NodeSettings {
+            overlay_name: config.instance_name.clone(),
+            overlay_hash: overlay_hash(&config.instance_name),
+            configuration_sequence: config.sequence,
+            initial_ttl: config.initial_ttl,
+            reliability_timer: config.overlay_reliability_timer,
+            decode: config.decode_options(),
+            listen,
+            answer_cache_size: 4096,
+            cert_cache_size: 1024,
+            max_app_requests: 1024,
+        }
+    }
+
+    /// The maximum request lifetime (§3): reliability timer × transmissions (15 s by
+    /// default).
+    pub fn max_request_lifetime(&self) -> Duration {
+        self.reliability_timer * MAX_TRANSMISSIONS
+    }
+}
+
+/// A link, as the core names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// Bytes to send on a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub link: LinkId,
+    pub data: Bytes,
+}
+
+/// An inbound request handed to the application, to be answered with
+/// [`Node::respond`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InboundId(pub u64);
+
+/// Why a request of ours failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// No answer after the last transmission (§6.2.1).
+    Timeout,
+    /// The responder answered with an error.
+    Error(ErrorResponse),
+}
+
+/// What the core reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Open a transport to `addr` for `link`; we are the (D)TLS client. The shell calls
+    /// [`Node::link_up`] when it is established or [`Node::link_down`] when it fails.
+    Connect {
+        link: LinkId,
+        addr: SocketAddr,
+        protocol: OverlayLinkType,
+        expected_peer: Option<NodeId>,
+    },
+    /// Close the transport of `link`.
+    Close {
+        link: LinkId,
+    },
+    LinkUp {
+        link: LinkId,
+        peer: NodeId,
+    },
+    LinkDown {
+        link: LinkId,
+        peer: Option<NodeId>,
+    },
+    /// We now belong to the ring (§10.5).
+    Joined,
+    /// Our neighbour set changed.
+    NeighborsChanged,
+    /// We cannot reach the overlay.
+    Isolated {
+        reason: String,
+    },
+    /// A request for the application (storage, usages).
+    Request {
+        id: InboundId,
+        from: NodeId,
+        body: MessageBody,
+    },
+    /// The answer to [`Node::send_request`].
+    Response {
+        transaction_id: u64,
+        result: Result<(NodeId, MessageBody), RequestError>,
+    },
+    /// A configuration arrived by ConfigUpdate (§6.5.4); the application checks it.
+    ConfigUpdate {
+        from: NodeId,
+        body: reload_wire::link::ConfigUpdateReq,
+    },
+}
+
+/// Counters, for diagnostics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub received: u64,
+    pub forwarded: u64,
+    pub delivered: u64,
+    pub answered: u64,
+    pub dropped_malformed: u64,
+    pub dropped_wrong_overlay: u64,
+    pub dropped_bad_signature: u64,
+    pub dropped_no_route: u64,
+    pub dropped_other: u64,
+    pub retransmissions: u64,
+    pub duplicate_requests: u64,
+    /// Answers refused because the wrong node sent them (§6.3.4).
+    pub wrong_responder: u64,
+}
+
+#[derive(Debug)]
+struct LinkSlot {
+    peer: Option<NodeId>,
+    /// For links we opened for an Attach we answered: send an Update once up.
+    send_update: bool,
+}
+
+/// Where the answer to an inbound request goes.
+#[derive(Debug, Clone)]
+struct ReplyRoute {
+    link: LinkId,
+    destination: Vec<Destination>,
+    transaction_id: u64,
+    max_response_length: u32,
+}
+
+/// A tiny deterministic generator (xorshift64*), seeded by the shell.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The node core. See the module documentation.
+pub struct Node {
+    s: NodeSettings,
+    creds: Credentials,
+    verifier: Verifier,
+    topo: Box<dyn Topology + Send>,
+    rng: Rng,
+    clock: (Instant, SystemTime),
+    links: HashMap<LinkId, LinkSlot>,
+    by_peer: HashMap<NodeId, LinkId>,
+    next_link: u64,
+    tx: Transactions,
+    answers: AnswerCache,
+    app_requests: HashMap<InboundId, ReplyRoute>,
+    next_inbound: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    start: Option<StartMode>,
+    started_at: Instant,
+    stats: NodeStats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("node_id", &self.creds.node_id)
+            .field("links", &self.links.len())
+            .field("outstanding", &self.tx.len())
+            .finish()
+    }
+}
+
+fn wall_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// A node with its settings, credentials, trust policy (via `verifier`), topology
+    /// plug-in, the current time as both a monotonic instant and wall-clock time, and a
+    /// random seed.
+    pub fn new(
+        settings: NodeSettings,
+        creds: Credentials,
+        verifier: Verifier,
+        topology: Box<dyn Topology + Send>,
+        now: Instant,
+        wall: SystemTime,
+        seed: u64,
+    ) -> Self {
+        let answers = AnswerCache::new(settings.max_request_lifetime(), settings.answer_cache_size);
+        Node {
+            creds,
+            verifier,
+            topo: topology,
+            rng: Rng(seed | 1),
+            clock: (now, wall),
+            links: HashMap::new(),
+            by_peer: HashMap::new(),
+            next_link: 1,
+            tx: Transactions::default(),
+            answers,
+            app_requests: HashMap::new(),
+            next_inbound: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            start: None,
+            started_at: now,
+            stats: NodeStats::default(),
+            s: settings,
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.creds.node_id
+    }
+
+    pub fn settings(&self) -> &NodeSettings {
+        &self.s
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    pub fn topology(&self) -> &dyn Topology {
+        self.topo.as_ref()
+    }
+
+    /// Peers with a link up.
+    pub fn connected_peers(&self) -> Vec<NodeId> {
+        self.by_peer.keys().copied().collect()
+    }
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        self.clock.1 + now.saturating_duration_since(self.clock.0)
+    }
+
+    /// Starts the node: alone as the first node of a new overlay, or by connecting to
+    /// bootstrap peers at `bootstrap` (§11.4) and joining through them.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        first_node: bool,
+        bootstrap: &[(OverlayLinkType, SocketAddr)],
+        client: bool,
+    ) {
+        self.started_at = now;
+        if first_node {
+            self.start = Some(StartMode::FirstNode);
+            self.topo.start(now, StartMode::FirstNode);
+            self.drain_topology(now);
+            return;
+        }
+        self.start = Some(if client {
+            StartMode::Client { bootstrap: vec![] }
+        } else {
+            StartMode::Join { bootstrap: vec![] }
+        });
+        for (protocol, addr) in bootstrap {
+            let link = self.new_link(None, false);
+            self.events.push_back(Event::Connect {
+                link,
+                addr: *addr,
+                protocol: *protocol,
+                expected_peer: None,
+            });
+        }
+    }
+
+    /// Leaves gracefully (§6.4.2.2, §10.9).
+    pub fn leave(&mut self, now: Instant) {
+        self.topo.leave(now);
+        self.drain_topology(now);
+    }
+
+    fn new_link(&mut self, peer: Option<NodeId>, send_update: bool) -> LinkId {
+        let id = LinkId(self.next_link);
+        self.next_link += 1;
+        self.links.insert(id, LinkSlot { peer, send_update });
+        id
+    }
+
+    /// An incoming transport was accepted (we are the (D)TLS server). Returns its link.
+    pub fn accept(&mut self) -> LinkId {
+        self.new_link(None, false)
+    }
+
+    /// The link's transport and security are up, bound to `peer` (the Node-ID its
+    /// certificate proved, or the simulator's word).
+    pub fn link_up(&mut self, now: Instant, link: LinkId, peer: NodeId) {
+        let Some(slot) = self.links.get_mut(&link) else {
+            return;
+        };
+        slot.peer = Some(peer);
+        let send_update = std::mem::take(&mut slot.send_update);
+        if let Some(old) = self.by_peer.insert(peer, link)
+            && old != link
+        {
+            // A second link to the same peer: keep the newest, close the old one.
+            self.links.remove(&old);
+            self.events.push_back(Event::Close { link: old });
+        }
+        self.events.push_back(Event::LinkUp { link, peer });
+        let _ = self.topo.handle(now, TopologyInput::LinkUp { peer });
+        if send_update {
+            let _ = self
+                .topo
+                .handle(now, TopologyInput::UpdateRequested { from: peer });
+        }
+        // The first bootstrap link starts the join (§10.5).
+        match self.start.clone() {
+            Some(StartMode::Join { bootstrap }) if bootstrap.is_empty() => {
+                self.start = Some(StartMode::Join {
+                    bootstrap: vec![peer],
+                });
+                self.topo.start(
+                    now,
+                    StartMode::Join {
+                        bootstrap: vec![peer],
+                    },
+                );
+            }
+            Some(StartMode::Client { bootstrap }) if bootstrap.is_empty() => {
+                self.start = Some(StartMode::Client {
+                    bootstrap: vec![peer],
+                });
+                self.topo.start(
+                    now,
+                    StartMode::Client {
+                        bootstrap: vec![peer],
+                    },
+                );
+            }
+            _ => {}
+        }
+        self.drain_topology(now);
+    }
+
+    /// The link failed or closed.
+    pub fn link_down(&mut self, now: Instant, link: LinkId) {
+        let Some(slot) = self.links.remove(&link) else {
+            return;
+        };
+        if let Some(peer) = slot.peer
+            && self.by_peer.get(&peer) == Some(&link)
+        {
+            self.by_peer.remove(&peer);
+            let _ = self.topo.handle(now, TopologyInput::LinkDown { peer });
+        }
+        self.events.push_back(Event::LinkDown {
+            link,
+            peer: slot.peer,
+        });
+        self.drain_topology(now);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.tx.next_deadline(), self.topo.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for r in self
+            .tx
+            .expire(now, self.s.reliability_timer, MAX_TRANSMISSIONS)
+        {
+            match r {
+                Ok((_, message)) => {
+                    self.stats.retransmissions += 1;
+                    self.route_out(now, message);
+                }
+                Err((tx, o)) => self.request_failed(now, tx, o.purpose, RequestError::Timeout),
+            }
+        }
+        self.answers.expire(now);
+        self.topo.handle_timeout(now);
+        self.drain_topology(now);
+    }
+
+    // ---- sending ------------------------------------------------------------------
+
+    fn header(
+        &mut self,
+        destination_list: Vec<Destination>,
+        transaction_id: u64,
+    ) -> ForwardingHeader {
+        let mut h = ForwardingHeader::new(
+            self.s.overlay_hash,
+            self.s.configuration_sequence,
+            self.s.initial_ttl,
+            transaction_id,
+        );
+        h.destination_list = destination_list;
+        h
+    }
+
+    /// Builds, signs and encodes a message.
+    fn build(&mut self, header: ForwardingHeader, body: &MessageBody) -> Result<Bytes, SignError> {
+        let contents =
+            MessageContents::from_body(body).map_err(|e| SignError::Encode(e.to_string()))?;
+        let mut m = Message {
+            header,
+            contents,
+            security: SecurityBlock {
+                certificates: vec![],
+                signature: Signature::none(),
+            },
+        };
+        self.creds.sign_message(&mut m, vec![])?;
+        m.to_bytes().map_err(|e| SignError::Encode(e.to_string()))
+    }
+
+    /// Sends a request to `destination` (a destination list, §6.2.1) and returns its
+    /// transaction ID; the answer arrives as [`Event::Response`].
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+    ) -> Option<u64> {
+        let tx = self.request(now, destination, body, Purpose::Application);
+        self.drain_topology(now);
+        tx
+    }
+
+    fn request(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        purpose: Purpose,
+    ) -> Option<u64> {
+        let transaction_id = self.rng.next();
+        let header = self.header(destination.clone(), transaction_id);
+        let message = match self.build(header, &body) {
+            Ok(m) => m,
+            Err(_) => return None,
+        };
+        if message.len() > self.s.decode.max_message_size() {
+            return None;
+        }
+        self.tx.insert(
+            transaction_id,
+            Outstanding {
+                purpose,
+                message: message.clone(),
+                destination,
+                transmissions: 1,
+                next_retransmit: now + self.s.reliability_timer,
+            },
+        );
+        self.route_out(now, message);
+        Some(transaction_id)
+    }
+
+    /// Sends a message we originated (or an answer) towards its first destination: over
+    /// the link when directly connected, else as the topology routes it (§6.2.1).
+    fn route_out(&mut self, now: Instant, message: Bytes) {
+        let Ok((h, _)) = ForwardingHeader::peek(&message, &self.s.decode) else {
+            return;
+        };
+        let mut dest = h.destination_list.clone();
+        // Our own Node-ID first (a source route through us): skip it.
+        while matches!(dest.first(), Some(Destination::Node(n)) if *n == self.creds.node_id)
+            && dest.len() > 1
+        {
+            dest.remove(0);
+        }
+        match self.next_link(&dest) {
+            Some(link) => self.transmits.push_back(Transmit {
+                link,
+                data: message,
+            }),
+            None => {
+                let _ = now;
+                self.stats.dropped_no_route += 1;
+            }
+        }
+    }
+
+    /// The link towards the first destination entry, if any.
+    fn next_link(&self, dest: &[Destination]) -> Option<LinkId> {
+        let id: Vec<u8> = match dest.first()? {
+            Destination::Node(n) => {
+                if let Some(l) = self.by_peer.get(n) {
+                    return Some(*l);
+                }
+                n.as_bytes().to_vec()
+            }
+            Destination::Resource(r) => r.as_bytes().to_vec(),
+            _ => return None,
+        };
+        let connected = |n: &NodeId| self.by_peer.contains_key(n);
+        match self.topo.next_hop(&id, &connected) {
+            NextHop::Peer(p) => self.by_peer.get(&p).copied(),
+            NextHop::Local | NextHop::None => None,
+        }
+    }
+
+    // ---- receiving ------------------------------------------------------------------
+
+    /// A whole RELOAD message arrived on `link`.
+    pub fn handle_input(&mut self, now: Instant, link: LinkId, data: Bytes) {
+        self.stats.received += 1;
+        let Some(from) = self.links.get(&link).and_then(|l| l.peer) else {
+            self.stats.dropped_other += 1;
+            return;
+        };
+        let (header, header_len) = match ForwardingHeader::peek(&data, &self.s.decode) {
+            Ok(h) => h,
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        if header.overlay != self.s.overlay_hash {
+            self.stats.dropped_wrong_overlay += 1;
+            return;
+        }
+        if header.version != VERSION
+            || !header.fragment.is_valid()
+            || header.fragment != Fragment::UNFRAGMENTED
+        {
+            // Fragments (§6.7) are not reassembled yet: dropped, counted.
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        let is_response = header_code(&data, header_len).is_some_and(|c| c.is_response());
+        if header.ttl > self.s.initial_ttl {
+            // §6.3.2: discard, and answer requests with Error_TTL_Exceeded.
+            if !is_response {
+                self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::TTL_EXCEEDED,
+                    "ttl above initial-ttl",
+                );
+            }
+            self.stats.dropped_other += 1;
+            return;
+        }
+        self.process(now, link, from, header, header_len, data, is_response);
+        self.drain_topology(now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn process(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: NodeId,
+        header: ForwardingHeader,
+        header_len: usize,
+        data: Bytes,
+        is_response: bool,
+    ) {
+        let me = self.creds.node_id;
+        let mut dest = header.destination_list.clone();
+        loop {
+            match dest.first() {
+                None => {
+                    self.stats.dropped_other += 1;
+                    return;
+                }
+                Some(Destination::Node(n)) if *n == me => {
+                    dest.remove(0);
+                    if dest.is_empty() {
+                        return self.deliver(now, link, from, header, data, is_response);
+                    }
+                }
+                Some(Destination::Node(n)) if n.is_wildcard() => {
+                    return self.deliver(now, link, from, header, data, is_response);
+                }
+                Some(Destination::Resource(r))
+                    if self.topo.is_joined() && self.topo.is_responsible(r) =>
+                {
+                    if dest.len() != 1 {
+                        // §6.1.1: a Resource-ID must be the only entry; drop silently.
+                        self.stats.dropped_other += 1;
+                        return;
+                    }
+                    return self.deliver(now, link, from, header, data, is_response);
+                }
+                Some(Destination::Node(n)) => {
+                    let n = *n;
+                    let responsible =
+                        self.topo.is_joined() && self.topo.is_responsible(&ResourceId::from(n));
+                    if responsible && !self.by_peer.contains_key(&n) {
+                        // §6.1.1: a Node-ID in our range that is not ours nor a connected
+                        // client: drop silently.
+                        self.stats.dropped_no_route += 1;
+                        return;
+                    }
+                    return self.forward(now, from, header, header_len, data, dest, is_response);
+                }
+                Some(Destination::Resource(_)) => {
+                    return self.forward(now, from, header, header_len, data, dest, is_response);
+                }
+                Some(_) => {
+                    // Opaque IDs: we never compress, so none is ours (§6.1.3).
+                    self.stats.dropped_other += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Forwards towards `dest[0]` (§6.1.2): TTL decremented, the previous hop appended to
+    /// the via list of requests, the contents untouched.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        header: ForwardingHeader,
+        header_len: usize,
+        data: Bytes,
+        dest: Vec<Destination>,
+        is_response: bool,
+    ) {
+        if header.ttl == 0 {
+            if !is_response {
+                let link = self.by_peer.get(&from).copied();
+                if let Some(link) = link {
+                    self.error_reply(
+                        now,
+                        link,
+                        from,
+                        &header,
+                        ErrorCode::TTL_EXCEEDED,
+                        "ttl exhausted",
+                    );
+                }
+            }
+            self.stats.dropped_other += 1;
+            return;
+        }
+        // Unknown options marked forward-critical cannot be forwarded (§6.3.2.3).
+        if header
+            .options
+            .iter()
+            .any(|o| o.flags & option_flags::FORWARD_CRITICAL != 0)
+            && !is_response
+        {
+            if let Some(link) = self.by_peer.get(&from).copied() {
+                self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
+                    "forward-critical option",
+                );
+            }
+            return;
+        }
+        let Some(link) = self.next_link(&dest) else {
+            self.stats.dropped_no_route += 1;
+            return;
+        };
+        let mut h = header;
+        h.ttl -= 1;
+        if !is_response {
+            h.via_list.push(Destination::Node(from));
+        }
+        h.destination_list = dest;
+        let payload = data.slice(header_len..);
+        let total = h.encoded_len() + payload.len();
+        if total > self.s.decode.max_message_size() {
+            self.stats.dropped_other += 1;
+            return;
+        }
+        let mut b = BytesMut::with_capacity(total);
+        if h.encode_with_length(&mut b, total as u32).is_err() {
+            self.stats.dropped_other += 1;
+            return;
+        }
+        b.extend_from_slice(&payload);
+        self.stats.forwarded += 1;
+        self.transmits.push_back(Transmit {
+            link,
+            data: b.freeze(),
+        });
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: NodeId,
+        header: ForwardingHeader,
+        data: Bytes,
+        is_response: bool,
+    ) {
+        let msg = match Message::decode(&data, &self.s.decode) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                if !is_response {
+                    self.error_reply(
+                        now,
+                        link,
+                        from,
+                        &header,
+                        ErrorCode::INVALID_MESSAGE,
+                        "malformed message",
+                    );
+                }
+                return;
+            }
+        };
+        self.stats.delivered += 1;
+        if is_response {
+            return self.on_response(now, msg);
+        }
+        // A retransmitted request: the same answer again (§6.2.1).
+        if let Some(answer) = self.answers.get(header.transaction_id, now).cloned() {
+            self.stats.duplicate_requests += 1;
+            self.transmits.push_back(Transmit { link, data: answer });
+            return;
+        }
+        // Configuration sequence (§6.3.2.1).
+        let is_config_update = msg.contents.message_code == MessageCode::CONFIG_UPDATE_REQ;
+        match check_sequence(
+            header.configuration_sequence,
+            self.s.configuration_sequence,
+            is_config_update,
+        ) {
+            SequenceCheck::Accept => {}
+            SequenceCheck::TooOld => {
+                return self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::CONFIG_TOO_OLD,
+                    "configuration sequence too old",
+                );
+            }
+            SequenceCheck::TooNew => {
+                return self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::CONFIG_TOO_NEW,
+                    "configuration sequence too new",
+                );
+            }
+        }
+        // Unknown destination-critical options and critical extensions (§6.3.2.3, §6.3.3).
+        if header
+            .options
+            .iter()
+            .any(|o| o.flags & option_flags::DESTINATION_CRITICAL != 0)
+        {
+            return self.error_reply(
+                now,
+                link,
+                from,
+                &header,
+                ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
+                "destination-critical option",
+            );
+        }
+        if msg
+            .contents
+            .extensions
+            .iter()
+            .any(|e| e.critical && !known_extension(e.extension_type))
+        {
+            return self.error_reply(
+                now,
+                link,
+                from,
+                &header,
+                ErrorCode::UNKNOWN_EXTENSION,
+                "critical extension",
+            );
+        }
+        // Signature at the destination (§6.3.4): a bad one is dropped, never processed.
+        let signer = match self.verifier.verify_message(&msg, self.wall(now)) {
+            Ok(s) => s.node_id,
+            Err(_) => {
+                self.stats.dropped_bad_signature += 1;
+                return;
+            }
+        };
+        let body = match msg.contents.body(&self.s.decode) {
+            Ok(b) => b,
+            Err(_) => {
+                return self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::INVALID_MESSAGE,
+                    "malformed body",
+                );
+            }
+        };
+        let route = ReplyRoute {
+            link,
+            destination: reply_destination(&header, from),
+            transaction_id: header.transaction_id,
+            max_response_length: header.max_response_length,
+        };
+        // Join and Leave: the ID must be the signer's, on a link bound to it (§6.4.2.1-2).
+        let direct = header.via_list.is_empty() && from == signer;
+        let answer: Result<MessageBody, ErrorResponse> = match body {
+            MessageBody::PingReq(_) => Ok(MessageBody::PingAns(PingAns {
+                response_id: self.rng.next(),
+                time: wall_ms(self.wall(now)),
+            })),
+            MessageBody::AttachReq(req) => self.on_attach(now, signer, req),
+            MessageBody::JoinReq(JoinReq {
+                joining_peer_id, ..
+            }) => {
+                if joining_peer_id != signer || !direct {
+                    Err(ErrorResponse::new(
+                        ErrorCode::FORBIDDEN,
+                        "Join must come from the joining peer over its own link",
+                    ))
+                } else {
+                    self.topo
+                        .answer_join(now, joining_peer_id)
+                        .map(|d| {
+                            MessageBody::JoinAns(JoinAns {
+                                overlay_specific_data: d,
+                            })
+                        })
+                        .map_err(|c| ErrorResponse::new(c, "join refused"))
+                }
+            }
+            MessageBody::LeaveReq(LeaveReq {
+                leaving_peer_id,
+                overlay_specific_data,
+            }) => {
+                if leaving_peer_id != signer || !direct {
+                    Err(ErrorResponse::new(
+                        ErrorCode::FORBIDDEN,
+                        "Leave must come from the leaving peer over its own link",
+                    ))
+                } else {
+                    self.topo
+                        .handle(
+                            now,
+                            TopologyInput::Leave {
+                                from: signer,
+                                overlay_specific_data,
+                            },
+                        )
+                        .map(|()| MessageBody::LeaveAns(LeaveAns))
+                        .map_err(|c| ErrorResponse::new(c, "leave refused"))
+                }
+            }
+            MessageBody::UpdateReq(UpdateReq(body)) => self
+                .topo
+                .handle(now, TopologyInput::Update { from: signer, body })
+                .map(|()| MessageBody::UpdateAns(UpdateAns::default()))
+                .map_err(|c| ErrorResponse::new(c, "update refused")),
+            MessageBody::RouteQueryReq(RouteQueryReq {
+                send_update,
+                destination,
+                ..
+            }) => {
+                let connected: Vec<NodeId> = self.by_peer.keys().copied().collect();
+                let is_connected = |n: &NodeId| connected.contains(n);
+                let r = self
+                    .topo
+                    .route_query_answer(&destination, &is_connected)
+                    .map(|b| MessageBody::RouteQueryAns(RouteQueryAns(b)))
+                    .map_err(|c| ErrorResponse::new(c, "route query refused"));
+                if send_update && r.is_ok() {
+                    let _ = self
+                        .topo
+                        .handle(now, TopologyInput::UpdateRequested { from: signer });
+                }
+                r
+            }
+            MessageBody::ProbeReq(req) => {
+                let uptime = now.saturating_duration_since(self.started_at).as_secs() as u32;
+                let probe_info = req
+                    .requested_info
+                    .iter()
+                    .filter_map(|t| match *t {
+                        reload_wire::topology::ProbeInformationType::RESPONSIBLE_SET => Some(
+                            ProbeInformation::ResponsibleSet(self.topo.responsible_ppb()),
+                        ),
+                        reload_wire::topology::ProbeInformationType::UPTIME => {
+                            Some(ProbeInformation::Uptime(uptime))
+                        }
+                        reload_wire::topology::ProbeInformationType::NUM_RESOURCES => {
+                            Some(ProbeInformation::NumResources(0))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Ok(MessageBody::ProbeAns(ProbeAns { probe_info }))
+            }
+            MessageBody::ConfigUpdateReq(body) => {
+                self.events
+                    .push_back(Event::ConfigUpdate { from: signer, body });
+                Ok(MessageBody::ConfigUpdateAns(
+                    reload_wire::link::ConfigUpdateAns,
+                ))
+            }
+            other => {
+                if self.app_requests.len() >= self.s.max_app_requests {
+                    Err(ErrorResponse::new(
+                        ErrorCode::IN_PROGRESS,
+                        "too many requests pending",
+                    ))
+                } else {
+                    let id = InboundId(self.next_inbound);
+                    self.next_inbound += 1;
+                    self.app_requests.insert(id, route);
+                    self.events.push_back(Event::Request {
+                        id,
+                        from: signer,
+                        body: other,
+                    });
+                    return;
+                }
+            }
+        };
+        self.reply(now, route, answer);
+    }
+
+    /// Answers a request handed up as [`Event::Request`].
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: InboundId,
+        answer: Result<MessageBody, ErrorResponse>,
+    ) {
+        if let Some(route) = self.app_requests.remove(&id) {
+            self.reply(now, route, answer);
+            self.drain_topology(now);
+        }
+    }
+
+    fn reply(
+        &mut self,
+        now: Instant,
+        route: ReplyRoute,
+        answer: Result<MessageBody, ErrorResponse>,
+    ) {
+        let mut body = match answer {
+            Ok(b) => b,
+            Err(e) => MessageBody::Error(e),
+        };
+        let header = self.header(route.destination.clone(), route.transaction_id);
+        let mut bytes = match self.build(header.clone(), &body) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        // §6.3.2 max_response_length: answer Error_Response_Too_Large instead (we emit
+        // Response_Too_Large, §6.3.3.1; both codes are accepted on receipt).
+        if route.max_response_length != 0 && bytes.len() > route.max_response_length as usize {
+            body = MessageBody::Error(ErrorResponse::new(
+                ErrorCode::RESPONSE_TOO_LARGE,
+                "response too large",
+            ));
+            bytes = match self.build(header, &body) {
+                Ok(b) => b,
+                Err(_) => return,
+            };
+        }
+        self.answers
+            .insert(route.transaction_id, now, bytes.clone());
+        self.stats.answered += 1;
+        self.transmits.push_back(Transmit {
+            link: route.link,
+            data: bytes,
+        });
+    }
+
+    fn error_reply(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: NodeId,
+        header: &ForwardingHeader,
+        code: ErrorCode,
+        why: &str,
+    ) {
+        let route = ReplyRoute {
+            link,
+            destination: reply_destination(header, from),
+            transaction_id: header.transaction_id,
+            max_response_length: 0,
+        };
+        self.reply(now, route, Err(ErrorResponse::new(code, why.to_string())));
+    }
+
+    /// Attach (§6.5.1): answer with our host candidates and open the link to the
+    /// requester's candidate; the Attach sender is the (D)TLS server (§6.5.1.11).
+    fn on_attach(
+        &mut self,
+        _now: Instant,
+        requester: NodeId,
+        req: AttachReqAns,
+    ) -> Result<MessageBody, ErrorResponse> {
+        let ours = self.candidates();
+        if req
+            .candidates
+            .iter()
+            .any(|c| c.cand_type != reload_wire::link::CandType::HOST)
+        {
+            // A No-ICE overlay uses host candidates only (§6.5.1.5).
+            return Err(ErrorResponse::new(
+                ErrorCode::INCOMPATIBLE_WITH_OVERLAY,
+                "ICE candidates in a No-ICE overlay",
+            ));
+        }
+        if !self.by_peer.contains_key(&requester) {
+            let target = req
+                .candidates
+                .iter()
+                .find_map(|c| Some((c.overlay_link, c.addr_port.socket_addr()?)));
+            let Some((protocol, addr)) = target else {
+                return Err(ErrorResponse::new(
+                    ErrorCode::INVALID_MESSAGE,
+                    "Attach without a usable candidate",
+                ));
+            };
+            let link = self.new_link(None, req.send_update);
+            self.events.push_back(Event::Connect {
+                link,
+                addr,
+                protocol,
+                expected_peer: Some(requester),
+            });
+        } else if req.send_update {
+            // Already linked: the Update goes out now (§6.4.2.3).
+            let _ = self
+                .topo
+                .handle(_now, TopologyInput::UpdateRequested { from: requester });
+        }
+        Ok(MessageBody::AttachAns(AttachReqAns {
+            ufrag: Bytes::new(),
+            password: Bytes::new(),
+            role: Bytes::from_static(ROLE_ACTIVE),
+            candidates: ours,
+            send_update: false,
+        }))
+    }
+
+    fn candidates(&self) -> Vec<IceCandidate> {
+        self.s
+            .listen
+            .iter()
+            .map(|(t, a)| IceCandidate::host((*a).into(), *t))
+            .collect()
+    }
+
+    fn on_response(&mut self, now: Instant, msg: Message) {
+        let txid = msg.header.transaction_id;
+        let Some(pending) = self.tx.get(txid) else {
+            return; // late or duplicate answer
+        };
+        let expected = pending.destination.last().cloned();
+        let signer = match self.verifier.verify_message(&msg, self.wall(now)) {
+            Ok(s) => s.node_id,
+            Err(_) => {
+                self.stats.dropped_bad_signature += 1;
+                return;
+            }
+        };
+        let body = msg.contents.body(&self.s.decode);
+        // Who may answer (§6.3.4): the target Node-ID itself, or for a Resource-ID a node
+        // at least as close as any of our neighbours. Errors that only arise in transit
+        // (TTL, forwarding options, size, RFC 7851 underlay errors) come from the hop that
+        // hit them, so they are accepted from any verified signer — else the RFC's own
+        // Error_TTL_Exceeded could never reach the requester.
+        let in_transit =
+            matches!(&body, Ok(MessageBody::Error(e)) if is_transit_error(e.error_code));
+        let acceptable = in_transit
+            || match &expected {
+                Some(Destination::Node(n)) if !n.is_wildcard() => *n == signer,
+                Some(Destination::Resource(r)) => self.plausibly_responsible(&signer, r),
+                _ => true,
+            };
+        if !acceptable {
+            // Rejected; the request stays outstanding and is retransmitted (§6.3.4).
+            self.stats.wrong_responder += 1;
+            return;
+        }
+        let Some(o) = self.tx.remove(txid) else {
+            return;
+        };
+        let result = match body {
+            Ok(MessageBody::Error(e)) => Err(RequestError::Error(e)),
+            Ok(b) => Ok((signer, b)),
+            Err(_) => Err(RequestError::Error(ErrorResponse::new(
+                ErrorCode::INVALID_MESSAGE,
+                "malformed answer",
+            ))),
+        };
+        match (o.purpose, result) {
+            (Purpose::Application, result) => self.events.push_back(Event::Response {
+                transaction_id: txid,
+                result,
+            }),
+            (Purpose::TopologyAttach { target, .. }, Ok((peer, _))) => {
+                let _ = self
+                    .topo
+                    .handle(now, TopologyInput::AttachAnswered { target, peer });
+            }
+            (purpose, Err(e)) => self.request_failed(now, txid, purpose, e),
+            (Purpose::TopologyJoin, Ok((from, MessageBody::JoinAns(a)))) => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::JoinAnswered {
+                        from,
+                        result: Ok(a.overlay_specific_data),
+                    },
+                );
+            }
+            (Purpose::TopologyRouteQuery { asked }, Ok((_, MessageBody::RouteQueryAns(a)))) => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::RouteQueryAnswered {
+                        asked,
+                        body: Ok(a.0),
+                    },
+                );
+            }
+            (Purpose::TopologyPing { target }, Ok((responder, _))) => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::PingAnswered {
+                        target,
+                        responder: Some(responder),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn request_failed(&mut self, now: Instant, txid: u64, purpose: Purpose, e: RequestError) {
+        let code = match &e {
+            RequestError::Error(r) => Some(r.error_code),
+            _ => None,
+        };
+        match purpose {
+            Purpose::Application => self.events.push_back(Event::Response {
+                transaction_id: txid,
+                result: Err(e),
+            }),
+            Purpose::TopologyAttach { target, .. } => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::AttachFailed {
+                        target,
+                        error: code,
+                    },
+                );
+            }
+            Purpose::TopologyJoin => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::JoinAnswered {
+                        from: self.creds.node_id,
+                        result: Err(code.unwrap_or(ErrorCode::REQUEST_TIMEOUT)),
+                    },
+                );
+            }
+            Purpose::TopologyRouteQuery { asked } => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::RouteQueryAnswered {
+                        asked,
+                        body: Err(code.unwrap_or(ErrorCode::REQUEST_TIMEOUT)),
+                    },
+                );
+            }
+            Purpose::TopologyPing { target } => {
+                let _ = self.topo.handle(
+                    now,
+                    TopologyInput::PingAnswered {
+                        target,
+                        responder: None,
+                    },
+                );
+            }
+            Purpose::Notification => {}
+        }
+    }
+
+    /// §6.3.4: an answer for a Resource-ID must come from a node at least as close to it
+    /// as every node of our neighbour table (clockwise distance on the ring).
+    fn plausibly_responsible(&self, signer: &NodeId, r: &ResourceId) -> bool {
+        let (Some(r), Some(s)) = (r.as_u128(), signer.as_u128()) else {
+            return true;
+        };
+        let d = |n: u128| n.wrapping_sub(r);
+        let ds = d(s);
+        let mut known = self.topo.predecessors();
+        known.extend(self.topo.successors());
+        if self.topo.is_joined() {
+            known.push(self.creds.node_id);
+        }
+        known.iter().filter_map(NodeId::as_u128).all(|n| ds <= d(n))
+    }
+
+    /// Executes what the topology plug-in asked for.
+    fn drain_topology(&mut self, now: Instant) {
+        // Bounded: a plug-in cannot make the core loop forever.
+        for _ in 0..10_000 {
+            let Some(action) = self.topo.poll_action() else {
+                return;
+            };
+            match action {
+                TopologyAction::Attach {
+                    target,
+                    via,
+                    send_update,
+                } => {
+                    let mut dest: Vec<Destination> =
+                        via.into_iter().map(Destination::Node).collect();
+                    dest.push(target.clone());
+                    let body = MessageBody::AttachReq(AttachReqAns {
+                        ufrag: Bytes::new(),
+                        password: Bytes::new(),
+                        role: Bytes::from_static(ROLE_PASSIVE),
+                        candidates: self.candidates(),
+                        send_update,
+                    });
+                    if self
+                        .request(
+                            now,
+                            dest,
+                            body,
+                            Purpose::TopologyAttach {
+                                target: target.clone(),
+                                send_update,
+                            },
+                        )
+                        .is_none()
+                    {
+                        let _ = self.topo.handle(
+                            now,
+                            TopologyInput::AttachFailed {
+                                target,
+                                error: None,
+                            },
+                        );
+                    }
+                }
+                TopologyAction::SendUpdate { to, body } => {
+                    self.request(
+                        now,
+                        vec![Destination::Node(to)],
+                        MessageBody::UpdateReq(UpdateReq(body)),
+                        Purpose::Notification,
+                    );
+                }
+                TopologyAction::SendJoin {
+                    to,
+                    overlay_specific_data,
+                } => {
+                    let body = MessageBody::JoinReq(JoinReq {
+                        joining_peer_id: self.creds.node_id,
+                        overlay_specific_data,
+                    });
+                    self.request(
+                        now,
+                        vec![Destination::Node(to)],
+                        body,
+                        Purpose::TopologyJoin,
+                    );
+                }
+                TopologyAction::SendLeave {
+                    to,
+                    overlay_specific_data,
+                } => {
+                    let body = MessageBody::LeaveReq(LeaveReq {
+                        leaving_peer_id: self.creds.node_id,
+                        overlay_specific_data,
+                    });
+                    self.request(
+                        now,
+                        vec![Destination::Node(to)],
+                        body,
+                        Purpose::Notification,
+                    );
+                }
+                TopologyAction::RouteQuery {
+                    to,
+                    destination,
+                    send_update,
+                } => {
+                    let body = MessageBody::RouteQueryReq(RouteQueryReq {
+                        send_update,
+                        destination,
+                        overlay_specific_data: Bytes::new(),
+                    });
+                    self.request(
+                        now,
+                        vec![Destination::Node(to)],
+                        body,
+                        Purpose::TopologyRouteQuery { asked: to },
+                    );
+                }
+                TopologyAction::Ping { target, via } => {
+                    let mut dest: Vec<Destination> =
+                        via.into_iter().map(Destination::Node).collect();
+                    dest.push(target.clone());
+                    let body = MessageBody::PingReq(reload_wire::link::PingReq::default());
+                    self.request(now, dest, body, Purpose::TopologyPing { target });
+                }
+                TopologyAction::ReleaseLink { peer } => {
+                    if let Some(link) = self.by_peer.remove(&peer) {
+                        self.links.remove(&link);
+                        self.events.push_back(Event::Close { link });
+                    }
+                }
+                TopologyAction::Joined => self.events.push_back(Event::Joined),
+                TopologyAction::NeighborsChanged => self.events.push_back(Event::NeighborsChanged),
+                TopologyAction::Isolated { reason } => {
+                    self.events.push_back(Event::Isolated { reason })
+                }
+            }
+        }
+    }
+}
+
+/// Error codes a node on the path (not the destination) produces (RFC 6940 §6.3.3.1;
+/// RFC 7851 §9.4).
+fn is_transit_error(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::TTL_EXCEEDED
+            | ErrorCode::UNSUPPORTED_FORWARDING_OPTION
+            | ErrorCode::MESSAGE_TOO_LARGE
+            | ErrorCode::UNDERLAY_DESTINATION_UNREACHABLE
+            | ErrorCode::UNDERLAY_TIME_EXCEEDED
+            | ErrorCode::MESSAGE_EXPIRED
+            | ErrorCode::UPSTREAM_MISROUTING
+            | ErrorCode::LOOP_DETECTED
+            | ErrorCode::TTL_HOPS_EXCEEDED
+    )
+}
+
+/// Extensions this node understands.
+fn known_extension(_t: MessageExtensionType) -> bool {
+    false
+}
+
+/// The message code, read without decoding the rest (it follows the header).
+fn header_code(data: &Bytes, header_len: usize) -> Option<MessageCode> {
+    let b = data.get(header_len..header_len + 2)?;
+    Some(MessageCode(u16::from_be_bytes([b[0], b[1]])))
+}
+
+/// The destination list of an answer (§6.2.2, §6.1.2): the node we got the request from,
+/// then the request's via list reversed.
+fn reply_destination(h: &ForwardingHeader, from: NodeId) -> Vec<Destination> {
+    let mut d = vec![Destination::Node(from)];
+    d.extend(h.via_list.iter().rev().cloned());
+    // If the request came straight from its originator the list is just [from].
+    d
+}

@@ -1,0 +1,1 @@
+//! CHORD-RELOAD (RFC 6940 §10). Being written.

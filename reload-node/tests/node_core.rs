@@ -1,0 +1,422 @@
+//! The node core's message layer in the simulator (RFC 6940 §6.1–§6.3), with a test
+//! topology that knows the whole ring (so that these tests exercise forwarding,
+//! transactions and signatures, not Chord): symmetric recursive routing over several hops,
+//! answers along the reversed via list, end-to-end retransmission, refusals with the RFC's
+//! errors, and hostile input that leaves the node working.
+
+mod pki;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use pki::*;
+use reload_node::config::OverlayConfig;
+use reload_node::identity::TrustPolicy;
+use reload_node::node::{Event, Node, NodeSettings, RequestError};
+use reload_node::sign::Verifier;
+use reload_node::sim::{Sim, SimNetwork};
+use reload_node::topology::*;
+use reload_wire::body::MessageBody;
+use reload_wire::link::{OverlayLinkType, PingReq};
+use reload_wire::message::ErrorCode;
+use reload_wire::topology::JoinReq;
+use reload_wire::{Destination, ErrorResponse, NodeId, ResourceId, Wire};
+
+/// Knows every Node-ID of the ring; routes greedily (clockwise progress) over links.
+struct Oracle {
+    me: u128,
+    ring: Arc<Vec<u128>>,
+}
+
+impl Oracle {
+    fn responsible(&self, k: u128) -> u128 {
+        *self.ring.iter().find(|&&n| n >= k).unwrap_or(&self.ring[0])
+    }
+    fn pred(&self) -> u128 {
+        let i = self.ring.iter().position(|&n| n == self.me).unwrap();
+        self.ring[(i + self.ring.len() - 1) % self.ring.len()]
+    }
+}
+
+fn cw(a: u128, b: u128) -> u128 {
+    b.wrapping_sub(a)
+}
+
+impl Topology for Oracle {
+    fn node_id(&self) -> NodeId {
+        NodeId::from_u128(self.me)
+    }
+    fn start(&mut self, _: Instant, _: StartMode) {}
+    fn leave(&mut self, _: Instant) {}
+    fn is_joined(&self) -> bool {
+        true
+    }
+    fn is_responsible(&self, id: &ResourceId) -> bool {
+        id.as_u128().is_some_and(|k| self.responsible(k) == self.me)
+    }
+    fn next_hop(&self, id: &[u8], connected: &dyn Fn(&NodeId) -> bool) -> NextHop {
+        let Ok(k) = <[u8; 16]>::try_from(id).map(u128::from_be_bytes) else {
+            return NextHop::None;
+        };
+        let target = self.responsible(k);
+        if target == self.me {
+            return NextHop::Local;
+        }
+        if connected(&NodeId::from_u128(target)) {
+            return NextHop::Peer(NodeId::from_u128(target));
+        }
+        // The connected peer that gets closest to the target without passing it.
+        self.ring
+            .iter()
+            .filter(|&&n| {
+                n != self.me
+                    && connected(&NodeId::from_u128(n))
+                    && cw(self.me, n) < cw(self.me, target)
+            })
+            .max_by_key(|&&n| cw(self.me, n))
+            .map_or(NextHop::None, |&n| NextHop::Peer(NodeId::from_u128(n)))
+    }
+    fn route_query_answer(
+        &self,
+        _: &Destination,
+        _: &dyn Fn(&NodeId) -> bool,
+    ) -> Result<Bytes, ErrorCode> {
+        Err(ErrorCode::NOT_FOUND)
+    }
+    fn answer_join(&mut self, _: Instant, _: NodeId) -> Result<Bytes, ErrorCode> {
+        Ok(Bytes::new())
+    }
+    fn handle(&mut self, _: Instant, _: TopologyInput) -> Result<(), ErrorCode> {
+        Ok(())
+    }
+    fn handle_timeout(&mut self, _: Instant) {}
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_action(&mut self) -> Option<TopologyAction> {
+        None
+    }
+    fn routing_table(&self) -> Vec<NodeId> {
+        vec![]
+    }
+    fn predecessors(&self) -> Vec<NodeId> {
+        vec![NodeId::from_u128(self.pred())]
+    }
+    fn successors(&self) -> Vec<NodeId> {
+        vec![]
+    }
+    fn replica_set(&self) -> Vec<NodeId> {
+        vec![]
+    }
+    fn responsible_ppb(&self) -> u32 {
+        0
+    }
+}
+
+struct Ring {
+    sim: Sim,
+    ids: Vec<u128>,
+}
+
+/// `n` nodes evenly spaced on the ring, each linked to its successor and to the node
+/// `n/4` ahead (so paths take several hops).
+fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut NodeSettings)) -> Ring {
+    let ca = TestCa::new(false);
+    let step = u128::MAX / n as u128;
+    let ids: Vec<u128> = (0..n as u128).map(|i| (i + 1) * step - 7).collect();
+    let shared = Arc::new(ids.clone());
+    let mut sim = Sim::new(seed, net);
+    let config = OverlayConfig::new(OVERLAY);
+    for (i, &id) in ids.iter().enumerate() {
+        let addr: SocketAddr = format!("127.0.0.1:{}", 10000 + i).parse().unwrap();
+        let mut s =
+            NodeSettings::from_config(&config, vec![(OverlayLinkType::TLS_TCP_FH_NO_ICE, addr)]);
+        tweak(i, &mut s);
+        let creds = ca.node(false, id, &format!("user{i}"));
+        let trust = TrustPolicy {
+            overlay: OVERLAY.into(),
+            node_id_len: 16,
+            roots: vec![ca.der.clone()],
+            bad_nodes: vec![],
+            self_signed: None,
+        };
+        let topo = Box::new(Oracle {
+            me: id,
+            ring: shared.clone(),
+        });
+        let node = Node::new(
+            s,
+            creds,
+            Verifier::new(trust, 256),
+            topo,
+            sim.now,
+            SystemTime::now(),
+            seed ^ id as u64,
+        );
+        sim.add(node, addr);
+    }
+    for i in 0..n {
+        sim.connect(i, (i + 1) % n);
+        if n >= 8 {
+            sim.connect(i, (i + n / 4) % n);
+        }
+    }
+    sim.run_for(Duration::from_secs(1));
+    Ring { sim, ids }
+}
+
+fn ping(r: &mut Ring, from: usize, to: Destination) -> u64 {
+    let now = r.sim.now;
+    let tx = r.sim.nodes[from]
+        .node
+        .send_request(now, vec![to], MessageBody::PingReq(PingReq::default()))
+        .unwrap();
+    r.sim.after_input(from);
+    tx
+}
+
+fn ping_node(r: &mut Ring, from: usize, to: usize) -> u64 {
+    let d = Destination::Node(NodeId::from_u128(r.ids[to]));
+    ping(r, from, d)
+}
+
+fn response(r: &Ring, node: usize, tx: u64) -> Option<Result<(NodeId, MessageBody), RequestError>> {
+    r.sim.nodes[node].events.iter().find_map(|e| match e {
+        Event::Response {
+            transaction_id,
+            result,
+        } if *transaction_id == tx => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn wait(
+    r: &mut Ring,
+    node: usize,
+    tx: u64,
+    limit: Duration,
+) -> Result<(NodeId, MessageBody), RequestError> {
+    assert!(r.sim.run_until(limit, |s| s.nodes[node].events.iter().any(
+        |e| matches!(e, Event::Response { transaction_id, .. } if *transaction_id == tx)
+    )));
+    response(r, node, tx).unwrap()
+}
+
+#[test]
+fn ping_across_many_hops_is_answered_by_the_target() {
+    let mut r = ring(16, 1, SimNetwork::default(), |_, _| {});
+    let target = NodeId::from_u128(r.ids[9]);
+    let tx = ping(&mut r, 0, Destination::Node(target));
+    let (who, body) = wait(&mut r, 0, tx, Duration::from_secs(5)).unwrap();
+    assert_eq!(who, target);
+    assert!(matches!(body, MessageBody::PingAns(_)));
+    let forwarded: u64 = r.sim.nodes.iter().map(|n| n.node.stats().forwarded).sum();
+    assert!(
+        forwarded >= 4,
+        "request and answer took several hops ({forwarded} forwards)"
+    );
+    assert!(
+        r.sim
+            .nodes
+            .iter()
+            .all(|n| n.node.stats().dropped_bad_signature == 0)
+    );
+}
+
+#[test]
+fn ping_to_a_resource_is_answered_by_the_responsible_node() {
+    let mut r = ring(16, 2, SimNetwork::default(), |_, _| {});
+    let key = r.ids[12] - 1000; // just before node 12: node 12 is responsible
+    let tx = ping(
+        &mut r,
+        3,
+        Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec())),
+    );
+    let (who, _) = wait(&mut r, 3, tx, Duration::from_secs(5)).unwrap();
+    assert_eq!(who, NodeId::from_u128(r.ids[12]));
+}
+
+#[test]
+fn end_to_end_retransmission_survives_loss() {
+    let net = SimNetwork {
+        loss: 0.3,
+        ..SimNetwork::default()
+    };
+    let mut r = ring(8, 3, net, |_, _| {});
+    let mut ok = 0;
+    for k in 0..10 {
+        let tx = ping_node(&mut r, k % 8, (k + 4) % 8);
+        if wait(&mut r, k % 8, tx, Duration::from_secs(20)).is_ok() {
+            ok += 1;
+        }
+    }
+    let retrans: u64 = r
+        .sim
+        .nodes
+        .iter()
+        .map(|n| n.node.stats().retransmissions)
+        .sum();
+    assert!(retrans > 0, "loss forced retransmissions");
+    assert!(
+        ok >= 8,
+        "only {ok}/10 pings got through 30 % loss with 5 transmissions"
+    );
+}
+
+#[test]
+fn an_unanswered_request_times_out_after_five_transmissions() {
+    let mut r = ring(8, 4, SimNetwork::default(), |_, _| {});
+    r.sim.kill(5);
+    r.sim.run_for(Duration::from_secs(1));
+    let start = r.sim.now;
+    let tx = ping_node(&mut r, 0, 5);
+    assert_eq!(
+        wait(&mut r, 0, tx, Duration::from_secs(30)),
+        Err(RequestError::Timeout)
+    );
+    // 5 transmissions, 3 s apart, then the last timer: 15 s (§6.2.1, §3).
+    let took = r.sim.now - start;
+    assert!(
+        took >= Duration::from_secs(15) && took < Duration::from_secs(16),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn ttl_exhaustion_is_answered_with_error_ttl_exceeded() {
+    // All nodes share initial-ttl 3 (as the configuration makes them); node 0 → node 11
+    // takes five hops.
+    let mut r = ring(16, 5, SimNetwork::default(), |_, s| s.initial_ttl = 3);
+    let tx = ping_node(&mut r, 0, 11);
+    match wait(&mut r, 0, tx, Duration::from_secs(20)) {
+        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::TTL_EXCEEDED),
+        other => panic!("expected Error_TTL_Exceeded, got {other:?}"),
+    }
+}
+
+#[test]
+fn configuration_sequence_mismatch_gets_config_errors() {
+    let mut r = ring(4, 6, SimNetwork::default(), |i, s| {
+        s.configuration_sequence = if i == 0 {
+            3
+        } else if i == 1 {
+            9
+        } else {
+            5
+        }
+    });
+    // Node 0 (sequence 3) is older than node 2 (5): Error_Config_Too_Old.
+    let tx = ping_node(&mut r, 0, 2);
+    match wait(&mut r, 0, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_OLD),
+        other => panic!("{other:?}"),
+    }
+    // Node 1 (9) is newer than node 2: Error_Config_Too_New.
+    let tx = ping_node(&mut r, 1, 2);
+    match wait(&mut r, 1, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_NEW),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn join_for_someone_else_is_forbidden() {
+    let mut r = ring(4, 7, SimNetwork::default(), |_, _| {});
+    let now = r.sim.now;
+    let body = MessageBody::JoinReq(JoinReq {
+        joining_peer_id: NodeId::from_u128(42),
+        overlay_specific_data: Bytes::new(),
+    });
+    let tx = r.sim.nodes[0]
+        .node
+        .send_request(
+            now,
+            vec![Destination::Node(NodeId::from_u128(r.ids[1]))],
+            body,
+        )
+        .unwrap();
+    r.sim.after_input(0);
+    match wait(&mut r, 0, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(ErrorResponse { error_code, .. })) => {
+            assert_eq!(error_code, ErrorCode::FORBIDDEN)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn hostile_input_is_dropped_and_the_node_keeps_working() {
+    let mut r = ring(4, 8, SimNetwork::default(), |_, _| {});
+    // Garbage, a truncated header, a message for another overlay, an unsigned message.
+    let tx = ping_node(&mut r, 0, 1);
+    assert!(r.sim.inject(0, 1, Bytes::from_static(b"\x00\x01garbage")));
+    let mut other_overlay = reload_wire::ForwardingHeader::new(0xdead_beef, 0, 100, 1);
+    other_overlay.destination_list = vec![Destination::Node(NodeId::from_u128(r.ids[1]))];
+    let mut m = reload_wire::Message {
+        header: other_overlay,
+        contents: reload_wire::MessageContents::from_body(
+            &MessageBody::PingReq(PingReq::default()),
+        )
+        .unwrap(),
+        security: reload_wire::SecurityBlock {
+            certificates: vec![],
+            signature: reload_wire::Signature::none(),
+        },
+    };
+    m.header.length = m.encoded_len() as u32;
+    r.sim.inject(0, 1, m.to_bytes().unwrap());
+    let mut unsigned = m.clone();
+    unsigned.header.overlay = reload_node::identity::overlay_hash(OVERLAY);
+    unsigned.header.length = unsigned.encoded_len() as u32;
+    r.sim.inject(0, 1, unsigned.to_bytes().unwrap());
+    let bytes = unsigned.to_bytes().unwrap();
+    r.sim.inject(0, 1, bytes.slice(..20));
+    let (who, _) = wait(&mut r, 0, tx, Duration::from_secs(5)).unwrap();
+    assert_eq!(who, NodeId::from_u128(r.ids[1]));
+    r.sim.run_for(Duration::from_secs(1));
+    let s = r.sim.nodes[1].node.stats().clone();
+    assert_eq!(s.dropped_wrong_overlay, 1, "{s:?}");
+    assert_eq!(s.dropped_bad_signature, 1, "{s:?}");
+    assert!(s.dropped_malformed >= 2, "{s:?}");
+    // Still answers afterwards.
+    let tx = ping_node(&mut r, 0, 1);
+    assert!(wait(&mut r, 0, tx, Duration::from_secs(5)).is_ok());
+}
+
+#[test]
+fn a_retransmitted_request_gets_the_same_answer() {
+    // Loss on every answer from node 1 forces retransmissions; node 1 answers duplicates
+    // from its cache rather than processing them again (§6.2.1).
+    let net = SimNetwork {
+        loss: 0.5,
+        ..SimNetwork::default()
+    };
+    let mut r = ring(4, 9, net, |_, _| {});
+    for _ in 0..6 {
+        let tx = ping_node(&mut r, 0, 1);
+        let _ = wait(&mut r, 0, tx, Duration::from_secs(20));
+    }
+    assert!(r.sim.nodes[1].node.stats().duplicate_requests > 0);
+}
+
+#[test]
+fn a_seed_reproduces_a_run() {
+    let run = |seed| {
+        let net = SimNetwork {
+            loss: 0.2,
+            ..SimNetwork::default()
+        };
+        let mut r = ring(8, seed, net, |_, _| {});
+        let mut trace = Vec::new();
+        for k in 0..5 {
+            let tx = ping_node(&mut r, k, (k + 3) % 8);
+            let res = wait(&mut r, k, tx, Duration::from_secs(20)).map(|(w, _)| w);
+            trace.push((r.sim.elapsed(), res.is_ok(), r.sim.delivered, r.sim.lost));
+        }
+        trace
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
+}
