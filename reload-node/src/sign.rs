@@ -438,6 +438,11 @@ impl CertCache {
         self.by_hash.len()
     }
 
+    /// Most certificates kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Parses and remembers a certificate; evicts the oldest when full.
     pub fn insert(&mut self, der: &Bytes) -> Result<Arc<ReloadCertificate>, IdentityError> {
         let key: [u8; 32] = Sha256::digest(der).into();
@@ -528,15 +533,26 @@ pub struct VerifiedSigner {
 /// Verifies signatures against an overlay's trust policy, caching certificates.
 #[derive(Debug)]
 pub struct Verifier {
-    pub trust: TrustPolicy,
+    trust: TrustPolicy,
     pub cache: CertCache,
+    /// Certificates whose chain passed the trust policy, by SHA-256 of their DER, with the
+    /// Unix time until which that verdict is reused (at most [`CHAIN_VERDICT_TTL`], never
+    /// past the certificate's notAfter).
+    verified: HashMap<[u8; 32], i64>,
 }
+
+/// How long a passed chain check is reused before it is done again.
+pub const CHAIN_VERDICT_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Verifier {
     /// A verifier whose certificate cache holds at most `cache_capacity` certificates.
     pub fn new(trust: TrustPolicy, cache_capacity: usize) -> Self {
         let cache = CertCache::new(trust.node_id_len, cache_capacity);
-        Verifier { trust, cache }
+        Verifier {
+            trust,
+            cache,
+            verified: HashMap::new(),
+        }
     }
 
     fn learn(&mut self, certs: &[GenericCertificate]) -> Vec<Bytes> {
@@ -560,7 +576,7 @@ impl Verifier {
         now: SystemTime,
     ) -> Result<VerifiedSigner, SignError> {
         let (cert, node_id) = self.cache.resolve(&signature.identity)?;
-        self.trust.verify(&cert, intermediates, now)?;
+        self.check_chain(&cert, intermediates, now)?;
         let mut input =
             BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());
         input.put_slice(data_without_identity);
@@ -575,6 +591,48 @@ impl Verifier {
             &signature.signature_value,
         )?;
         Ok(VerifiedSigner { node_id, cert })
+    }
+
+    /// The trust policy's verdict on `cert`, reusing a recent pass (chain checks cost more
+    /// than the signature itself). Failures are never cached.
+    fn check_chain(
+        &mut self,
+        cert: &ReloadCertificate,
+        intermediates: &[Bytes],
+        now: SystemTime,
+    ) -> Result<(), SignError> {
+        let key: [u8; 32] = Sha256::digest(cert.der()).into();
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if self
+            .verified
+            .get(&key)
+            .is_some_and(|&until| secs < until && secs >= cert.not_before)
+        {
+            return Ok(());
+        }
+        self.trust.verify(cert, intermediates, now)?;
+        if self.verified.len() >= self.cache.capacity() {
+            self.verified.clear();
+        }
+        self.verified.insert(
+            key,
+            (secs + CHAIN_VERDICT_TTL.as_secs() as i64).min(cert.not_after),
+        );
+        Ok(())
+    }
+
+    /// The trust policy in force.
+    pub fn trust(&self) -> &TrustPolicy {
+        &self.trust
+    }
+
+    /// Replaces the trust policy (a new configuration: roots, bad-nodes …) and forgets
+    /// every cached chain verdict.
+    pub fn set_trust(&mut self, trust: TrustPolicy) {
+        self.trust = trust;
+        self.verified.clear();
     }
 
     /// Verifies a message signature (RFC 6940 §6.3.4): the signer's certificate comes from
