@@ -25,6 +25,7 @@
 pub mod check;
 pub mod config;
 pub mod identity;
+pub mod link;
 pub mod node;
 pub mod sign;
 pub mod sim;

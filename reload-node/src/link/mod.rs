@@ -1,0 +1,682 @@
+//! The overlay link layer (RFC 6940 §6.6) as sans-IO state machines.
+//!
+//! A [`Link`] is one authenticated (D)TLS connection to a neighbour carrying RELOAD messages
+//! in `FramedMessage`s (§6.6.2):
+//!
+//! - [`LinkProtocol::TlsTcpFhNoIce`] — TLS over TCP with the framing header (§6.6.5);
+//! - [`LinkProtocol::DtlsUdpSrNoIce`] — DTLS over UDP with Simple Reliability (§6.6.6).
+//!
+//! No sockets, no clocks, no threads: the shell feeds socket bytes to
+//! [`Link::handle_input`], writes whatever [`Link::poll_transmit`] returns (TLS: one chunk per
+//! `write`, ideally with `TCP_NODELAY`; DTLS: one datagram each), calls
+//! [`Link::handle_timeout`] at [`Link::poll_timeout`], and reads [`Link::poll_event`]. Time
+//! is the `now: Instant` passed in; certificate validity uses the wall clock of
+//! [`LinkConfig::wall_clock`].
+//!
+//! Roles (§6.5.1.13 L4167–L4171): the node that sent the Attach request is the (D)TLS
+//! **server** ([`Link::accept_tls`], [`Link::accept_dtls`]) and requires a client certificate;
+//! the other is the client ([`Link::connect_tls`], [`Link::connect_dtls`]). Both check the
+//! peer's certificate against the overlay's [`TrustPolicy`] and, when given, the Node-ID the
+//! Attach named (a bootstrap connection, §11.4, may not know it yet: pass `None`).
+//!
+//! Failure signalling (§6.6 L4486–L4490): [`LinkEvent::Stalled`] is the "likely failure"
+//! signal (remove from the routing table), [`LinkEvent::Resumed`] its end, and
+//! [`LinkEvent::Failed`] the end of the link.
+
+pub mod framing;
+pub mod keylog;
+
+mod auth;
+mod dtls;
+mod tls;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reload_wire::NodeId;
+
+pub use auth::AuthError;
+pub use dtls::{MAX_DTLS_MESSAGE, MAX_RECORD_PLAINTEXT};
+pub use framing::{Framer, FramingConfig, FramingEvent, FramingStats, Reliability, RtoEstimator};
+pub use keylog::{KeyLogSink, NssKeyLog};
+
+use crate::identity::{ReloadCertificate, TrustPolicy};
+use crate::sign::Credentials;
+
+/// The overlay link protocols this module implements (§6.6, names of §14.11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkProtocol {
+    /// TLS over TCP with the framing header, no ICE (§6.6.5).
+    TlsTcpFhNoIce,
+    /// DTLS over UDP with Simple Reliability, no ICE (§6.6.6).
+    DtlsUdpSrNoIce,
+}
+
+impl LinkProtocol {
+    /// The OverlayLinkType name (§14.11).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkProtocol::TlsTcpFhNoIce => "TLS-TCP-FH-NO-ICE",
+            LinkProtocol::DtlsUdpSrNoIce => "DTLS-UDP-SR-NO-ICE",
+        }
+    }
+
+    /// The sender algorithm on top of the frames.
+    pub fn reliability(self) -> Reliability {
+        match self {
+            LinkProtocol::TlsTcpFhNoIce => Reliability::FramingHeader,
+            LinkProtocol::DtlsUdpSrNoIce => Reliability::SimpleReliability,
+        }
+    }
+}
+
+/// Which side of the (D)TLS handshake this link is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The Attach sender (§6.5.1.13): accepts, requires the client's certificate.
+    Server,
+    /// The Attach receiver.
+    Client,
+}
+
+/// Why a link failed or refused an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkError {
+    /// We refused the peer's certificate (unknown CA, expired, wrong Node-ID, bad-node, none).
+    PeerAuth(AuthError),
+    /// The peer sent a fatal alert, e.g. `UnknownCA`, `BadCertificate`, `CertificateRequired`
+    /// (it refused our certificate).
+    PeerAlert(String),
+    /// Any other (D)TLS failure: decode or decrypt errors, unexpected messages.
+    Protocol(String),
+    /// The handshake did not finish within [`LinkConfig::handshake_timeout`] (or DTLS ran out
+    /// of flight retransmissions).
+    HandshakeTimeout,
+    /// The decrypted stream or record is no sequence of FramedMessages.
+    Framing(String),
+    /// A message over the max-message-size: refused by [`Link::send`] (the link stays up), or
+    /// announced by the peer's frame (the link fails, §6.6 L4467).
+    MessageTooLarge { size: usize, max: usize },
+    /// [`Link::send`] refused: the queue is full (the link stays up).
+    QueueFull,
+    /// SR: a message was sent this many times without an ACK (§6.6.3.1 L4753).
+    RetransmissionsExhausted { transmissions: u32 },
+    /// FH: no ACK for this long (one RTO plus [`FramingConfig::failure_timeout`], §6.6.5).
+    AckTimeout { waited: Duration },
+    /// TCP ended without a close_notify.
+    ConnectionLost,
+    /// The link is closed or failed.
+    Closed,
+    /// Our own credentials or settings are unusable.
+    Config(String),
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::PeerAuth(e) => write!(f, "peer authentication failed: {e}"),
+            LinkError::PeerAlert(a) => write!(f, "the peer sent a fatal alert: {a}"),
+            LinkError::Protocol(e) => write!(f, "(D)TLS failure: {e}"),
+            LinkError::HandshakeTimeout => write!(f, "the (D)TLS handshake timed out"),
+            LinkError::Framing(e) => write!(f, "framing error (RFC 6940 §6.6.2): {e}"),
+            LinkError::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds max-message-size {max}")
+            }
+            LinkError::QueueFull => write!(f, "link send queue is full"),
+            LinkError::RetransmissionsExhausted { transmissions } => write!(
+                f,
+                "no ACK after {transmissions} transmissions (RFC 6940 §6.6.3.1)"
+            ),
+            LinkError::AckTimeout { waited } => {
+                write!(f, "no ACK for {} ms (RFC 6940 §6.6.5)", waited.as_millis())
+            }
+            LinkError::ConnectionLost => write!(f, "connection closed without close_notify"),
+            LinkError::Closed => write!(f, "the link is closed"),
+            LinkError::Config(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
+/// Wall clock for certificate validity checks.
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Settings shared by every link of a node.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// Root-certs, bad-nodes, self-signed policy of the overlay (§11.1, §11.3).
+    pub trust: TrustPolicy,
+    /// Framing and reliability; `framing.max_message_size` is the overlay's max-message-size.
+    pub framing: FramingConfig,
+    /// Handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// TLS versions offered and accepted (both by default; RFC 6940 names TLS 1.2, rustls
+    /// prefers 1.3 when both ends have it).
+    pub tls12: bool,
+    pub tls13: bool,
+    /// NSS key log for TLS links (debugging only).
+    pub key_log: Option<KeyLogSink>,
+    /// Certificate validity is checked against this clock.
+    pub wall_clock: WallClock,
+    /// DTLS handshake fragmentation size.
+    pub dtls_mtu: usize,
+    /// DTLS handshake flight retransmission interval.
+    pub dtls_flight_interval: Duration,
+    /// TLS: [`Link::send`] answers [`LinkError::QueueFull`] while more bytes than this wait in
+    /// [`Link::poll_transmit`].
+    pub max_pending_transmit: usize,
+    /// Certificates sent after ours to complete the chain.
+    pub intermediates: Vec<Bytes>,
+}
+
+impl fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("overlay", &self.trust.overlay)
+            .field("framing", &self.framing)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("key_log", &self.key_log)
+            .field("dtls_mtu", &self.dtls_mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkConfig {
+    /// RFC defaults for an overlay with this trust policy and max-message-size.
+    pub fn new(trust: TrustPolicy, max_message_size: usize) -> Self {
+        LinkConfig {
+            trust,
+            framing: FramingConfig::new(max_message_size),
+            handshake_timeout: Duration::from_secs(10),
+            tls12: true,
+            tls13: true,
+            key_log: None,
+            wall_clock: Arc::new(SystemTime::now),
+            dtls_mtu: 1200,
+            dtls_flight_interval: Duration::from_secs(1),
+            max_pending_transmit: 8 << 20,
+            intermediates: Vec::new(),
+        }
+    }
+}
+
+/// A node's link settings with its credentials loaded for TLS and DTLS; one per node.
+#[derive(Debug)]
+pub struct LinkContext {
+    config: LinkConfig,
+    trust: Arc<TrustPolicy>,
+    node_id: NodeId,
+    tls: tls::TlsCredentials,
+    dtls: dtls::DtlsCredentials,
+}
+
+impl LinkContext {
+    pub fn new(config: LinkConfig, creds: &Credentials) -> Result<Arc<Self>, LinkError> {
+        let tls = tls::TlsCredentials::new(creds, &config.intermediates)?;
+        let dtls = dtls::DtlsCredentials::new(creds, &config.intermediates)?;
+        Ok(Arc::new(LinkContext {
+            trust: Arc::new(config.trust.clone()),
+            config,
+            node_id: creds.node_id,
+            tls,
+            dtls,
+        }))
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+
+    /// Our Node-ID.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+}
+
+/// The authenticated peer of an established link.
+#[derive(Clone, Debug)]
+pub struct PeerIdentity {
+    pub node_ids: Vec<NodeId>,
+    pub cert: Arc<ReloadCertificate>,
+}
+
+/// What a link reports.
+#[derive(Clone, Debug)]
+pub enum LinkEvent {
+    /// The handshake finished and the peer is authenticated. On TLS 1.3 the client learns
+    /// this before the server has checked the client's certificate (the client's Finished
+    /// goes with it): a refusal by the server then arrives as `Failed(PeerAlert(..))`.
+    Established {
+        peer_node_ids: Vec<NodeId>,
+        peer_cert: Arc<ReloadCertificate>,
+    },
+    /// One RELOAD message from the peer.
+    Message(Bytes),
+    /// Likely failure: remove the link from the routing table (§6.6 L4486, §6.6.3.1 L4758,
+    /// §6.6.5 L4786). The link stays open.
+    Stalled,
+    /// ACKs flow again after [`LinkEvent::Stalled`]; the link may return to the routing table.
+    Resumed,
+    /// The link is dead; drain [`Link::poll_transmit`] (alerts) and drop it.
+    Failed(LinkError),
+    /// Closed by either side with close_notify.
+    Closed,
+}
+
+/// Where a link is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    Handshaking,
+    Established,
+    Closed,
+    Failed,
+}
+
+pub(crate) enum SessionEvent {
+    HandshakeComplete,
+    Data(Bytes),
+    PeerClosed,
+}
+
+#[derive(Debug)]
+enum Session {
+    Tls(Box<tls::TlsSession>),
+    Dtls(dtls::DtlsSession),
+}
+
+/// One overlay link (see the module documentation).
+#[derive(Debug)]
+pub struct Link {
+    protocol: LinkProtocol,
+    role: Role,
+    session: Session,
+    check: auth::PeerCheck,
+    framer: Framer,
+    state: LinkState,
+    peer: Option<PeerIdentity>,
+    events: VecDeque<LinkEvent>,
+    handshake_deadline: Instant,
+    max_pending_transmit: usize,
+}
+
+impl Link {
+    /// TLS server side (we sent the Attach). `expected_peer`: the Node-ID from the Attach.
+    pub fn accept_tls(
+        ctx: &LinkContext,
+        expected_peer: Option<NodeId>,
+        now: Instant,
+    ) -> Result<Link, LinkError> {
+        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let s = Box::new(tls::TlsSession::server(ctx, check.clone())?);
+        Ok(Link::new(
+            ctx,
+            LinkProtocol::TlsTcpFhNoIce,
+            Role::Server,
+            Session::Tls(s),
+            check,
+            now,
+        ))
+    }
+
+    /// TLS client side (we received the Attach, or bootstrap with `expected_peer = None`).
+    pub fn connect_tls(
+        ctx: &LinkContext,
+        expected_peer: Option<NodeId>,
+        now: Instant,
+    ) -> Result<Link, LinkError> {
+        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let s = Box::new(tls::TlsSession::client(ctx, check.clone())?);
+        Ok(Link::new(
+            ctx,
+            LinkProtocol::TlsTcpFhNoIce,
+            Role::Client,
+            Session::Tls(s),
+            check,
+            now,
+        ))
+    }
+
+    /// DTLS server side (we sent the Attach).
+    pub fn accept_dtls(
+        ctx: &LinkContext,
+        expected_peer: Option<NodeId>,
+        now: Instant,
+    ) -> Result<Link, LinkError> {
+        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let s = dtls::DtlsSession::server(ctx, check.clone())?;
+        Ok(Link::new(
+            ctx,
+            LinkProtocol::DtlsUdpSrNoIce,
+            Role::Server,
+            Session::Dtls(s),
+            check,
+            now,
+        ))
+    }
+
+    /// DTLS client side; the ClientHello is ready in [`Link::poll_transmit`].
+    pub fn connect_dtls(
+        ctx: &LinkContext,
+        expected_peer: Option<NodeId>,
+        now: Instant,
+    ) -> Result<Link, LinkError> {
+        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let s = dtls::DtlsSession::client(ctx, check.clone(), now)?;
+        Ok(Link::new(
+            ctx,
+            LinkProtocol::DtlsUdpSrNoIce,
+            Role::Client,
+            Session::Dtls(s),
+            check,
+            now,
+        ))
+    }
+
+    fn new(
+        ctx: &LinkContext,
+        protocol: LinkProtocol,
+        role: Role,
+        session: Session,
+        check: auth::PeerCheck,
+        now: Instant,
+    ) -> Link {
+        let mut fc = ctx.config.framing.clone();
+        if protocol == LinkProtocol::DtlsUdpSrNoIce {
+            fc.max_message_size = fc.max_message_size.min(MAX_DTLS_MESSAGE);
+        }
+        Link {
+            protocol,
+            role,
+            session,
+            check,
+            framer: Framer::new(protocol.reliability(), fc),
+            state: LinkState::Handshaking,
+            peer: None,
+            events: VecDeque::new(),
+            handshake_deadline: framing::later(now, ctx.config.handshake_timeout),
+            max_pending_transmit: ctx.config.max_pending_transmit,
+        }
+    }
+
+    pub fn protocol(&self) -> LinkProtocol {
+        self.protocol
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.state == LinkState::Established
+    }
+
+    /// The authenticated peer, once established.
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        self.peer.as_ref()
+    }
+
+    /// The largest message [`Link::send`] takes: the overlay's max-message-size, and on DTLS
+    /// at most [`MAX_DTLS_MESSAGE`] (larger messages need §6.7 fragmentation).
+    pub fn max_message_size(&self) -> usize {
+        self.framer.max_message_size()
+    }
+
+    /// The current RTO of the framing layer.
+    pub fn rto(&self) -> Duration {
+        self.framer.rto()
+    }
+
+    /// The smoothed RTT, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.framer.estimator().srtt()
+    }
+
+    pub fn framing_stats(&self) -> &FramingStats {
+        self.framer.stats()
+    }
+
+    /// The framing layer, read-only (sequence numbers, estimator, queue).
+    pub fn framer(&self) -> &Framer {
+        &self.framer
+    }
+
+    /// DTLS: datagrams discarded because they were no DTLS records.
+    pub fn discarded_datagrams(&self) -> u64 {
+        match &self.session {
+            Session::Dtls(s) => s.discarded,
+            Session::Tls(_) => 0,
+        }
+    }
+
+    /// Negotiated protocol version and cipher suite, once known.
+    pub fn describe(&self) -> Option<String> {
+        match &self.session {
+            Session::Tls(s) => s.describe(),
+            Session::Dtls(s) => s.describe(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.state, LinkState::Closed | LinkState::Failed)
+    }
+
+    /// Bytes from the socket: a chunk of the TCP stream, or one UDP datagram.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.done() {
+            return;
+        }
+        let mut evs = Vec::new();
+        let r = match &mut self.session {
+            Session::Tls(s) => s.handle_input(data, &mut evs),
+            Session::Dtls(s) => s.handle_input(now, data, &mut evs),
+        };
+        for ev in evs {
+            if self.done() {
+                break;
+            }
+            match ev {
+                SessionEvent::HandshakeComplete => self.on_established(now),
+                SessionEvent::Data(d) => {
+                    let r = match self.protocol.reliability() {
+                        Reliability::FramingHeader => self.framer.handle_stream(now, &d),
+                        Reliability::SimpleReliability => self.framer.handle_record(now, d),
+                    };
+                    if let Err(e) = r {
+                        self.fail(now, e);
+                    }
+                }
+                SessionEvent::PeerClosed => {
+                    self.drain_framer();
+                    self.state = LinkState::Closed;
+                    self.events.push_back(LinkEvent::Closed);
+                }
+            }
+        }
+        if let Err(e) = r {
+            self.fail(now, e);
+        }
+        self.pump(now);
+    }
+
+    /// The TCP peer closed its side (read returned 0). Clean after a close_notify, else the
+    /// link fails with [`LinkError::ConnectionLost`]. No-op for DTLS.
+    pub fn handle_eof(&mut self, now: Instant) {
+        if self.done() {
+            return;
+        }
+        if let Session::Tls(s) = &mut self.session {
+            if s.handle_eof() {
+                self.state = LinkState::Closed;
+                self.events.push_back(LinkEvent::Closed);
+            } else {
+                self.fail(now, LinkError::ConnectionLost);
+            }
+        }
+    }
+
+    /// Queues one RELOAD message. Before the handshake completes it waits in the queue.
+    /// `MessageTooLarge` and `QueueFull` leave the link up.
+    pub fn send(&mut self, now: Instant, message: Bytes) -> Result<(), LinkError> {
+        if self.done() {
+            return Err(LinkError::Closed);
+        }
+        if let Session::Tls(s) = &self.session
+            && s.pending_bytes() > self.max_pending_transmit
+        {
+            return Err(LinkError::QueueFull);
+        }
+        self.framer.send(now, message)?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Bytes for the socket: TLS — one chunk per framed message (one `write` each); DTLS — one
+    /// datagram.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        match &mut self.session {
+            Session::Tls(s) => s.poll_transmit(),
+            Session::Dtls(s) => s.poll_transmit(),
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Link::handle_timeout`] is next needed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.done() {
+            return None;
+        }
+        let session = match &self.session {
+            Session::Tls(_) => None,
+            Session::Dtls(s) => s.poll_timeout(),
+        };
+        let own = match self.state {
+            LinkState::Handshaking => Some(self.handshake_deadline),
+            _ => self.framer.poll_timeout(),
+        };
+        [session, own].into_iter().flatten().min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.done() {
+            return;
+        }
+        if self.state == LinkState::Handshaking && now >= self.handshake_deadline {
+            self.fail(now, LinkError::HandshakeTimeout);
+            return;
+        }
+        if let Session::Dtls(s) = &mut self.session
+            && let Err(e) = s.handle_timeout(now)
+        {
+            self.fail(now, e);
+            return;
+        }
+        if let Err(e) = self.framer.handle_timeout(now) {
+            self.fail(now, e);
+            return;
+        }
+        self.pump(now);
+    }
+
+    /// Closes with close_notify; queued messages are dropped. [`LinkEvent::Closed`] follows.
+    pub fn close(&mut self, now: Instant) {
+        if self.done() {
+            return;
+        }
+        self.drain_framer();
+        self.close_session(now);
+        self.state = LinkState::Closed;
+        self.events.push_back(LinkEvent::Closed);
+    }
+
+    fn close_session(&mut self, now: Instant) {
+        match &mut self.session {
+            Session::Tls(s) => s.close(),
+            Session::Dtls(s) => s.close(now),
+        }
+    }
+
+    fn on_established(&mut self, now: Instant) {
+        let cert = match self.check.verdict() {
+            Some(Ok(cert)) => cert,
+            Some(Err(e)) => return self.fail(now, LinkError::PeerAuth(e)),
+            None => return self.fail(now, LinkError::PeerAuth(AuthError::NoCertificate)),
+        };
+        // The certificate we checked is the one the (D)TLS layer authenticated.
+        let seen = match &self.session {
+            Session::Tls(s) => s.peer_end_entity(),
+            Session::Dtls(s) => s.peer_end_entity(),
+        };
+        if seen.as_ref() != Some(cert.der()) {
+            return self.fail(
+                now,
+                LinkError::Protocol("peer certificate changed during the handshake".into()),
+            );
+        }
+        self.state = LinkState::Established;
+        self.peer = Some(PeerIdentity {
+            node_ids: cert.node_ids.clone(),
+            cert: cert.clone(),
+        });
+        self.events.push_back(LinkEvent::Established {
+            peer_node_ids: cert.node_ids.clone(),
+            peer_cert: cert,
+        });
+        self.framer.open(now);
+    }
+
+    /// Frames to the secure channel, framing events and messages to link events.
+    fn pump(&mut self, now: Instant) {
+        if self.state == LinkState::Established {
+            while let Some(frame) = self.framer.poll_frame() {
+                let r = match &mut self.session {
+                    Session::Tls(s) => s.write_frame(&frame),
+                    Session::Dtls(s) => s.write_frame(now, &frame),
+                };
+                if let Err(e) = r {
+                    self.fail(now, e);
+                    break;
+                }
+            }
+        }
+        self.drain_framer();
+    }
+
+    fn drain_framer(&mut self) {
+        while let Some(m) = self.framer.poll_message() {
+            self.events.push_back(LinkEvent::Message(m));
+        }
+        while let Some(e) = self.framer.poll_event() {
+            self.events.push_back(match e {
+                FramingEvent::Stalled => LinkEvent::Stalled,
+                FramingEvent::Resumed => LinkEvent::Resumed,
+            });
+        }
+    }
+
+    fn fail(&mut self, now: Instant, e: LinkError) {
+        if self.done() {
+            return;
+        }
+        self.drain_framer();
+        // Tell the peer (close_notify) unless the (D)TLS layer itself failed and sent its alert.
+        if !matches!(
+            e,
+            LinkError::PeerAuth(_) | LinkError::PeerAlert(_) | LinkError::Protocol(_)
+        ) {
+            self.close_session(now);
+        }
+        self.state = LinkState::Failed;
+        self.events.push_back(LinkEvent::Failed(e));
+    }
+}
