@@ -75,6 +75,11 @@ enum Delivery {
         node: usize,
         link: LinkId,
     },
+    /// A real-link transport came up: the connecting side starts its (D)TLS handshake.
+    TransportUp {
+        node: usize,
+        link: LinkId,
+    },
     Timer {
         node: usize,
     },
@@ -106,6 +111,8 @@ pub struct Sim {
     seq: u64,
     /// Scheduled timer per node, to avoid duplicates.
     timers: HashMap<usize, Instant>,
+    /// Latest scheduled arrival per (node, link): links deliver in order, as TCP does.
+    fifo: HashMap<(usize, LinkId), Instant>,
     /// Messages delivered and lost.
     pub delivered: u64,
     pub lost: u64,
@@ -126,6 +133,7 @@ impl Sim {
             pending: HashMap::new(),
             seq: 0,
             timers: HashMap::new(),
+            fifo: HashMap::new(),
             delivered: 0,
             lost: 0,
         }
@@ -176,7 +184,11 @@ impl Sim {
                 self.lost += 1;
                 continue;
             }
-            let at = self.now + self.latency();
+            let mut at = self.now + self.latency();
+            // In order per link (a stream never reorders; datagrams rarely do).
+            let last = self.fifo.entry((to, link)).or_insert(at);
+            at = at.max(*last);
+            *last = at;
             self.schedule(
                 at,
                 Delivery::Message {
@@ -188,14 +200,34 @@ impl Sim {
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
             match e {
-                Event::Connect { link, addr, .. } => {
+                Event::Connect {
+                    link,
+                    addr,
+                    protocol,
+                    ..
+                } => {
                     let at = self.now + self.latency() * 2;
-                    match self
+                    let target = self
                         .by_addr
                         .get(&addr)
                         .copied()
-                        .filter(|&j| self.nodes[j].alive && j != i)
-                    {
+                        .filter(|&j| self.nodes[j].alive && j != i);
+                    if let Some(j) = target.filter(|&j| self.nodes[j].node.has_real_links()) {
+                        // Real (D)TLS links: carry the handshake bytes; identities come
+                        // from the certificates.
+                        let now = self.now;
+                        match self.nodes[j].node.accept_transport(now, protocol) {
+                            Some(peer_link) => {
+                                self.wires.insert((i, link), (j, peer_link));
+                                self.wires.insert((j, peer_link), (i, link));
+                                self.schedule(at, Delivery::TransportUp { node: i, link });
+                                self.after_input(j);
+                            }
+                            None => self.schedule(at, Delivery::LinkDown { node: i, link }),
+                        }
+                        continue;
+                    }
+                    match target {
                         Some(j) => {
                             let peer_link = self.nodes[j].node.accept();
                             self.wires.insert((i, link), (j, peer_link));
@@ -281,7 +313,18 @@ impl Sim {
                     return true;
                 }
                 self.wires.remove(&(node, link));
-                self.nodes[node].node.link_down(now, link);
+                if self.nodes[node].node.has_real_links() {
+                    self.nodes[node].node.transport_closed(now, link);
+                } else {
+                    self.nodes[node].node.link_down(now, link);
+                }
+                node
+            }
+            Delivery::TransportUp { node, link } => {
+                if !self.nodes[node].alive {
+                    return true;
+                }
+                self.nodes[node].node.transport_connected(now, link);
                 node
             }
             Delivery::Timer { node } => {
@@ -339,6 +382,17 @@ impl Sim {
 
     /// Links nodes `i` and `j` directly (as a completed Attach would), after a latency.
     pub fn connect(&mut self, i: usize, j: usize) {
+        if self.nodes[i].node.has_real_links() {
+            let addr = self.nodes[j].addr;
+            let protocol = self.nodes[j].node.settings().listen.first().map_or(
+                reload_wire::link::OverlayLinkType::TLS_TCP_FH_NO_ICE,
+                |(p, _)| *p,
+            );
+            let expected = self.nodes[j].node.node_id();
+            self.nodes[i].node.open_link(addr, protocol, Some(expected));
+            self.after_input(i);
+            return;
+        }
         let li = self.nodes[i].node.accept();
         let lj = self.nodes[j].node.accept();
         self.wires.insert((i, li), (j, lj));

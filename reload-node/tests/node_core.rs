@@ -123,6 +123,16 @@ struct Ring {
 /// `n` nodes evenly spaced on the ring, each linked to its successor and to the node
 /// `n/4` ahead (so paths take several hops).
 fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut NodeSettings)) -> Ring {
+    ring_over(n, seed, net, tweak, None)
+}
+
+fn ring_over(
+    n: usize,
+    seed: u64,
+    net: SimNetwork,
+    tweak: impl Fn(usize, &mut NodeSettings),
+    links: Option<OverlayLinkType>,
+) -> Ring {
     let ca = TestCa::new(false);
     let step = u128::MAX / n as u128;
     let ids: Vec<u128> = (0..n as u128).map(|i| (i + 1) * step - 7).collect();
@@ -131,8 +141,8 @@ fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut NodeSet
     let config = OverlayConfig::new(OVERLAY);
     for (i, &id) in ids.iter().enumerate() {
         let addr: SocketAddr = format!("127.0.0.1:{}", 10000 + i).parse().unwrap();
-        let mut s =
-            NodeSettings::from_config(&config, vec![(OverlayLinkType::TLS_TCP_FH_NO_ICE, addr)]);
+        let protocol = links.unwrap_or(OverlayLinkType::TLS_TCP_FH_NO_ICE);
+        let mut s = NodeSettings::from_config(&config, vec![(protocol, addr)]);
         tweak(i, &mut s);
         let creds = ca.node(false, id, &format!("user{i}"));
         let trust = TrustPolicy {
@@ -146,7 +156,11 @@ fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut NodeSet
             me: id,
             ring: shared.clone(),
         });
-        let node = Node::new(
+        let ctx = links.map(|_| {
+            let lc = reload_node::link::LinkConfig::new(trust.clone(), 5000);
+            reload_node::link::LinkContext::new(lc, &creds).unwrap()
+        });
+        let mut node = Node::new(
             s,
             creds,
             Verifier::new(trust, 256),
@@ -155,6 +169,9 @@ fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut NodeSet
             SystemTime::now(),
             seed ^ id as u64,
         );
+        if let Some(ctx) = ctx {
+            node = node.with_links(ctx);
+        }
         sim.add(node, addr);
     }
     for i in 0..n {
@@ -419,4 +436,38 @@ fn a_seed_reproduces_a_run() {
     };
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
+}
+
+#[test]
+fn the_core_runs_over_real_tls_and_dtls_links() {
+    for protocol in [
+        OverlayLinkType::TLS_TCP_FH_NO_ICE,
+        OverlayLinkType::DTLS_UDP_SR_NO_ICE,
+    ] {
+        let mut r = ring_over(8, 21, SimNetwork::default(), |_, _| {}, Some(protocol));
+        r.sim.run_for(Duration::from_secs(3));
+        let target = NodeId::from_u128(r.ids[5]);
+        let tx = ping(&mut r, 0, Destination::Node(target));
+        let (who, _) = wait(&mut r, 0, tx, Duration::from_secs(10)).unwrap();
+        assert_eq!(who, target, "{protocol:?}");
+        // Every node learned its neighbours' Node-IDs from their certificates.
+        let up: usize = r
+            .sim
+            .nodes
+            .iter()
+            .map(|n| n.node.connected_peers().len())
+            .sum();
+        assert_eq!(
+            up,
+            8 * 4,
+            "{protocol:?}: each of 8 nodes has 4 authenticated links"
+        );
+        assert!(
+            r.sim
+                .nodes
+                .iter()
+                .all(|n| !n.events.iter().any(|e| matches!(e, Event::LinkDown { .. }))),
+            "{protocol:?}: no link failed"
+        );
+    }
 }

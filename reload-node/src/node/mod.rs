@@ -43,8 +43,11 @@ use reload_wire::{
     Wire,
 };
 
+use std::sync::Arc;
+
 use crate::config::{OverlayConfig, SequenceCheck, check_sequence};
 use crate::identity::overlay_hash;
+use crate::link::{Link, LinkContext, LinkEvent, LinkProtocol};
 use crate::sign::{Credentials, SignError, Verifier};
 use crate::topology::{NextHop, StartMode, Topology, TopologyAction, TopologyInput};
 
@@ -150,6 +153,8 @@ pub enum Event {
     LinkDown {
         link: LinkId,
         peer: Option<NodeId>,
+        /// Why, when the link layer said (handshake refusal, timeout, …).
+        reason: Option<String>,
     },
     /// We now belong to the ring (§10.5).
     Joined,
@@ -200,6 +205,12 @@ struct LinkSlot {
     peer: Option<NodeId>,
     /// For links we opened for an Attach we answered: send an Update once up.
     send_update: bool,
+    /// The Node-ID the link must prove (from the Attach), if known.
+    expected_peer: Option<NodeId>,
+    /// The protocol the transport was opened for.
+    protocol: Option<OverlayLinkType>,
+    /// The (D)TLS link state machine; `None` on simulator message links.
+    link: Option<Box<Link>>,
 }
 
 /// Where the answer to an inbound request goes.
@@ -227,6 +238,8 @@ impl Rng {
 /// The node core. See the module documentation.
 pub struct Node {
     s: NodeSettings,
+    /// Real (D)TLS links, or `None` for the simulator's message links.
+    link_ctx: Option<Arc<LinkContext>>,
     creds: Credentials,
     verifier: Verifier,
     topo: Box<dyn Topology + Send>,
@@ -277,6 +290,7 @@ impl Node {
     ) -> Self {
         let answers = AnswerCache::new(settings.max_request_lifetime(), settings.answer_cache_size);
         Node {
+            link_ctx: None,
             creds,
             verifier,
             topo: topology,
@@ -346,6 +360,9 @@ impl Node {
         });
         for (protocol, addr) in bootstrap {
             let link = self.new_link(None, false);
+            if let Some(slot) = self.links.get_mut(&link) {
+                slot.protocol = Some(*protocol);
+            }
             self.events.push_back(Event::Connect {
                 link,
                 addr: *addr,
@@ -364,8 +381,182 @@ impl Node {
     fn new_link(&mut self, peer: Option<NodeId>, send_update: bool) -> LinkId {
         let id = LinkId(self.next_link);
         self.next_link += 1;
-        self.links.insert(id, LinkSlot { peer, send_update });
+        self.links.insert(
+            id,
+            LinkSlot {
+                peer,
+                send_update,
+                expected_peer: None,
+                protocol: None,
+                link: None,
+            },
+        );
         id
+    }
+
+    /// Runs this node over real (D)TLS links (RFC 6940 §6.6) instead of the simulator's
+    /// message links: transports then carry (D)TLS bytes, and a link's peer is the Node-ID
+    /// its certificate proves.
+    pub fn with_links(mut self, ctx: Arc<LinkContext>) -> Self {
+        self.link_ctx = Some(ctx);
+        self
+    }
+
+    /// Opens a link to `addr` (emits [`Event::Connect`]): we will be its (D)TLS client, and
+    /// the peer must prove `expected_peer` when given.
+    pub fn open_link(
+        &mut self,
+        addr: SocketAddr,
+        protocol: OverlayLinkType,
+        expected_peer: Option<NodeId>,
+    ) -> LinkId {
+        let link = self.new_link(None, false);
+        if let Some(slot) = self.links.get_mut(&link) {
+            slot.protocol = Some(protocol);
+            slot.expected_peer = expected_peer;
+        }
+        self.events.push_back(Event::Connect {
+            link,
+            addr,
+            protocol,
+            expected_peer,
+        });
+        link
+    }
+
+    /// Whether this node runs real (D)TLS links.
+    pub fn has_real_links(&self) -> bool {
+        self.link_ctx.is_some()
+    }
+
+    fn link_protocol(t: OverlayLinkType) -> Option<LinkProtocol> {
+        match t {
+            OverlayLinkType::TLS_TCP_FH_NO_ICE => Some(LinkProtocol::TlsTcpFhNoIce),
+            OverlayLinkType::DTLS_UDP_SR_NO_ICE => Some(LinkProtocol::DtlsUdpSrNoIce),
+            _ => None,
+        }
+    }
+
+    /// An incoming transport of `protocol` was accepted: with real links we are the
+    /// (D)TLS server (§6.5.1.11) and learn the peer from its certificate.
+    pub fn accept_transport(&mut self, now: Instant, protocol: OverlayLinkType) -> Option<LinkId> {
+        let id = self.new_link(None, false);
+        if let Some(ctx) = self.link_ctx.clone() {
+            let link = match Self::link_protocol(protocol)? {
+                LinkProtocol::TlsTcpFhNoIce => Link::accept_tls(&ctx, None, now),
+                LinkProtocol::DtlsUdpSrNoIce => Link::accept_dtls(&ctx, None, now),
+            };
+            match link {
+                Ok(l) => {
+                    if let Some(slot) = self.links.get_mut(&id) {
+                        slot.link = Some(Box::new(l));
+                        slot.protocol = Some(protocol);
+                    }
+                }
+                Err(_) => {
+                    self.links.remove(&id);
+                    return None;
+                }
+            }
+            self.pump_link(now, id);
+        }
+        Some(id)
+    }
+
+    /// The transport we opened for an [`Event::Connect`] is up: with real links we start
+    /// the (D)TLS handshake as its client.
+    pub fn transport_connected(&mut self, now: Instant, id: LinkId) {
+        let Some(ctx) = self.link_ctx.clone() else {
+            return;
+        };
+        let Some(slot) = self.links.get_mut(&id) else {
+            return;
+        };
+        let Some(protocol) = slot.protocol.and_then(Self::link_protocol) else {
+            return;
+        };
+        let link = match protocol {
+            LinkProtocol::TlsTcpFhNoIce => Link::connect_tls(&ctx, slot.expected_peer, now),
+            LinkProtocol::DtlsUdpSrNoIce => Link::connect_dtls(&ctx, slot.expected_peer, now),
+        };
+        match link {
+            Ok(l) => slot.link = Some(Box::new(l)),
+            Err(_) => return self.link_down(now, id),
+        }
+        self.pump_link(now, id);
+    }
+
+    /// The transport ended (TCP end of stream or error).
+    pub fn transport_closed(&mut self, now: Instant, id: LinkId) {
+        if let Some(l) = self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
+            l.handle_eof(now);
+            self.pump_link(now, id);
+        }
+        self.link_down(now, id);
+    }
+
+    /// Moves a real link's output and events into the core.
+    fn pump_link(&mut self, now: Instant, id: LinkId) {
+        for _ in 0..4096 {
+            let Some(slot) = self.links.get_mut(&id) else {
+                return;
+            };
+            let Some(link) = slot.link.as_mut() else {
+                return;
+            };
+            while let Some(data) = link.poll_transmit() {
+                self.transmits.push_back(Transmit { link: id, data });
+            }
+            let Some(ev) = link.poll_event() else { return };
+            match ev.clone() {
+                LinkEvent::Established { peer_node_ids, .. } => {
+                    let expected = slot.expected_peer;
+                    let peer = expected
+                        .filter(|e| peer_node_ids.contains(e))
+                        .or_else(|| peer_node_ids.first().copied());
+                    match peer {
+                        Some(p) => self.link_up(now, id, p),
+                        None => return self.link_down(now, id),
+                    }
+                }
+                LinkEvent::Message(m) => self.on_message(now, id, m),
+                LinkEvent::Stalled | LinkEvent::Resumed => {}
+                LinkEvent::Failed(_) | LinkEvent::Closed => {
+                    let reason = match &ev {
+                        LinkEvent::Failed(e) => Some(e.to_string()),
+                        _ => Some("closed by the peer".to_string()),
+                    };
+                    while let Some(data) = self
+                        .links
+                        .get_mut(&id)
+                        .and_then(|s| s.link.as_mut())
+                        .and_then(|l| l.poll_transmit())
+                    {
+                        self.transmits.push_back(Transmit { link: id, data });
+                    }
+                    self.link_down_because(now, id, reason);
+                    self.events.push_back(Event::Close { link: id });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends one message on a link: through its (D)TLS state machine, or as is on a
+    /// simulator message link.
+    fn send_on(&mut self, now: Instant, id: LinkId, message: Bytes) {
+        match self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
+            Some(link) => {
+                if link.send(now, message).is_err() {
+                    self.stats.dropped_other += 1;
+                }
+                self.pump_link(now, id);
+            }
+            None => self.transmits.push_back(Transmit {
+                link: id,
+                data: message,
+            }),
+        }
     }
 
     /// An incoming transport was accepted (we are the (D)TLS server). Returns its link.
@@ -426,6 +617,10 @@ impl Node {
 
     /// The link failed or closed.
     pub fn link_down(&mut self, now: Instant, link: LinkId) {
+        self.link_down_because(now, link, None)
+    }
+
+    fn link_down_because(&mut self, now: Instant, link: LinkId, reason: Option<String>) {
         let Some(slot) = self.links.remove(&link) else {
             return;
         };
@@ -438,6 +633,7 @@ impl Node {
         self.events.push_back(Event::LinkDown {
             link,
             peer: slot.peer,
+            reason,
         });
         self.drain_topology(now);
     }
@@ -451,13 +647,35 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.next_deadline(), self.topo.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.tx.next_deadline(), self.topo.poll_timeout()]
+            .into_iter()
+            .chain(
+                self.links
+                    .values()
+                    .map(|s| s.link.as_ref().and_then(|l| l.poll_timeout())),
+            )
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(_, s)| {
+                s.link
+                    .as_ref()
+                    .and_then(|l| l.poll_timeout())
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(l) = self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
+                l.handle_timeout(now);
+            }
+            self.pump_link(now, id);
+        }
         for r in self
             .tx
             .expire(now, self.s.reliability_timer, MAX_TRANSMISSIONS)
@@ -565,14 +783,8 @@ impl Node {
             dest.remove(0);
         }
         match self.next_link(&dest) {
-            Some(link) => self.transmits.push_back(Transmit {
-                link,
-                data: message,
-            }),
-            None => {
-                let _ = now;
-                self.stats.dropped_no_route += 1;
-            }
+            Some(link) => self.send_on(now, link, message),
+            None => self.stats.dropped_no_route += 1,
         }
     }
 
@@ -597,8 +809,21 @@ impl Node {
 
     // ---- receiving ------------------------------------------------------------------
 
-    /// A whole RELOAD message arrived on `link`.
+    /// Bytes arrived on `link`: (D)TLS bytes on a real link, one whole RELOAD message on a
+    /// simulator message link.
     pub fn handle_input(&mut self, now: Instant, link: LinkId, data: Bytes) {
+        if let Some(l) = self.links.get_mut(&link).and_then(|s| s.link.as_mut()) {
+            l.handle_input(now, &data);
+            self.pump_link(now, link);
+            self.drain_topology(now);
+            return;
+        }
+        self.on_message(now, link, data);
+        self.drain_topology(now);
+    }
+
+    /// One whole RELOAD message from `link`.
+    fn on_message(&mut self, now: Instant, link: LinkId, data: Bytes) {
         self.stats.received += 1;
         let Some(from) = self.links.get(&link).and_then(|l| l.peer) else {
             self.stats.dropped_other += 1;
@@ -640,7 +865,6 @@ impl Node {
             return;
         }
         self.process(now, link, from, header, header_len, data, is_response);
-        self.drain_topology(now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -777,10 +1001,7 @@ impl Node {
         }
         b.extend_from_slice(&payload);
         self.stats.forwarded += 1;
-        self.transmits.push_back(Transmit {
-            link,
-            data: b.freeze(),
-        });
+        self.send_on(now, link, b.freeze());
     }
 
     fn deliver(
@@ -816,7 +1037,7 @@ impl Node {
         // A retransmitted request: the same answer again (§6.2.1).
         if let Some(answer) = self.answers.get(header.transaction_id, now).cloned() {
             self.stats.duplicate_requests += 1;
-            self.transmits.push_back(Transmit { link, data: answer });
+            self.send_on(now, link, answer);
             return;
         }
         // Configuration sequence (§6.3.2.1).
@@ -1070,10 +1291,7 @@ impl Node {
         self.answers
             .insert(route.transaction_id, now, bytes.clone());
         self.stats.answered += 1;
-        self.transmits.push_back(Transmit {
-            link: route.link,
-            data: bytes,
-        });
+        self.send_on(now, route.link, bytes);
     }
 
     fn error_reply(
@@ -1126,6 +1344,10 @@ impl Node {
                 ));
             };
             let link = self.new_link(None, req.send_update);
+            if let Some(slot) = self.links.get_mut(&link) {
+                slot.protocol = Some(protocol);
+                slot.expected_peer = Some(requester);
+            }
             self.events.push_back(Event::Connect {
                 link,
                 addr,
