@@ -24,9 +24,11 @@
 
 pub mod check;
 pub mod config;
+pub mod enroll;
 pub mod identity;
 pub mod link;
 pub mod node;
 pub mod sign;
+pub mod shell;
 pub mod sim;
 pub mod topology;

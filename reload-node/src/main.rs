@@ -15,8 +15,9 @@ use reload_node::identity::{ReloadCertificate, from_pem};
     version,
     about = "RELOAD (RFC 6940) overlay peer",
     long_about = "RELOAD (RFC 6940) overlay peer.\n\nCheck an overlay configuration document before \
-                  deploying it, and inspect node certificates. (Running a peer, `run` and `sandbox`, \
-                  and enrolling, `enroll`, are being built.)"
+                  deploying it, inspect node certificates, and enroll: get an overlay's configuration \
+                  and this node's certificate (`enroll`). (Running a peer, `run` and `sandbox`, is \
+                  being built.)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +32,10 @@ enum Command {
     /// Node certificates (RFC 6940 §11.3).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Get the overlay's configuration and this node's certificate from its configuration
+    /// and enrollment servers (RFC 6940 §11.2, §11.3), or make a self-signed one (§11.3.1).
+    #[command(long_about = reload_node::enroll::LONG_ABOUT)]
+    Enroll(reload_node::enroll::EnrollArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,6 +212,10 @@ fn main() -> ExitCode {
             config,
             node_id_length,
         }) => cert_show(&file, config.as_deref(), node_id_length),
+        Command::Enroll(args) => reload_node::enroll::run(&args).map(|o| {
+            reload_node::enroll::print_outcome(&o);
+            true
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

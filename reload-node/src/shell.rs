@@ -1,0 +1,343 @@
+//! The tokio shell: moves bytes between sockets and the sans-IO [`Node`] core, and feeds
+//! it time. It makes no protocol decision of its own.
+//!
+//! - TLS-TCP-FH-NO-ICE: a TCP listener; each connection gets a reader task and a writer
+//!   task; every chunk the core transmits is written on its own (with `TCP_NODELAY`), so
+//!   one framed message travels per TCP segment.
+//! - DTLS-UDP-SR-NO-ICE: one UDP socket; a datagram from an unknown address opens a link.
+//! - Timers: one `sleep_until` on the core's `poll_timeout`.
+//! - Shutdown: on the signal the core sends its Leave messages (RFC 6940 §6.4.2.2), the
+//!   shell flushes them and stops, bounded in time.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reload_wire::link::OverlayLinkType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::node::{Event, LinkId, Node};
+
+/// What the socket tasks tell the core's task.
+#[derive(Debug)]
+enum Input {
+    Accepted {
+        stream: TcpStream,
+        remote: SocketAddr,
+    },
+    Connected {
+        link: LinkId,
+        stream: TcpStream,
+    },
+    ConnectFailed {
+        link: LinkId,
+        error: String,
+    },
+    Data {
+        link: LinkId,
+        data: Bytes,
+    },
+    Closed {
+        link: LinkId,
+    },
+    Datagram {
+        from: SocketAddr,
+        data: Bytes,
+    },
+}
+
+/// Sockets the shell serves.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub tcp: Option<TcpListener>,
+    pub udp: Option<UdpSocket>,
+}
+
+impl Listeners {
+    /// Binds the listen addresses of the node's settings.
+    pub async fn bind(listen: &[(OverlayLinkType, SocketAddr)]) -> std::io::Result<Self> {
+        let mut l = Listeners::default();
+        for (t, addr) in listen {
+            match *t {
+                OverlayLinkType::TLS_TCP_FH_NO_ICE if l.tcp.is_none() => {
+                    l.tcp = Some(TcpListener::bind(addr).await?)
+                }
+                OverlayLinkType::DTLS_UDP_SR_NO_ICE if l.udp.is_none() => {
+                    l.udp = Some(UdpSocket::bind(addr).await?)
+                }
+                _ => {}
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// Something the application may observe while the shell runs.
+pub type EventSink = Box<dyn FnMut(&Node, &Event) + Send>;
+
+/// Runs `node` on real sockets until `shutdown` resolves; then leaves the overlay and
+/// returns after flushing (at most `linger`).
+pub async fn run(
+    mut node: Node,
+    listeners: Listeners,
+    mut on_event: EventSink,
+    shutdown: impl std::future::Future<Output = ()>,
+    linger: Duration,
+) -> Node {
+    let (tx, mut rx) = mpsc::channel::<Input>(1024);
+    let mut writers: HashMap<LinkId, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut udp_peers: HashMap<SocketAddr, LinkId> = HashMap::new();
+    let mut udp_links: HashMap<LinkId, SocketAddr> = HashMap::new();
+    let udp = listeners.udp.map(std::sync::Arc::new);
+
+    if let Some(listener) = listeners.tcp {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, remote)) => {
+                        if tx.send(Input::Accepted { stream, remote }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!("accept failed: {e}"),
+                }
+            }
+        });
+    }
+    if let Some(sock) = udp.clone() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        let data = Bytes::copy_from_slice(&buf[..n]);
+                        if tx.send(Input::Datagram { from, data }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!("udp receive: {e}"),
+                }
+            }
+        });
+    }
+
+    tokio::pin!(shutdown);
+    let mut leaving: Option<tokio::time::Instant> = None;
+    loop {
+        // Everything the core produced.
+        flush(
+            &mut node,
+            &tx,
+            &mut writers,
+            &udp,
+            &mut udp_links,
+            &mut udp_peers,
+            &mut on_event,
+        );
+        if let Some(deadline) = leaving {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        let timeout = node.poll_timeout();
+        let sleep = async {
+            match timeout {
+                Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let linger_end = async {
+            match leaving {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown, if leaving.is_none() => {
+                tracing::info!("shutting down: leaving the overlay");
+                node.leave(Instant::now());
+                leaving = Some(tokio::time::Instant::now() + linger);
+            }
+            _ = linger_end => break,
+            _ = sleep => node.handle_timeout(Instant::now()),
+            input = rx.recv() => {
+                let Some(input) = input else { break };
+                let now = Instant::now();
+                match input {
+                    Input::Accepted { stream, remote } => {
+                        let _ = stream.set_nodelay(true);
+                        match node.accept_transport(now, OverlayLinkType::TLS_TCP_FH_NO_ICE) {
+                            Some(link) => {
+                                tracing::debug!(%remote, ?link, "accepted TCP connection");
+                                writers.insert(link, spawn_stream(link, stream, tx.clone()));
+                            }
+                            None => tracing::warn!(%remote, "refused TCP connection"),
+                        }
+                    }
+                    Input::Connected { link, stream } => {
+                        let _ = stream.set_nodelay(true);
+                        writers.insert(link, spawn_stream(link, stream, tx.clone()));
+                        node.transport_connected(now, link);
+                    }
+                    Input::ConnectFailed { link, error } => {
+                        tracing::info!(?link, "connection failed: {error}");
+                        node.transport_closed(now, link);
+                    }
+                    Input::Data { link, data } => node.handle_input(now, link, data),
+                    Input::Closed { link } => {
+                        writers.remove(&link);
+                        node.transport_closed(now, link);
+                    }
+                    Input::Datagram { from, data } => {
+                        let link = match udp_peers.get(&from) {
+                            Some(l) => Some(*l),
+                            None => node.accept_transport(now, OverlayLinkType::DTLS_UDP_SR_NO_ICE).inspect(|l| {
+                                udp_peers.insert(from, *l);
+                                udp_links.insert(*l, from);
+                            }),
+                        };
+                        if let Some(link) = link {
+                            node.handle_input(now, link, data);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    flush(
+        &mut node,
+        &tx,
+        &mut writers,
+        &udp,
+        &mut udp_links,
+        &mut udp_peers,
+        &mut on_event,
+    );
+    node
+}
+
+/// Hands the core's transmits to the sockets and acts on its events.
+fn flush(
+    node: &mut Node,
+    tx: &mpsc::Sender<Input>,
+    writers: &mut HashMap<LinkId, mpsc::Sender<Bytes>>,
+    udp: &Option<std::sync::Arc<UdpSocket>>,
+    udp_links: &mut HashMap<LinkId, SocketAddr>,
+    udp_peers: &mut HashMap<SocketAddr, LinkId>,
+    on_event: &mut EventSink,
+) {
+    loop {
+        let mut progress = false;
+        while let Some(t) = node.poll_transmit() {
+            progress = true;
+            if let Some(w) = writers.get(&t.link) {
+                if w.try_send(t.data).is_err() {
+                    tracing::warn!(link = ?t.link, "write queue full: closing the link");
+                    writers.remove(&t.link);
+                }
+            } else if let (Some(sock), Some(addr)) = (udp, udp_links.get(&t.link)) {
+                let _ = sock.try_send_to(&t.data, *addr);
+            }
+        }
+        while let Some(e) = node.poll_event() {
+            progress = true;
+            match &e {
+                Event::Connect {
+                    link,
+                    addr,
+                    protocol,
+                    ..
+                } => match *protocol {
+                    OverlayLinkType::TLS_TCP_FH_NO_ICE => {
+                        let (link, addr, tx) = (*link, *addr, tx.clone());
+                        tokio::spawn(async move {
+                            let r = tokio::time::timeout(
+                                Duration::from_secs(10),
+                                TcpStream::connect(addr),
+                            )
+                            .await;
+                            let msg = match r {
+                                Ok(Ok(stream)) => Input::Connected { link, stream },
+                                Ok(Err(e)) => Input::ConnectFailed {
+                                    link,
+                                    error: e.to_string(),
+                                },
+                                Err(_) => Input::ConnectFailed {
+                                    link,
+                                    error: "timed out".into(),
+                                },
+                            };
+                            let _ = tx.send(msg).await;
+                        });
+                    }
+                    _ if udp.is_some() => {
+                        // DTLS over our one UDP socket: the transport exists at once.
+                        udp_links.insert(*link, *addr);
+                        udp_peers.insert(*addr, *link);
+                        node.transport_connected(Instant::now(), *link);
+                    }
+                    _ => {
+                        tracing::warn!("no UDP socket for a DTLS link to {addr}");
+                        node.transport_closed(Instant::now(), *link);
+                    }
+                },
+                Event::Close { link } => {
+                    writers.remove(link);
+                    if let Some(a) = udp_links.remove(link) {
+                        udp_peers.remove(&a);
+                    }
+                }
+                _ => {}
+            }
+            on_event(node, &e);
+        }
+        if !progress {
+            return;
+        }
+    }
+}
+
+/// Reader and writer tasks of one TCP connection.
+fn spawn_stream(link: LinkId, stream: TcpStream, tx: mpsc::Sender<Input>) -> mpsc::Sender<Bytes> {
+    let (mut r, mut w) = stream.into_split();
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(256);
+    let rtx = tx.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16384];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = rtx.send(Input::Closed { link }).await;
+                    return;
+                }
+                Ok(n) => {
+                    if rtx
+                        .send(Input::Data {
+                            link,
+                            data: Bytes::copy_from_slice(&buf[..n]),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(chunk) = wrx.recv().await {
+            // One chunk = one framed message in its own TLS record(s): written alone.
+            if w.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    wtx
+}
