@@ -139,10 +139,8 @@ pub async fn run(
             &mut udp_peers,
             &mut on_event,
         );
-        if let Some(deadline) = leaving {
-            if tokio::time::Instant::now() >= deadline {
-                break;
-            }
+        if leaving.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            break;
         }
         let timeout = node.poll_timeout();
         let sleep = async {
