@@ -78,15 +78,71 @@ impl Listeners {
 /// Something the application may observe while the shell runs.
 pub type EventSink = Box<dyn FnMut(&Node, &Event) + Send>;
 
+/// What a running peer's neighbourhood looks like.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub node_id: reload_wire::NodeId,
+    pub joined: bool,
+    pub successors: Vec<reload_wire::NodeId>,
+    pub predecessors: Vec<reload_wire::NodeId>,
+    pub routing_table: Vec<reload_wire::NodeId>,
+    pub connected: Vec<reload_wire::NodeId>,
+}
+
+/// The answer to a [`Control::Request`].
+pub type Answer =
+    Result<(reload_wire::NodeId, reload_wire::MessageBody), crate::node::RequestError>;
+
+/// Commands to a running peer.
+#[derive(Debug)]
+pub enum Control {
+    /// Send a request and report its answer.
+    Request {
+        destination: Vec<reload_wire::Destination>,
+        body: reload_wire::MessageBody,
+        reply: tokio::sync::oneshot::Sender<Answer>,
+    },
+    /// Report the neighbourhood.
+    Snapshot {
+        reply: tokio::sync::oneshot::Sender<Snapshot>,
+    },
+}
+
+fn snapshot(node: &Node) -> Snapshot {
+    let t = node.topology();
+    Snapshot {
+        node_id: node.node_id(),
+        joined: t.is_joined(),
+        successors: t.successors(),
+        predecessors: t.predecessors(),
+        routing_table: t.routing_table(),
+        connected: node.connected_peers(),
+    }
+}
+
 /// Runs `node` on real sockets until `shutdown` resolves; then leaves the overlay and
 /// returns after flushing (at most `linger`).
 pub async fn run(
-    mut node: Node,
+    node: Node,
     listeners: Listeners,
-    mut on_event: EventSink,
+    on_event: EventSink,
     shutdown: impl std::future::Future<Output = ()>,
     linger: Duration,
 ) -> Node {
+    let (_keep, control) = mpsc::channel(1);
+    run_with_control(node, listeners, on_event, shutdown, linger, control).await
+}
+
+/// [`run`], also obeying `control` commands.
+pub async fn run_with_control(
+    mut node: Node,
+    listeners: Listeners,
+    on_event: EventSink,
+    shutdown: impl std::future::Future<Output = ()>,
+    linger: Duration,
+    mut control: mpsc::Receiver<Control>,
+) -> Node {
+    let waiting: HashMap<u64, tokio::sync::oneshot::Sender<Answer>> = HashMap::new();
     let (tx, mut rx) = mpsc::channel::<Input>(1024);
     let mut writers: HashMap<LinkId, mpsc::Sender<Bytes>> = HashMap::new();
     let mut udp_peers: HashMap<SocketAddr, LinkId> = HashMap::new();
@@ -126,6 +182,20 @@ pub async fn run(
         });
     }
 
+    let mut user_sink = on_event;
+    let waiting = std::sync::Arc::new(std::sync::Mutex::new(waiting));
+    let w2 = waiting.clone();
+    let mut on_event: EventSink = Box::new(move |n: &Node, e: &Event| {
+        if let Event::Response {
+            transaction_id,
+            result,
+        } = e
+            && let Some(reply) = w2.lock().ok().and_then(|mut w| w.remove(transaction_id))
+        {
+            let _ = reply.send(result.clone());
+        }
+        user_sink(n, e);
+    });
     tokio::pin!(shutdown);
     let mut leaving: Option<tokio::time::Instant> = None;
     loop {
@@ -162,6 +232,24 @@ pub async fn run(
                 leaving = Some(tokio::time::Instant::now() + linger);
             }
             _ = linger_end => break,
+            cmd = control.recv() => match cmd {
+                Some(Control::Request { destination, body, reply }) => {
+                    match node.send_request(Instant::now(), destination, body) {
+                        Some(tx) => {
+                            if let Ok(mut w) = waiting.lock() {
+                                w.insert(tx, reply);
+                            }
+                        }
+                        None => {
+                            let _ = reply.send(Err(crate::node::RequestError::Timeout));
+                        }
+                    }
+                }
+                Some(Control::Snapshot { reply }) => {
+                    let _ = reply.send(snapshot(&node));
+                }
+                None => {}
+            },
             _ = sleep => node.handle_timeout(Instant::now()),
             input = rx.recv() => {
                 let Some(input) = input else { break };

@@ -162,6 +162,23 @@ pub struct TopologySettings {
     pub request_timeout: Duration,
 }
 
+impl TopologySettings {
+    /// The settings an overlay configuration gives, with this implementation's local
+    /// defaults: neighbour lists of 5 (RFC 6940 §10.3 asks for at least 3), up to 32
+    /// fingers (§10.3: SHOULD reach at least 16).
+    pub fn from_config(config: &crate::config::OverlayConfig) -> Self {
+        TopologySettings {
+            node_id_len: config.node_id_length,
+            update_interval: config.chord_update_interval,
+            ping_interval: config.chord_ping_interval,
+            reactive: config.chord_reactive,
+            neighbor_list_size: 5,
+            max_fingers: 32,
+            request_timeout: config.overlay_reliability_timer * crate::node::MAX_TRANSMISSIONS,
+        }
+    }
+}
+
 /// A topology plug-in (RFC 6940 §5.3).
 pub trait Topology {
     /// Our Node-ID.
