@@ -36,6 +36,14 @@ enum Command {
     /// and enrollment servers (RFC 6940 §11.2, §11.3), or make a self-signed one (§11.3.1).
     #[command(long_about = reload_node::enroll::LONG_ABOUT)]
     Enroll(reload_node::enroll::EnrollArgs),
+    /// Run a peer with the credentials and configuration in its data directory: listen,
+    /// join through a bootstrap peer (or start a new overlay with --first), keep the
+    /// CHORD-RELOAD ring, route messages; leave the overlay cleanly on SIGINT/SIGTERM.
+    Run(reload_node::run::RunArgs),
+    /// A whole overlay on loopback from nothing: an enrollment server, N enrolled peers
+    /// over TLS (or DTLS), the ring checked and printed, a Ping between two distant peers;
+    /// keeps running until Ctrl-C (--check: exit 0 after the checks).
+    Sandbox(reload_node::sandbox::SandboxArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +220,8 @@ fn main() -> ExitCode {
             config,
             node_id_length,
         }) => cert_show(&file, config.as_deref(), node_id_length),
+        Command::Run(args) => reload_node::run::main(args),
+        Command::Sandbox(args) => reload_node::sandbox::main(args),
         Command::Enroll(args) => reload_node::enroll::run(&args).map(|o| {
             reload_node::enroll::print_outcome(&o);
             true

@@ -1,0 +1,127 @@
+//! `reload-node run`: one peer on real sockets, until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use reload_wire::link::OverlayLinkType;
+
+use crate::node::Event;
+use crate::peer::{PeerOptions, from_data_dir};
+use crate::shell::{Listeners, run};
+
+/// Link protocols `run` can listen with (RFC 6940 §6.6: No-ICE overlays).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// TLS-TCP-FH-NO-ICE.
+    Tls,
+    /// DTLS-UDP-SR-NO-ICE.
+    Dtls,
+}
+
+impl Protocol {
+    pub fn link_type(self) -> OverlayLinkType {
+        match self {
+            Protocol::Tls => OverlayLinkType::TLS_TCP_FH_NO_ICE,
+            Protocol::Dtls => OverlayLinkType::DTLS_UDP_SR_NO_ICE,
+        }
+    }
+}
+
+/// Arguments of `reload-node run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Data directory written by `reload-node enroll` (node.key, node.crt, overlay.relo).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (also our host candidate in Attach, RFC 6940 §6.5.1.5).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6084")]
+    pub listen: SocketAddr,
+    /// Link protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Tls)]
+    pub protocol: Protocol,
+    /// Bootstrap peer to join through (repeatable); default: the configuration's
+    /// bootstrap-node entries (§11.4).
+    #[arg(long, value_name = "ADDR")]
+    pub bootstrap: Vec<SocketAddr>,
+    /// Start a new overlay as its first node instead of joining (§6.4.2.1).
+    #[arg(long)]
+    pub first: bool,
+    /// Log filter (tracing EnvFilter syntax), e.g. info, debug, reload_node=trace.
+    #[arg(long, default_value = "info")]
+    pub log: String,
+    /// Write an NSS key log of the TLS links to FILE (to decrypt captures).
+    #[arg(long, value_name = "FILE")]
+    pub key_log: Option<PathBuf>,
+}
+
+/// Runs one peer until a signal; then sends Leave and exits.
+pub fn main(args: RunArgs) -> Result<bool, String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).map_err(|e| format!("--log: {e}"))?,
+        )
+        .with_target(false)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio: {e}"))?;
+    rt.block_on(async move {
+        let opts = PeerOptions {
+            listen: vec![(args.protocol.link_type(), args.listen)],
+            key_log: args.key_log.clone(),
+        };
+        let mut node = from_data_dir(&args.data_dir, &opts)?;
+        let span = tracing::info_span!("node", id = %node.node_id());
+        let _g = span.enter();
+        let listeners = Listeners::bind(&opts.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let bootstrap: Vec<(OverlayLinkType, SocketAddr)> = if args.bootstrap.is_empty() {
+            crate::enroll::load_credentials(&args.data_dir)
+                .map(|(c, _)| c.bootstrap_nodes)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| *a != args.listen)
+                .map(|a| (args.protocol.link_type(), a))
+                .collect()
+        } else {
+            args.bootstrap.iter().map(|a| (args.protocol.link_type(), *a)).collect()
+        };
+        if !args.first && bootstrap.is_empty() {
+            return Err("no bootstrap peer: give --bootstrap ADDR, or --first to start a new overlay".into());
+        }
+        tracing::info!(listen = %args.listen, protocol = ?args.protocol, first = args.first, "starting");
+        node.start(std::time::Instant::now(), args.first, &bootstrap, false);
+        let on_event: crate::shell::EventSink = Box::new(|node, e| match e {
+            Event::Joined => tracing::info!("joined the overlay"),
+            Event::NeighborsChanged => tracing::info!(
+                successors = ?node.topology().successors(),
+                predecessors = ?node.topology().predecessors(),
+                "neighbours changed"
+            ),
+            Event::LinkUp { peer, .. } => tracing::debug!(%peer, "link up"),
+            Event::LinkDown { peer, reason, .. } => tracing::info!(?peer, ?reason, "link down"),
+            Event::Isolated { reason } => tracing::warn!("isolated: {reason}"),
+            _ => {}
+        });
+        run(node, listeners, on_event, shutdown_signal(), Duration::from_secs(2)).await;
+        tracing::info!("stopped");
+        Ok(true)
+    })
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,422 @@
+//! `reload-node sandbox`: a whole overlay on loopback, from nothing — an enrollment server
+//! (`reload-enroll`, started as a child process next to this binary), N enrolled peers in
+//! this process over real TLS (or DTLS) links, the ring checked, a Ping routed between two
+//! distant peers; then it keeps running until Ctrl-C (`--check`: exit after the checks).
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use reload_wire::body::MessageBody;
+use reload_wire::link::PingReq;
+use reload_wire::{Destination, NodeId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::peer::{PeerOptions, from_data_dir};
+use crate::run::Protocol;
+use crate::shell::{Control, Listeners, Snapshot, run_with_control};
+
+const OVERLAY: &str = "sandbox.reload.test";
+
+/// Arguments of `reload-node sandbox`.
+#[derive(Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Number of peers.
+    #[arg(long, default_value_t = 5)]
+    pub peers: usize,
+    /// Link protocol of the overlay.
+    #[arg(long, value_enum, default_value_t = Protocol::Tls)]
+    pub protocol: Protocol,
+    /// First port: the enrollment server listens on it, peer i on PORT+1+i (127.0.0.1).
+    #[arg(long, default_value_t = 26084)]
+    pub port: u16,
+    /// Working directory (kept); default: a fresh temporary directory, removed at exit.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Exit 0 once the ring is correct and the Ping was answered (for tests).
+    #[arg(long)]
+    pub check: bool,
+    /// How long to wait for the ring to become correct.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_secs: u64,
+}
+
+struct Enroller(Child);
+
+impl Drop for Enroller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("no executable directory")?;
+    // cargo puts integration-test binaries one level further down (target/debug/deps).
+    for d in [dir.to_path_buf(), dir.join(".."), dir.join("../..")] {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    which(name).ok_or_else(|| format!("cannot find the {name} binary next to reload-node or on PATH (build it with `cargo build --workspace`)"))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn cmd(bin: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut c = Command::new(bin);
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().map_err(|e| format!("{}: {e}", bin.display()))?;
+    if let (Some(input), Some(mut si)) = (stdin, child.stdin.take()) {
+        let _ = si.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} {}: {}",
+            bin.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits (bounded) until something accepts TCP connections at `addr`.
+fn wait_for_port(addr: SocketAddr, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Whether the snapshots show exactly the ring of the sorted Node-IDs.
+pub fn ring_is_correct(snaps: &[Snapshot]) -> bool {
+    let mut ids: Vec<NodeId> = snaps.iter().map(|s| s.node_id).collect();
+    ids.sort();
+    let n = ids.len();
+    snaps.iter().all(|s| {
+        let i = ids.iter().position(|x| *x == s.node_id).unwrap_or(0);
+        let (succ, pred) = (ids[(i + 1) % n], ids[(i + n - 1) % n]);
+        s.joined
+            && (n == 1
+                || (s.successors.first() == Some(&succ) && s.predecessors.first() == Some(&pred)))
+    })
+}
+
+/// Runs the sandbox.
+pub fn main(args: SandboxArgs) -> Result<bool, String> {
+    if args.peers == 0 || args.peers > 200 {
+        return Err("--peers must be between 1 and 200".into());
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new("warn").map_err(|e| e.to_string())?)
+        .try_init();
+    let (dir, _tmp) = match &args.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!("reload-sandbox-{}", std::process::id()));
+            (d.clone(), Some(TempDir(d)))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let enroll_bin = sibling("reload-enroll")?;
+    let node_bin = std::env::current_exe().map_err(|e| e.to_string())?;
+    let edir = dir.join("enroll");
+    let eport = args.port;
+    let peer_addr =
+        |i: usize| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], args.port + 1 + i as u16)) };
+    let eaddr = SocketAddr::from(([127, 0, 0, 1], eport));
+
+    println!("== enrollment server for {OVERLAY} on https://{eaddr}");
+    if !edir.join("overlay.relo").exists() {
+        cmd(
+            &enroll_bin,
+            &[
+                "init",
+                "--overlay",
+                OVERLAY,
+                "--data-dir",
+                &edir.to_string_lossy(),
+                "--port",
+                &eport.to_string(),
+                "--bootstrap",
+                &peer_addr(0).to_string(),
+                "--key-type",
+                "p256",
+            ],
+            None,
+        )?;
+    }
+    let users: Vec<String> = (0..args.peers).map(|i| format!("peer{i}")).collect();
+    let existing = cmd(
+        &enroll_bin,
+        &["user", "list", "--data-dir", &edir.to_string_lossy()],
+        None,
+    )
+    .unwrap_or_default();
+    for u in &users {
+        if !existing.contains(u.as_str()) {
+            cmd(
+                &enroll_bin,
+                &[
+                    "user",
+                    "add",
+                    u,
+                    "--data-dir",
+                    &edir.to_string_lossy(),
+                    "--password-stdin",
+                ],
+                Some(&format!("sandbox-password-{u}\n")),
+            )?;
+        }
+    }
+    let server = Command::new(&enroll_bin)
+        .args([
+            "serve",
+            "--data-dir",
+            &edir.to_string_lossy(),
+            "--listen",
+            &eaddr.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", enroll_bin.display()))?;
+    let _server = Enroller(server);
+    if !wait_for_port(eaddr, Duration::from_secs(20)) {
+        return Err(format!("the enrollment server did not start on {eaddr}"));
+    }
+
+    println!("== enrolling {} peers", args.peers);
+    let ca = edir.join("ca.crt");
+    let url = format!("https://{OVERLAY}:{eport}/.well-known/reload-config");
+    let resolve = format!("{OVERLAY}=127.0.0.1");
+    for u in &users {
+        let pdir = dir.join(u);
+        if pdir.join("node.crt").exists() {
+            continue;
+        }
+        cmd(
+            &node_bin,
+            &[
+                "enroll",
+                "--overlay",
+                OVERLAY,
+                "--user",
+                u,
+                "--password-stdin",
+                "--config-url",
+                &url,
+                "--resolve",
+                &resolve,
+                "--ca-cert",
+                &ca.to_string_lossy(),
+                "--data-dir",
+                &pdir.to_string_lossy(),
+            ],
+            Some(&format!("sandbox-password-{u}\n")),
+        )?;
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let protocol = args.protocol.link_type();
+        let mut controls = Vec::new();
+        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut tasks = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            let opts = PeerOptions {
+                listen: vec![(protocol, peer_addr(i))],
+                key_log: None,
+            };
+            let mut node = from_data_dir(&dir.join(u), &opts)?;
+            let listeners = Listeners::bind(&opts.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", peer_addr(i)))?;
+            let boot = if i == 0 {
+                vec![]
+            } else {
+                vec![(protocol, peer_addr(0))]
+            };
+            node.start(Instant::now(), i == 0, &boot, false);
+            let (ctl_tx, ctl_rx) = mpsc::channel(16);
+            controls.push(ctl_tx);
+            let mut stop = stop_tx.subscribe();
+            tasks.push(tokio::spawn(run_with_control(
+                node,
+                listeners,
+                Box::new(|_, _| {}),
+                async move {
+                    let _ = stop.recv().await;
+                },
+                Duration::from_millis(500),
+                ctl_rx,
+            )));
+            // Joins one after another, as operators start peers.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let snaps = |controls: Vec<mpsc::Sender<Control>>| async move {
+            let mut out = Vec::new();
+            for c in &controls {
+                let (tx, rx) = oneshot::channel();
+                if c.send(Control::Snapshot { reply: tx }).await.is_ok()
+                    && let Ok(s) = rx.await
+                {
+                    out.push(s);
+                }
+            }
+            out
+        };
+        println!("== waiting for the ring");
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+        let mut ring = snaps(controls.clone()).await;
+        while !ring_is_correct(&ring) {
+            if Instant::now() > deadline {
+                print_ring(&ring, &peer_addr);
+                return Err(format!(
+                    "the ring was not correct after {} s",
+                    args.timeout_secs
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            ring = snaps(controls.clone()).await;
+        }
+        print_ring(&ring, &peer_addr);
+
+        // A Ping between two distant peers: from the first to the one half-way round.
+        let mut order: Vec<usize> = (0..ring.len()).collect();
+        order.sort_by_key(|&i| ring[i].node_id);
+        let (a, b) = (order[0], order[(order.len() * 3) / 8]);
+        let target = ring[b].node_id;
+        println!("== ping {} -> {}", ring[a].node_id, target);
+        println!(
+            "   path (from the routing tables): {}",
+            route(&ring, a, &target)
+                .iter()
+                .map(short)
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        );
+        let (tx, rx) = oneshot::channel();
+        let t0 = Instant::now();
+        controls[a]
+            .send(Control::Request {
+                destination: vec![Destination::Node(target)],
+                body: MessageBody::PingReq(PingReq::default()),
+                reply: tx,
+            })
+            .await
+            .map_err(|_| "peer stopped")?;
+        match rx.await.map_err(|_| "peer stopped")? {
+            Ok((who, MessageBody::PingAns(_))) if who == target => {
+                println!("   answered by {who} in {:?}", t0.elapsed())
+            }
+            other => return Err(format!("the Ping failed: {other:?}")),
+        }
+        if !args.check {
+            println!("== running; Ctrl-C to stop");
+            crate::run::shutdown_signal().await;
+        }
+        let _ = stop_tx.send(());
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(true)
+    })
+}
+
+fn short(n: &NodeId) -> String {
+    n.to_hex()[..8].to_string()
+}
+
+/// The hops a message to `target` takes, replaying each peer's CHORD-RELOAD choice among
+/// its routing table (§10.3): the entry closest before the target, or the target itself.
+fn route(ring: &[Snapshot], from: usize, target: &NodeId) -> Vec<NodeId> {
+    let t = target.as_u128().unwrap_or(0);
+    let mut path = vec![ring[from].node_id];
+    let mut cur = from;
+    for _ in 0..ring.len() {
+        let me = ring[cur].node_id;
+        if me == *target {
+            break;
+        }
+        let m = me.as_u128().unwrap_or(0);
+        let next = if ring[cur].connected.contains(target) {
+            *target
+        } else {
+            match ring[cur]
+                .routing_table
+                .iter()
+                .filter(|n| {
+                    n.as_u128()
+                        .is_some_and(|v| v.wrapping_sub(m) < t.wrapping_sub(m))
+                })
+                .max_by_key(|n| n.as_u128().unwrap_or(0).wrapping_sub(m))
+            {
+                Some(n) => *n,
+                None => break,
+            }
+        };
+        path.push(next);
+        match ring.iter().position(|s| s.node_id == next) {
+            Some(i) => cur = i,
+            None => break,
+        }
+    }
+    path
+}
+
+fn print_ring(ring: &[Snapshot], addr: &dyn Fn(usize) -> SocketAddr) {
+    let mut order: Vec<usize> = (0..ring.len()).collect();
+    order.sort_by_key(|&i| ring[i].node_id);
+    println!(
+        "   {:<34} {:<17} {:<10} {:<10}",
+        "Node-ID", "address", "successor", "predecessor"
+    );
+    for i in order {
+        let s = &ring[i];
+        println!(
+            "   {:<34} {:<17} {:<10} {:<10}",
+            s.node_id.to_hex(),
+            addr(i).to_string(),
+            s.successors
+                .first()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+            s.predecessors
+                .first()
+                .map(short)
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,359 @@
+//! CHORD-RELOAD inside real node cores: the same plug-in as `chord_sim.rs`, but driven by
+//! [`reload_node::node::Node`] in the core's own simulator (`reload_node::sim`). Every
+//! Attach, Update, Join, Leave and Ping is a signed RELOAD message routed by the cores,
+//! so this checks that the plug-in's conventions match the core's: Join answered through
+//! `answer_join`, Attach answers and `UpdateRequested`, links closed by `ReleaseLink`,
+//! Pings answered by the responsible peer.
+
+mod pki;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use pki::*;
+use reload_node::config::OverlayConfig;
+use reload_node::identity::TrustPolicy;
+use reload_node::node::{Event, Node, NodeSettings};
+use reload_node::sim::{Sim, SimNetwork};
+use reload_node::topology::TopologySettings;
+use reload_node::topology::chord::Chord;
+use reload_wire::body::MessageBody;
+use reload_wire::link::{OverlayLinkType, PingReq};
+use reload_wire::{Destination, NodeId, ResourceId};
+
+const PROTOCOL: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
+
+struct Ring {
+    sim: Sim,
+    ids: Vec<u128>,
+    addrs: Vec<SocketAddr>,
+}
+
+fn topo_settings() -> TopologySettings {
+    TopologySettings {
+        node_id_len: 16,
+        update_interval: Duration::from_secs(30),
+        ping_interval: Duration::from_secs(60),
+        reactive: true,
+        neighbor_list_size: 4,
+        max_fingers: 16,
+        request_timeout: Duration::from_secs(3),
+    }
+}
+
+/// `n` real cores with Chord; none started.
+fn cores(n: usize, seed: u64) -> Ring {
+    let ca = TestCa::new(false);
+    let mut sim = Sim::new(seed, SimNetwork::default());
+    let config = OverlayConfig::new(OVERLAY);
+    let mut rng = seed | 1;
+    let mut ids = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..n {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let id = ((rng as u128) << 64) | (rng.rotate_left(17) as u128) | 1;
+        let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + i).parse().unwrap();
+        let settings = NodeSettings::from_config(&config, vec![(PROTOCOL, addr)]);
+        let creds = ca.node(false, id, &format!("user{i}"));
+        let trust = TrustPolicy {
+            overlay: OVERLAY.into(),
+            node_id_len: 16,
+            roots: vec![ca.der.clone()],
+            bad_nodes: vec![],
+            self_signed: None,
+        };
+        let topo = Box::new(Chord::new(NodeId::from_u128(id), topo_settings()));
+        let node = Node::new(
+            settings,
+            creds,
+            reload_node::sign::Verifier::new(trust, 256),
+            topo,
+            sim.now,
+            SystemTime::now(),
+            seed ^ id as u64,
+        );
+        sim.add(node, addr);
+        ids.push(id);
+        addrs.push(addr);
+    }
+    Ring { sim, ids, addrs }
+}
+
+fn start(r: &mut Ring, i: usize, bootstrap: Option<usize>) {
+    let now = r.sim.now;
+    match bootstrap {
+        None => r.sim.nodes[i].node.start(now, true, &[], false),
+        Some(b) => {
+            let addr = r.addrs[b];
+            r.sim.nodes[i]
+                .node
+                .start(now, false, &[(PROTOCOL, addr)], false)
+        }
+    }
+    r.sim.after_input(i);
+}
+
+fn live(r: &Ring) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..r.ids.len()).filter(|&i| r.sim.nodes[i].alive).collect();
+    v.sort_by_key(|&i| r.ids[i]);
+    v
+}
+
+/// Why the live nodes do not form exactly the sorted ring (neighbour lists of 4).
+fn ring_error(r: &Ring) -> Option<String> {
+    ring_error_of(r, &live(r))
+}
+
+/// Why the nodes `m` (sorted by ID) do not form exactly their ring.
+fn ring_error_of(r: &Ring, m: &[usize]) -> Option<String> {
+    let n = m.len();
+    let len = 4.min(n - 1);
+    for (k, &i) in m.iter().enumerate() {
+        let t = r.sim.nodes[i].node.topology();
+        if !t.is_joined() {
+            return Some(format!("node {i} not joined"));
+        }
+        let want_s: Vec<NodeId> = (1..=len)
+            .map(|d| NodeId::from_u128(r.ids[m[(k + d) % n]]))
+            .collect();
+        let want_p: Vec<NodeId> = (1..=len)
+            .map(|d| NodeId::from_u128(r.ids[m[(k + n - d) % n]]))
+            .collect();
+        if t.successors() != want_s || t.predecessors() != want_p {
+            return Some(format!(
+                "node {i}: succ {:?} want {want_s:?}; pred {:?} want {want_p:?}",
+                t.successors(),
+                t.predecessors()
+            ));
+        }
+    }
+    None
+}
+
+/// Pings `key` as a Resource-ID from `from`; the responder.
+fn ping_resource(r: &mut Ring, from: usize, key: u128) -> NodeId {
+    let now = r.sim.now;
+    let dest = Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec()));
+    let tx = r.sim.nodes[from]
+        .node
+        .send_request(now, vec![dest], MessageBody::PingReq(PingReq::default()))
+        .unwrap();
+    r.sim.after_input(from);
+    let answered = |s: &Sim| {
+        s.nodes[from]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Response { transaction_id, .. } if *transaction_id == tx))
+    };
+    assert!(
+        r.sim.run_until(Duration::from_secs(20), answered),
+        "ping {key:032x} unanswered"
+    );
+    let res = r.sim.nodes[from].events.iter().find_map(|e| match e {
+        Event::Response {
+            transaction_id,
+            result,
+        } if *transaction_id == tx => Some(result.clone()),
+        _ => None,
+    });
+    res.unwrap()
+        .unwrap_or_else(|e| panic!("ping {key:032x} from node {from}: {e:?}"))
+        .0
+}
+
+fn check_pings(r: &mut Ring, count: usize, seed: u64) {
+    let m = live(r);
+    let mut x = seed | 1;
+    for _ in 0..count {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = ((x as u128) << 64) | x.rotate_left(29) as u128;
+        let pos = m.partition_point(|&i| r.ids[i] < key);
+        let want_i = m[pos % m.len()];
+        let want = NodeId::from_u128(r.ids[want_i]);
+        // From a node that is not responsible itself (the core does not deliver its own
+        // requests for its own range locally).
+        let mut from = m[(x % m.len() as u64) as usize];
+        if from == want_i {
+            from = m[(pos + 1) % m.len()];
+        }
+        assert_eq!(
+            ping_resource(r, from, key),
+            want,
+            "key {key:032x} from node {from}"
+        );
+    }
+}
+
+#[test]
+fn chord_in_real_cores_joins_routes_and_heals() {
+    let n = 20;
+    let mut r = cores(n, 7);
+    start(&mut r, 0, None);
+    r.sim.run_for(Duration::from_secs(1));
+    for i in 1..n {
+        // Each joins through a random earlier node.
+        let b = (r.ids[i] % i as u128) as usize;
+        start(&mut r, i, Some(b));
+        r.sim.run_for(Duration::from_secs(1));
+    }
+    let mut waited = Duration::ZERO;
+    while ring_error(&r).is_some() && waited < Duration::from_secs(60) {
+        r.sim.run_for(Duration::from_secs(1));
+        waited += Duration::from_secs(1);
+    }
+    if let Some(e) = ring_error(&r) {
+        panic!("ring through real cores: {e}");
+    }
+    check_pings(&mut r, 60, 3);
+    for i in 0..n {
+        assert_eq!(r.sim.nodes[i].node.stats().dropped_bad_signature, 0);
+    }
+    println!(
+        "real cores: {n} Chord peers joined; ring exact {waited:?} after the last join; 60 pings answered by the responsible peer"
+    );
+
+    // Three fail, one leaves gracefully.
+    for &i in &[3usize, 11, 17] {
+        r.sim.kill(i);
+    }
+    let now = r.sim.now;
+    r.sim.nodes[8].node.leave(now);
+    r.sim.after_input(8);
+    r.sim.run_for(Duration::from_millis(500));
+    r.sim.kill(8);
+    let mut healed = Duration::ZERO;
+    while ring_error(&r).is_some() && healed < Duration::from_secs(60) {
+        r.sim.run_for(Duration::from_secs(1));
+        healed += Duration::from_secs(1);
+    }
+    if let Some(e) = ring_error(&r) {
+        panic!("after failures, through real cores: {e}");
+    }
+    check_pings(&mut r, 40, 5);
+    println!("real cores: 3 failures and 1 leave healed within {healed:?}");
+}
+
+fn start_client(r: &mut Ring, i: usize, bootstrap: usize) {
+    let now = r.sim.now;
+    let addr = r.addrs[bootstrap];
+    r.sim.nodes[i]
+        .node
+        .start(now, false, &[(PROTOCOL, addr)], true);
+    r.sim.after_input(i);
+}
+
+/// Pings the Node-ID of `target` from `from`; the responder.
+fn ping_node(r: &mut Ring, from: usize, target: usize) -> NodeId {
+    let now = r.sim.now;
+    let dest = Destination::Node(NodeId::from_u128(r.ids[target]));
+    let tx = r.sim.nodes[from]
+        .node
+        .send_request(now, vec![dest], MessageBody::PingReq(PingReq::default()))
+        .unwrap();
+    r.sim.after_input(from);
+    let answered = |s: &Sim| {
+        s.nodes[from]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Response { transaction_id, .. } if *transaction_id == tx))
+    };
+    assert!(r.sim.run_until(Duration::from_secs(20), answered));
+    let res = r.sim.nodes[from].events.iter().find_map(|e| match e {
+        Event::Response {
+            transaction_id,
+            result,
+        } if *transaction_id == tx => Some(result.clone()),
+        _ => None,
+    });
+    res.unwrap()
+        .unwrap_or_else(|e| panic!("ping node {target} from {from}: {e:?}"))
+        .0
+}
+
+#[test]
+fn chord_in_real_cores_concurrent_joins_clients_and_failures() {
+    let (peers, clients) = (40usize, 2usize);
+    let mut r = cores(peers + clients, 11);
+    start(&mut r, 0, None);
+    r.sim.run_for(Duration::from_secs(1));
+    // Batches of 10 joining within the same instant, each through a random earlier peer.
+    for batch in 0..4 {
+        for k in 0..10 {
+            let i = 1 + batch * 10 + k;
+            if i >= peers {
+                break;
+            }
+            let b = (r.ids[i] % (batch * 10 + 1) as u128) as usize;
+            start(&mut r, i, Some(b));
+        }
+        r.sim.run_for(Duration::from_secs(5));
+    }
+    let peer_ring = |r: &Ring| {
+        let m: Vec<usize> = live(r).into_iter().filter(|&i| i < peers).collect();
+        (m.clone(), ring_error_of(r, &m))
+    };
+    let mut waited = Duration::ZERO;
+    while peer_ring(&r).1.is_some() && waited < Duration::from_secs(120) {
+        r.sim.run_for(Duration::from_secs(1));
+        waited += Duration::from_secs(1);
+    }
+    if let Some(e) = peer_ring(&r).1 {
+        panic!("concurrent joins through real cores: {e}");
+    }
+    // Clients attach to the peer responsible for their Node-ID (§4.2.1).
+    for c in peers..peers + clients {
+        start_client(&mut r, c, 0);
+    }
+    r.sim.run_for(Duration::from_secs(10));
+    let check_clients = |r: &mut Ring| {
+        let m = peer_ring(r).0;
+        for c in peers..peers + clients {
+            let pos = m.partition_point(|&i| r.ids[i] < r.ids[c]);
+            let want = NodeId::from_u128(r.ids[m[pos % m.len()]]);
+            let t = r.sim.nodes[c].node.topology();
+            assert!(!t.is_joined());
+            assert_eq!(t.successors(), vec![want], "client {c}");
+            // Its Node-ID is reachable through its peer.
+            let from = m[(c * 7) % m.len()];
+            assert_eq!(ping_node(r, from, c), NodeId::from_u128(r.ids[c]));
+        }
+    };
+    check_clients(&mut r);
+    // A quarter of the peers fail (never the bootstrap peer of the clients).
+    for i in (1..peers).filter(|i| i % 4 == 1) {
+        r.sim.kill(i);
+    }
+    let mut healed = Duration::ZERO;
+    while peer_ring(&r).1.is_some() && healed < Duration::from_secs(120) {
+        r.sim.run_for(Duration::from_secs(1));
+        healed += Duration::from_secs(1);
+    }
+    if let Some(e) = peer_ring(&r).1 {
+        panic!("after 25% failures, through real cores: {e}");
+    }
+    r.sim.run_for(Duration::from_secs(30));
+    check_clients(&mut r);
+    let m = peer_ring(&r).0;
+    let mut x = 99u64;
+    for _ in 0..40 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = ((x as u128) << 64) | x.rotate_left(29) as u128;
+        let pos = m.partition_point(|&i| r.ids[i] < key);
+        let want_i = m[pos % m.len()];
+        let from = m[(pos + 1 + (x % 3) as usize) % m.len()];
+        assert_eq!(
+            ping_resource(&mut r, from, key),
+            NodeId::from_u128(r.ids[want_i])
+        );
+    }
+    println!(
+        "real cores: {peers} peers in concurrent batches converged {waited:?} after the last batch; \
+         {clients} clients on their responsible peers; 25% failures healed within {healed:?}"
+    );
+}

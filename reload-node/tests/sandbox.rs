@@ -1,0 +1,79 @@
+//! `reload-node sandbox --check` (the README's first command) builds a whole overlay on
+//! loopback — enrollment server, enrolled peers over TLS and over DTLS — and exits 0 only
+//! when the ring is exactly the sorted Node-IDs and a Ping between distant peers was
+//! answered by its target.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn reload_enroll_built() {
+    // The sandbox starts the enrollment server binary that sits next to reload-node.
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_reload-node"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    if !dir.join("reload-enroll").is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "reload-enroll",
+                "--bin",
+                "reload-enroll",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "building reload-enroll failed");
+    }
+}
+
+fn sandbox(args: &[&str]) -> (bool, String) {
+    reload_enroll_built();
+    let out = Command::new(env!("CARGO_BIN_EXE_reload-node"))
+        .arg("sandbox")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn sandbox_over_tls() {
+    let (ok, out) = sandbox(&["--peers", "6", "--check", "--port", "31084"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("== waiting for the ring"), "{out}");
+    assert!(out.contains("answered by"), "{out}");
+    // Six ring lines: Node-ID, address, successor, predecessor.
+    assert_eq!(
+        out.lines()
+            .filter(
+                |l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit())
+                    && l.contains("127.0.0.1:")
+            )
+            .count(),
+        6,
+        "{out}"
+    );
+}
+
+#[test]
+fn sandbox_over_dtls() {
+    let (ok, out) = sandbox(&[
+        "--peers",
+        "4",
+        "--check",
+        "--protocol",
+        "dtls",
+        "--port",
+        "32084",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("answered by"), "{out}");
+}
