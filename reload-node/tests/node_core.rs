@@ -471,3 +471,19 @@ fn the_core_runs_over_real_tls_and_dtls_links() {
         );
     }
 }
+
+#[test]
+fn a_request_for_our_own_range_is_answered_locally() {
+    let mut r = ring(8, 31, SimNetwork::default(), |_, _| {});
+    // A key just below node 3's ID: node 3 is responsible, and asks itself.
+    let key = r.ids[3] - 5;
+    let tx = ping(
+        &mut r,
+        3,
+        Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec())),
+    );
+    let (who, body) = wait(&mut r, 3, tx, Duration::from_secs(5)).unwrap();
+    assert_eq!(who, NodeId::from_u128(r.ids[3]));
+    assert!(matches!(body, MessageBody::PingAns(_)));
+    assert_eq!(r.sim.nodes[3].node.stats().dropped_no_route, 0);
+}

@@ -110,6 +110,9 @@ impl NodeSettings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u64);
 
+/// The pseudo-link of messages a node sends to itself (never given to the shell).
+const LOOPBACK: LinkId = LinkId(0);
+
 /// Bytes to send on a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
@@ -257,6 +260,7 @@ pub struct Node {
     start: Option<StartMode>,
     started_at: Instant,
     stats: NodeStats,
+    loopback_depth: u32,
 }
 
 impl std::fmt::Debug for Node {
@@ -308,6 +312,7 @@ impl Node {
             start: None,
             started_at: now,
             stats: NodeStats::default(),
+            loopback_depth: 0,
             s: settings,
         }
     }
@@ -545,6 +550,9 @@ impl Node {
     /// Sends one message on a link: through its (D)TLS state machine, or as is on a
     /// simulator message link.
     fn send_on(&mut self, now: Instant, id: LinkId, message: Bytes) {
+        if id == LOOPBACK {
+            return self.loopback(now, message);
+        }
         match self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
             Some(link) => {
                 if link.send(now, message).is_err() {
@@ -784,8 +792,36 @@ impl Node {
         }
         match self.next_link(&dest) {
             Some(link) => self.send_on(now, link, message),
+            None if self.is_local(&dest) => self.loopback(now, message),
             None => self.stats.dropped_no_route += 1,
         }
+    }
+
+    /// Whether the first destination is this node: our own Node-ID (alone), or a
+    /// Resource-ID we are responsible for.
+    fn is_local(&self, dest: &[Destination]) -> bool {
+        match dest.first() {
+            Some(Destination::Node(n)) => *n == self.creds.node_id && dest.len() == 1,
+            Some(Destination::Resource(r)) => self.topo.is_joined() && self.topo.is_responsible(r),
+            _ => false,
+        }
+    }
+
+    /// A message we sent to ourselves (a request for a Resource-ID in our own range, and
+    /// our answer to it): processed as received from ourselves, bounded in depth.
+    fn loopback(&mut self, now: Instant, message: Bytes) {
+        if self.loopback_depth >= 4 {
+            self.stats.dropped_other += 1;
+            return;
+        }
+        self.loopback_depth += 1;
+        let me = self.creds.node_id;
+        if let Ok((header, header_len)) = ForwardingHeader::peek(&message, &self.s.decode) {
+            let is_response = header_code(&message, header_len).is_some_and(|c| c.is_response());
+            self.stats.received += 1;
+            self.deliver(now, LOOPBACK, me, header, message, is_response);
+        }
+        self.loopback_depth -= 1;
     }
 
     /// The link towards the first destination entry, if any.
