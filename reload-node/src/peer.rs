@@ -62,8 +62,11 @@ pub fn build(
     Ok(node.with_links(Arc::<LinkContext>::clone(&ctx)))
 }
 
-/// Loads what `reload-node enroll` stored in `dir` and builds the peer.
+/// Loads what `reload-node enroll` stored in `dir` and builds the peer, with its signed
+/// configuration document (sent to peers whose configuration is older, §6.3.2.1).
 pub fn from_data_dir(dir: &Path, opts: &PeerOptions) -> Result<Node, String> {
     let (config, creds) = crate::enroll::load_credentials(dir).map_err(|e| e.to_string())?;
-    build(&config, creds, opts)
+    let path = dir.join(crate::enroll::CONFIG_FILE);
+    let doc = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(build(&config, creds, opts)?.with_configuration(config, bytes::Bytes::from(doc)))
 }

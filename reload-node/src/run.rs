@@ -95,7 +95,21 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         }
         tracing::info!(listen = %args.listen, protocol = ?args.protocol, first = args.first, "starting");
         node.start(std::time::Instant::now(), args.first, &bootstrap, false);
-        let on_event: crate::shell::EventSink = Box::new(|node, e| match e {
+        let restart = std::sync::Arc::new(tokio::sync::Notify::new());
+        let restart2 = restart.clone();
+        let data_dir = args.data_dir.clone();
+        let on_event: crate::shell::EventSink = Box::new(move |node, e| match e {
+            Event::ConfigurationChanged { sequence, rejoin_because, dropped_kinds, document } => {
+                let path = data_dir.join(crate::enroll::CONFIG_FILE);
+                if let Err(e) = crate::identity::write_private_file(&path, document) {
+                    tracing::error!("new configuration {sequence} in force but not saved: {e}");
+                }
+                tracing::info!(sequence, ?dropped_kinds, "new configuration in force (ConfigUpdate, RFC 6940 §6.5.4)");
+                if !rejoin_because.is_empty() {
+                    tracing::warn!(?rejoin_because, "the new configuration changes settings a running peer cannot: leaving; restart to rejoin (RFC 6940 §11.1)");
+                    restart2.notify_one();
+                }
+            }
             Event::Joined => tracing::info!("joined the overlay"),
             Event::NeighborsChanged => tracing::info!(
                 successors = ?node.topology().successors(),
@@ -107,7 +121,13 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             Event::Isolated { reason } => tracing::warn!("isolated: {reason}"),
             _ => {}
         });
-        run(node, listeners, on_event, shutdown_signal(), Duration::from_secs(2)).await;
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = restart.notified() => {}
+            }
+        };
+        run(node, listeners, on_event, stop, Duration::from_secs(2)).await;
         tracing::info!("stopped");
         Ok(true)
     })

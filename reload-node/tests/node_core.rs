@@ -118,6 +118,7 @@ impl Topology for Oracle {
 struct Ring {
     sim: Sim,
     ids: Vec<u128>,
+    ca: TestCa,
 }
 
 /// `n` nodes evenly spaced on the ring, each linked to its successor and to the node
@@ -181,7 +182,7 @@ fn ring_over(
         }
     }
     sim.run_for(Duration::from_secs(1));
-    Ring { sim, ids }
+    Ring { sim, ids, ca }
 }
 
 fn ping(r: &mut Ring, from: usize, to: Destination) -> u64 {
@@ -486,4 +487,101 @@ fn a_request_for_our_own_range_is_answered_locally() {
     assert_eq!(who, NodeId::from_u128(r.ids[3]));
     assert!(matches!(body, MessageBody::PingAns(_)));
     assert_eq!(r.sim.nodes[3].node.stats().dropped_no_route, 0);
+}
+
+/// A configuration of the test overlay signed by `signer` (listed as configuration- and
+/// kind-signer), with `sequence`.
+fn signed_config(
+    r: &Ring,
+    signer: &reload_node::sign::Credentials,
+    listed: &reload_node::sign::Credentials,
+    sequence: u16,
+) -> (OverlayConfig, Bytes) {
+    let mut c = OverlayConfig::new(OVERLAY);
+    c.sequence = sequence;
+    c.root_certs = vec![r.ca.der.clone()];
+    c.configuration_signers = vec![listed.node_id.as_bytes().to_vec()];
+    c.kind_signers = vec![listed.node_id.as_bytes().to_vec()];
+    let doc = reload_node::check::signed_document(&mut c, signer, signer).unwrap();
+    let parsed = reload_node::config::ConfigDocument::parse(&doc).unwrap();
+    (parsed.configurations[0].config.clone(), Bytes::from(doc))
+}
+
+#[test]
+fn a_stale_peer_gets_the_configuration_by_config_update() {
+    let mut r = ring(4, 41, SimNetwork::default(), |_, _| {});
+    let signer = r.ca.node(false, 0x5160_5160, "config-signer");
+    let (c3, d3) = signed_config(&r, &signer, &signer, 3);
+    let (c5, d5) = signed_config(&r, &signer, &signer, 5);
+    r.sim.nodes[0].node.set_configuration(c3, d3);
+    for i in 1..4 {
+        r.sim.nodes[i]
+            .node
+            .set_configuration(c5.clone(), d5.clone());
+    }
+    // Node 0 is behind: Error_Config_Too_Old, and node 1 sends it the configuration
+    // (§6.3.2.1), which it checks and puts in force (§6.5.4.2).
+    let tx = ping_node(&mut r, 0, 1);
+
+    match wait(&mut r, 0, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_OLD),
+        other => panic!("{other:?}"),
+    }
+    assert!(r.sim.run_until(Duration::from_secs(5), |s| {
+        s.nodes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ConfigurationChanged { sequence: 5, .. }))
+    }));
+    assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
+    let tx = ping_node(&mut r, 0, 1);
+    assert!(
+        wait(&mut r, 0, tx, Duration::from_secs(5)).is_ok(),
+        "in step again"
+    );
+
+    // A newer configuration signed by someone who is not a configuration-signer of the
+    // one in use: Error_Forbidden, nothing changes.
+    let outsider = r.ca.node(false, 0x0bad_0bad, "outsider");
+    let (_, forged) = signed_config(&r, &outsider, &outsider, 9);
+    let now = r.sim.now;
+    let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Config(forged));
+    let tx = r.sim.nodes[2]
+        .node
+        .send_request(
+            now,
+            vec![Destination::Node(NodeId::from_u128(r.ids[0]))],
+            body,
+        )
+        .unwrap();
+    r.sim.after_input(2);
+    match wait(&mut r, 2, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(e)) => {
+            assert_eq!(e.error_code, ErrorCode::FORBIDDEN);
+            assert!(
+                String::from_utf8_lossy(&e.error_info).contains("not allowed to sign"),
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
+
+    // An older one, properly signed: refused as well (the sequence must be newer).
+    let (_, older) = signed_config(&r, &signer, &signer, 4);
+    let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Config(older));
+    let now = r.sim.now;
+    let tx = r.sim.nodes[2]
+        .node
+        .send_request(
+            now,
+            vec![Destination::Node(NodeId::from_u128(r.ids[0]))],
+            body,
+        )
+        .unwrap();
+    r.sim.after_input(2);
+    assert!(
+        matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(e)) if e.error_code == ErrorCode::FORBIDDEN)
+    );
+    assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
 }

@@ -178,10 +178,15 @@ pub enum Event {
         transaction_id: u64,
         result: Result<(NodeId, MessageBody), RequestError>,
     },
-    /// A configuration arrived by ConfigUpdate (§6.5.4); the application checks it.
-    ConfigUpdate {
-        from: NodeId,
-        body: reload_wire::link::ConfigUpdateReq,
+    /// A new configuration (by ConfigUpdate, §6.5.4) was verified and is now in use.
+    /// Non-empty `rejoin_because`: settings that cannot change under a running peer
+    /// changed — the shell must leave and rejoin (or exit) (§11.1).
+    ConfigurationChanged {
+        sequence: u16,
+        rejoin_because: Vec<&'static str>,
+        dropped_kinds: Vec<reload_wire::storage::KindId>,
+        /// The signed document, to store in place of the old one.
+        document: Bytes,
     },
 }
 
@@ -220,6 +225,9 @@ struct LinkSlot {
 #[derive(Debug, Clone)]
 struct ReplyRoute {
     link: LinkId,
+    /// Who asked (the signer, or the claimed originator for errors sent before the
+    /// signature was checked): half of the answer-cache key.
+    requester: NodeId,
     destination: Vec<Destination>,
     transaction_id: u64,
     max_response_length: u32,
@@ -230,6 +238,14 @@ struct ReplyRoute {
 struct Rng(u64);
 
 impl Rng {
+    /// Any seed gives a distinct, non-zero state (splitmix64 of the seed).
+    fn seeded(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -261,6 +277,9 @@ pub struct Node {
     started_at: Instant,
     stats: NodeStats,
     loopback_depth: u32,
+    /// The configuration in use and its signed document (§11.1), when known.
+    config: Option<OverlayConfig>,
+    config_doc: Option<Bytes>,
 }
 
 impl std::fmt::Debug for Node {
@@ -298,7 +317,7 @@ impl Node {
             creds,
             verifier,
             topo: topology,
-            rng: Rng(seed | 1),
+            rng: Rng::seeded(seed),
             clock: (now, wall),
             links: HashMap::new(),
             by_peer: HashMap::new(),
@@ -313,6 +332,8 @@ impl Node {
             started_at: now,
             stats: NodeStats::default(),
             loopback_depth: 0,
+            config: None,
+            config_doc: None,
             s: settings,
         }
     }
@@ -427,6 +448,154 @@ impl Node {
             expected_peer,
         });
         link
+    }
+
+    /// The configuration in use and its signed document (what `reload-node enroll`
+    /// stored): ConfigUpdates are checked against it (§6.5.4.2) and it is sent to peers
+    /// whose configuration is older (§6.3.2.1).
+    pub fn with_configuration(mut self, config: OverlayConfig, document: Bytes) -> Self {
+        self.config = Some(config);
+        self.config_doc = Some(document);
+        self
+    }
+
+    /// The configuration in use, if the node was given one.
+    pub fn configuration(&self) -> Option<&OverlayConfig> {
+        self.config.as_ref()
+    }
+
+    /// ConfigUpdate (§6.5.4.2): a configuration is processed only if its sequence is
+    /// newer and it is signed by a configuration-signer of the configuration in use; kind
+    /// descriptions only if signed by a kind-signer of it, and not conflicting.
+    fn on_config_update(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        body: reload_wire::link::ConfigUpdateReq,
+    ) -> Result<(), ErrorResponse> {
+        use reload_wire::link::ConfigUpdateReq;
+        let forbidden = |why: String| ErrorResponse::new(ErrorCode::FORBIDDEN, why);
+        let Some(current) = self.config.clone() else {
+            return Err(forbidden(
+                "no configuration in use to verify an update against".into(),
+            ));
+        };
+        let wall = self.wall(now);
+        let (new_config, document) = match body {
+            ConfigUpdateReq::Config(data) => {
+                let report = crate::check::check_document(
+                    &data,
+                    &crate::check::CheckOptions {
+                        verify: true,
+                        previous: Some(current.clone()),
+                        now: wall,
+                    },
+                );
+                if !report.is_clean() {
+                    let why: Vec<String> = report
+                        .problems
+                        .iter()
+                        .take(3)
+                        .map(|p| p.to_string())
+                        .collect();
+                    return Err(forbidden(format!(
+                        "configuration refused: {}",
+                        why.join("; ")
+                    )));
+                }
+                let Some(doc) = report.document else {
+                    return Err(forbidden("configuration refused".into()));
+                };
+                let Some(c) = doc
+                    .configuration(&current.instance_name)
+                    .map(|c| c.config.clone())
+                else {
+                    return Err(forbidden(format!(
+                        "no configuration for overlay {}",
+                        current.instance_name
+                    )));
+                };
+                let index = doc
+                    .configurations
+                    .iter()
+                    .position(|x| x.config.instance_name == current.instance_name)
+                    .unwrap_or(0);
+                let change = crate::check::config_change(&current, &doc, index, wall);
+                (Some((c, change)), data)
+            }
+            ConfigUpdateReq::Kinds(blocks) => {
+                let mut updated = current.clone();
+                let trust = crate::check::trust_policy(&current);
+                let signers: Vec<NodeId> = current
+                    .kind_signers
+                    .iter()
+                    .filter_map(|b| NodeId::from_slice(b))
+                    .collect();
+                let mut v = Verifier::new(trust, 16);
+                for raw in blocks {
+                    let text = std::str::from_utf8(&raw)
+                        .map_err(|_| forbidden("kind description is not UTF-8".into()))?;
+                    let block =
+                        crate::config::KindDefinition::parse_kind_block(text).map_err(|p| {
+                            forbidden(format!(
+                                "kind description refused: {}",
+                                p.first().map(|p| p.to_string()).unwrap_or_default()
+                            ))
+                        })?;
+                    let sb = block
+                        .kind
+                        .signature
+                        .as_ref()
+                        .and_then(|s| s.security_block.as_ref().ok())
+                        .ok_or_else(|| {
+                            forbidden("kind description without a kind-signature".into())
+                        })?;
+                    v.verify_blob(block.signed_bytes(), sb, &signers, wall)
+                        .map_err(|e| forbidden(format!("kind-signature refused: {e}")))?;
+                    let id = block.kind.kind_id();
+                    updated.kinds.retain(|k| k.kind_id() != id);
+                    updated.kinds.push(block.kind);
+                }
+                self.apply_configuration(updated, None);
+                return Ok(());
+            }
+            ConfigUpdateReq::Unknown { .. } => {
+                return Err(ErrorResponse::new(
+                    ErrorCode::INVALID_MESSAGE,
+                    "unknown ConfigUpdate type",
+                ));
+            }
+        };
+        let _ = from;
+        if let Some((c, change)) = new_config {
+            let sequence = c.sequence;
+            self.apply_configuration(c, Some(document.clone()));
+            self.events.push_back(Event::ConfigurationChanged {
+                sequence,
+                rejoin_because: change.rejoin_because,
+                dropped_kinds: change.dropped_kinds,
+                document,
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts a configuration (already verified by the caller) and its document in force.
+    pub fn set_configuration(&mut self, config: OverlayConfig, document: Bytes) {
+        self.apply_configuration(config, Some(document));
+    }
+
+    /// Puts a verified configuration in force: sequence, limits, Kinds, trust.
+    fn apply_configuration(&mut self, c: OverlayConfig, document: Option<Bytes>) {
+        self.s.configuration_sequence = c.sequence;
+        self.s.initial_ttl = c.initial_ttl;
+        self.s.reliability_timer = c.overlay_reliability_timer;
+        self.s.decode = c.decode_options();
+        self.verifier.set_trust(crate::check::trust_policy(&c));
+        self.config = Some(c);
+        if let Some(d) = document {
+            self.config_doc = Some(d);
+        }
     }
 
     /// Whether this node runs real (D)TLS links.
@@ -754,8 +923,21 @@ impl Node {
         body: MessageBody,
         purpose: Purpose,
     ) -> Option<u64> {
+        let sequence = self.s.configuration_sequence;
+        self.request_with_sequence(now, destination, body, purpose, sequence)
+    }
+
+    fn request_with_sequence(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        purpose: Purpose,
+        configuration_sequence: u16,
+    ) -> Option<u64> {
         let transaction_id = self.rng.next();
-        let header = self.header(destination.clone(), transaction_id);
+        let mut header = self.header(destination.clone(), transaction_id);
+        header.configuration_sequence = configuration_sequence;
         let message = match self.build(header, &body) {
             Ok(m) => m,
             Err(_) => return None,
@@ -1070,8 +1252,20 @@ impl Node {
         if is_response {
             return self.on_response(now, msg);
         }
+        // Signature at the destination (§6.3.4): a bad one is dropped, never processed.
+        let signer = match self.verifier.verify_message(&msg, self.wall(now)) {
+            Ok(s) => s.node_id,
+            Err(_) => {
+                self.stats.dropped_bad_signature += 1;
+                return;
+            }
+        };
         // A retransmitted request: the same answer again (§6.2.1).
-        if let Some(answer) = self.answers.get(header.transaction_id, now).cloned() {
+        if let Some(answer) = self
+            .answers
+            .get((header.transaction_id, signer), now)
+            .cloned()
+        {
             self.stats.duplicate_requests += 1;
             self.send_on(now, link, answer);
             return;
@@ -1085,7 +1279,7 @@ impl Node {
         ) {
             SequenceCheck::Accept => {}
             SequenceCheck::TooOld => {
-                return self.error_reply(
+                self.error_reply(
                     now,
                     link,
                     from,
@@ -1093,6 +1287,25 @@ impl Node {
                     ErrorCode::CONFIG_TOO_OLD,
                     "configuration sequence too old",
                 );
+                // §6.3.2.1: the sender is behind: send it our configuration, with the
+                // reserved sequence 65535 that every node accepts on a ConfigUpdate.
+                if let Some(doc) = self.config_doc.clone() {
+                    let originator = match header.via_list.first() {
+                        Some(Destination::Node(n)) => *n,
+                        _ => signer,
+                    };
+                    let body = MessageBody::ConfigUpdateReq(
+                        reload_wire::link::ConfigUpdateReq::Config(doc),
+                    );
+                    self.request_with_sequence(
+                        now,
+                        vec![Destination::Node(originator)],
+                        body,
+                        Purpose::Notification,
+                        u16::MAX,
+                    );
+                }
+                return;
             }
             SequenceCheck::TooNew => {
                 return self.error_reply(
@@ -1135,14 +1348,6 @@ impl Node {
                 "critical extension",
             );
         }
-        // Signature at the destination (§6.3.4): a bad one is dropped, never processed.
-        let signer = match self.verifier.verify_message(&msg, self.wall(now)) {
-            Ok(s) => s.node_id,
-            Err(_) => {
-                self.stats.dropped_bad_signature += 1;
-                return;
-            }
-        };
         let body = match msg.contents.body(&self.s.decode) {
             Ok(b) => b,
             Err(_) => {
@@ -1158,6 +1363,7 @@ impl Node {
         };
         let route = ReplyRoute {
             link,
+            requester: signer,
             destination: reply_destination(&header, from),
             transaction_id: header.transaction_id,
             max_response_length: header.max_response_length,
@@ -1255,13 +1461,9 @@ impl Node {
                     .collect();
                 Ok(MessageBody::ProbeAns(ProbeAns { probe_info }))
             }
-            MessageBody::ConfigUpdateReq(body) => {
-                self.events
-                    .push_back(Event::ConfigUpdate { from: signer, body });
-                Ok(MessageBody::ConfigUpdateAns(
-                    reload_wire::link::ConfigUpdateAns,
-                ))
-            }
+            MessageBody::ConfigUpdateReq(body) => self
+                .on_config_update(now, signer, body)
+                .map(|()| MessageBody::ConfigUpdateAns(reload_wire::link::ConfigUpdateAns)),
             other => {
                 if self.app_requests.len() >= self.s.max_app_requests {
                     Err(ErrorResponse::new(
@@ -1325,7 +1527,7 @@ impl Node {
             };
         }
         self.answers
-            .insert(route.transaction_id, now, bytes.clone());
+            .insert((route.transaction_id, route.requester), now, bytes.clone());
         self.stats.answered += 1;
         self.send_on(now, route.link, bytes);
     }
@@ -1339,8 +1541,13 @@ impl Node {
         code: ErrorCode,
         why: &str,
     ) {
+        let requester = match header.via_list.first() {
+            Some(Destination::Node(n)) => *n,
+            _ => from,
+        };
         let route = ReplyRoute {
             link,
+            requester,
             destination: reply_destination(header, from),
             transaction_id: header.transaction_id,
             max_response_length: 0,

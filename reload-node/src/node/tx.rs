@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reload_wire::Destination;
+use reload_wire::{Destination, NodeId};
 
 /// Why we sent a request: who gets the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,15 +106,16 @@ impl Transactions {
     }
 }
 
-/// Answers we sent, by (requester's transaction ID, first via entry), kept for the maximum
-/// request lifetime so that a retransmitted request gets the same answer (§6.2.1) — the
-/// safe choice for every method, Store included. Bounded in size.
+/// Answers we sent, by (transaction ID, requester), kept for the maximum request lifetime
+/// so that a retransmitted request gets the same answer (§6.2.1) — the safe choice for
+/// every method, Store included. Keyed by the requester too, so that nobody can obtain
+/// another node's answer by reusing its transaction ID. Bounded in size.
 #[derive(Debug)]
 pub struct AnswerCache {
     lifetime: Duration,
     capacity: usize,
-    answers: HashMap<u64, (Instant, Bytes)>,
-    order: VecDeque<(Instant, u64)>,
+    answers: HashMap<(u64, NodeId), (Instant, Bytes)>,
+    order: VecDeque<(Instant, (u64, NodeId))>,
 }
 
 impl AnswerCache {
@@ -127,14 +128,14 @@ impl AnswerCache {
         }
     }
 
-    pub fn get(&self, tx: u64, now: Instant) -> Option<&Bytes> {
+    pub fn get(&self, tx: (u64, NodeId), now: Instant) -> Option<&Bytes> {
         self.answers
             .get(&tx)
             .filter(|(t, _)| now.saturating_duration_since(*t) < self.lifetime)
             .map(|(_, b)| b)
     }
 
-    pub fn insert(&mut self, tx: u64, now: Instant, answer: Bytes) {
+    pub fn insert(&mut self, tx: (u64, NodeId), now: Instant, answer: Bytes) {
         self.expire(now);
         while self.answers.len() >= self.capacity {
             match self.order.pop_front() {
