@@ -54,6 +54,30 @@ pub struct RunArgs {
     /// Write an NSS key log of the TLS links to FILE (to decrypt captures).
     #[arg(long, value_name = "FILE")]
     pub key_log: Option<PathBuf>,
+    /// Keep FILE up to date with this peer's state as JSON (node_id, joined, successors,
+    /// predecessors, connected peers), rewritten atomically on every change — for
+    /// monitoring and tests.
+    #[arg(long, value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+}
+
+/// The JSON written to `--status-file`.
+pub fn status_json(node: &crate::node::Node) -> String {
+    let list = |v: Vec<reload_wire::NodeId>| {
+        v.iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let t = node.topology();
+    format!(
+        "{{\"node_id\":\"{}\",\"joined\":{},\"successors\":[{}],\"predecessors\":[{}],\"connected\":[{}]}}\n",
+        node.node_id(),
+        t.is_joined(),
+        list(t.successors()),
+        list(t.predecessors()),
+        list(node.connected_peers())
+    )
 }
 
 /// Runs one peer until a signal; then sends Leave and exits.
@@ -98,7 +122,17 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let restart = std::sync::Arc::new(tokio::sync::Notify::new());
         let restart2 = restart.clone();
         let data_dir = args.data_dir.clone();
-        let on_event: crate::shell::EventSink = Box::new(move |node, e| match e {
+        let status_file = args.status_file.clone();
+        let on_event: crate::shell::EventSink = Box::new(move |node, e| {
+            if let Some(path) = &status_file
+                && matches!(e, Event::Joined | Event::NeighborsChanged | Event::LinkUp { .. } | Event::LinkDown { .. })
+            {
+                let tmp = path.with_extension("tmp");
+                if std::fs::write(&tmp, status_json(node)).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+                    tracing::warn!("cannot write the status file {}", path.display());
+                }
+            }
+            match e {
             Event::ConfigurationChanged { sequence, rejoin_because, dropped_kinds, document } => {
                 let path = data_dir.join(crate::enroll::CONFIG_FILE);
                 if let Err(e) = crate::identity::write_private_file(&path, document) {
@@ -120,6 +154,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             Event::LinkDown { peer, reason, .. } => tracing::info!(?peer, ?reason, "link down"),
             Event::Isolated { reason } => tracing::warn!("isolated: {reason}"),
             _ => {}
+            }
         });
         let stop = async move {
             tokio::select! {

@@ -81,6 +81,10 @@ pub struct NodeSettings {
     pub cert_cache_size: usize,
     /// Local limit: outstanding inbound requests waiting for the application.
     pub max_app_requests: usize,
+    /// A DTLS link with no traffic for this long gets a Ping, so that a dead peer is
+    /// noticed by the link's retransmission timeout (UDP has no connection to lose; RFC
+    /// 6940 §6.6.3.1). 10 s by default (ICE keepalives are at least 15 s, RFC 5245 §10).
+    pub dtls_keepalive: Duration,
 }
 
 impl NodeSettings {
@@ -96,6 +100,7 @@ impl NodeSettings {
             answer_cache_size: 4096,
             cert_cache_size: 1024,
             max_app_requests: 1024,
+            dtls_keepalive: Duration::from_secs(10),
         }
     }
 
@@ -219,6 +224,8 @@ struct LinkSlot {
     protocol: Option<OverlayLinkType>,
     /// The (D)TLS link state machine; `None` on simulator message links.
     link: Option<Box<Link>>,
+    /// Last time the link carried a message either way.
+    last_activity: Option<Instant>,
 }
 
 /// Where the answer to an inbound request goes.
@@ -415,6 +422,7 @@ impl Node {
                 expected_peer: None,
                 protocol: None,
                 link: None,
+                last_activity: None,
             },
         );
         id
@@ -448,6 +456,43 @@ impl Node {
             expected_peer,
         });
         link
+    }
+
+    /// DTLS links that are up, with the time their keepalive is due.
+    fn keepalives(&self) -> impl Iterator<Item = (NodeId, Instant)> + '_ {
+        self.links.values().filter_map(|s| {
+            let dtls = s.protocol == Some(OverlayLinkType::DTLS_UDP_SR_NO_ICE);
+            let up = s.link.as_ref().is_some_and(|l| l.is_established());
+            match (dtls && up, s.peer, s.last_activity) {
+                (true, Some(p), Some(t)) => Some((p, t + self.s.dtls_keepalive)),
+                _ => None,
+            }
+        })
+    }
+
+    fn next_keepalive(&self) -> Option<Instant> {
+        self.keepalives().map(|(_, t)| t).min()
+    }
+
+    /// Pings the peers of idle DTLS links (see [`NodeSettings::dtls_keepalive`]).
+    fn send_keepalives(&mut self, now: Instant) {
+        let due: Vec<NodeId> = self
+            .keepalives()
+            .filter(|(_, t)| *t <= now)
+            .map(|(p, _)| p)
+            .collect();
+        for peer in due {
+            if let Some(slot) = self.by_peer.get(&peer).and_then(|l| self.links.get_mut(l)) {
+                slot.last_activity = Some(now);
+            }
+            let body = MessageBody::PingReq(reload_wire::link::PingReq::default());
+            self.request(
+                now,
+                vec![Destination::Node(peer)],
+                body,
+                Purpose::Notification,
+            );
+        }
     }
 
     /// The configuration in use and its signed document (what `reload-node enroll`
@@ -693,7 +738,10 @@ impl Node {
                         None => return self.link_down(now, id),
                     }
                 }
-                LinkEvent::Message(m) => self.on_message(now, id, m),
+                LinkEvent::Message(m) => {
+                    slot.last_activity = Some(now);
+                    self.on_message(now, id, m)
+                }
                 LinkEvent::Stalled | LinkEvent::Resumed => {}
                 LinkEvent::Failed(_) | LinkEvent::Closed => {
                     let reason = match &ev {
@@ -721,6 +769,9 @@ impl Node {
     fn send_on(&mut self, now: Instant, id: LinkId, message: Bytes) {
         if id == LOOPBACK {
             return self.loopback(now, message);
+        }
+        if let Some(slot) = self.links.get_mut(&id) {
+            slot.last_activity = Some(now);
         }
         match self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
             Some(link) => {
@@ -824,18 +875,23 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.tx.next_deadline(), self.topo.poll_timeout()]
-            .into_iter()
-            .chain(
-                self.links
-                    .values()
-                    .map(|s| s.link.as_ref().and_then(|l| l.poll_timeout())),
-            )
-            .flatten()
-            .min()
+        [
+            self.tx.next_deadline(),
+            self.topo.poll_timeout(),
+            self.next_keepalive(),
+        ]
+        .into_iter()
+        .chain(
+            self.links
+                .values()
+                .map(|s| s.link.as_ref().and_then(|l| l.poll_timeout())),
+        )
+        .flatten()
+        .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.send_keepalives(now);
         let due: Vec<LinkId> = self
             .links
             .iter()
