@@ -69,8 +69,8 @@ const DETAIL_HEADER: &str = "reload-enroll-detail";
 const MAX_CERT_BYTES: usize = 64 * 1024;
 
 /// Files of a node's data directory.
-pub const KEY_FILE: &str = "node.key";
-pub const CERT_FILE: &str = "node.crt";
+pub const KEY_FILE: &str = crate::sign::KEY_FILE;
+pub const CERT_FILE: &str = crate::sign::CERT_FILE;
 pub const CONFIG_FILE: &str = "overlay.relo";
 pub const PIN_FILE: &str = "config-signer.sha256";
 

@@ -356,24 +356,7 @@ impl ReloadCertificate {
             }
         }
         let spki_info = cert.public_key();
-        let alg = spki_info.algorithm.algorithm.to_id_string();
-        let key_kind = match alg.as_str() {
-            OID_RSA => KeyKind::Rsa,
-            OID_EC => {
-                let curve = spki_info
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string());
-                if curve.as_deref() == Some(OID_EC_P256) {
-                    KeyKind::EcdsaP256
-                } else {
-                    KeyKind::Other
-                }
-            }
-            _ => KeyKind::Other,
-        };
+        let key_kind = key_kind(spki_info);
         let key_bits = key_bits(spki_info);
         let spki = Bytes::copy_from_slice(spki_info.raw);
         let public_key = Bytes::copy_from_slice(&spki_info.subject_public_key.data);
@@ -586,6 +569,27 @@ pub fn node_ids_hex(ids: &[NodeId]) -> String {
         .join(",")
 }
 
+/// The signature key type of a SubjectPublicKeyInfo.
+fn key_kind(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> KeyKind {
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        OID_RSA => KeyKind::Rsa,
+        OID_EC => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            if curve.as_deref() == Some(OID_EC_P256) {
+                KeyKind::EcdsaP256
+            } else {
+                KeyKind::Other
+            }
+        }
+        _ => KeyKind::Other,
+    }
+}
+
 /// Size in bits of a public key (RSA modulus, EC field), if it can be told.
 fn key_bits(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<usize> {
     match spki.parsed().ok()? {
@@ -628,23 +632,7 @@ impl CertRequest {
         })?;
         let info = &csr.certification_request_info;
         let spki = &info.subject_pki;
-        let key_kind = match spki.algorithm.algorithm.to_id_string().as_str() {
-            OID_RSA => KeyKind::Rsa,
-            OID_EC => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string());
-                if curve.as_deref() == Some(OID_EC_P256) {
-                    KeyKind::EcdsaP256
-                } else {
-                    KeyKind::Other
-                }
-            }
-            _ => KeyKind::Other,
-        };
+        let key_kind = key_kind(spki);
         let mut requested_user_names = Vec::new();
         let mut other_requested_names = Vec::new();
         if let Some(exts) = csr.requested_extensions() {
