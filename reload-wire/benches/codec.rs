@@ -122,6 +122,24 @@ fn bench(c: &mut Criterion) {
                 black_box(&buf);
             })
         });
+        // What a forwarding peer does (RFC 6940 §6.1.2): peek the header, decrement the
+        // TTL, append the previous hop to the via list, re-encode the header and copy the
+        // untouched contents behind it.
+        g.bench_function(BenchmarkId::new("forward", wire.len()), |b| {
+            let prev = Destination::Node(NodeId::from_u128(0xabcd));
+            let mut out = BytesMut::with_capacity(wire.len() + 64);
+            b.iter(|| {
+                let (mut h, hlen) = ForwardingHeader::peek(black_box(&wire), &opts).unwrap();
+                h.ttl -= 1;
+                h.via_list.push(prev.clone());
+                let payload = &wire[hlen..];
+                let total = h.encoded_len() + payload.len();
+                out.clear();
+                h.encode_with_length(&mut out, total as u32).unwrap();
+                out.extend_from_slice(payload);
+                black_box(&out);
+            })
+        });
         g.bench_function(BenchmarkId::new("peek_header", wire.len()), |b| {
             b.iter(|| black_box(ForwardingHeader::peek(black_box(&wire), &opts).unwrap()))
         });
