@@ -305,13 +305,9 @@ fn ten_tls_processes_join_and_heal_after_kill_9() {
     overlay("tls", 10, "tls", 41084);
 }
 
-/// Known failure, about one run in three: after `kill -9` the survivors sometimes settle
-/// with two of them not knowing each other (each holds the third as both successor and
-/// predecessor) and nothing triggers a repair before chord-update-interval (600 s).
-/// Over TLS the same scenario passes, since TCP reports the dead links at once. Run it
-/// with `cargo test -p reload-node --test processes -- --ignored`.
+/// Over DTLS a dead peer is noticed by the keepalive Ping's retransmission timeout; two
+/// peers attaching each other at once keep to one association (§6.5.1.2 tie-break).
 #[test]
-#[ignore = "intermittent: DTLS ring heal after kill -9 (see the doc comment)"]
 fn five_dtls_processes_join_and_heal_after_kill_9() {
     overlay("dtls", 5, "dtls", 42084);
 }

@@ -284,6 +284,9 @@ pub struct Node {
     started_at: Instant,
     stats: NodeStats,
     loopback_depth: u32,
+    /// Peers whose answer to our Attach came back and who are connecting to us
+    /// (§6.5.1.2), since when.
+    awaiting_connect: HashMap<NodeId, Instant>,
     /// The configuration in use and its signed document (§11.1), when known.
     config: Option<OverlayConfig>,
     config_doc: Option<Bytes>,
@@ -339,6 +342,7 @@ impl Node {
             started_at: now,
             stats: NodeStats::default(),
             loopback_depth: 0,
+            awaiting_connect: HashMap::new(),
             config: None,
             config_doc: None,
             s: settings,
@@ -807,6 +811,7 @@ impl Node {
             self.links.remove(&old);
             self.events.push_back(Event::Close { link: old });
         }
+        self.awaiting_connect.remove(&peer);
         self.events.push_back(Event::LinkUp { link, peer });
         let _ = self.topo.handle(now, TopologyInput::LinkUp { peer });
         if send_update {
@@ -892,6 +897,9 @@ impl Node {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.send_keepalives(now);
+        let lifetime = self.s.max_request_lifetime();
+        self.awaiting_connect
+            .retain(|_, t| now.saturating_duration_since(*t) < lifetime);
         let due: Vec<LinkId> = self
             .links
             .iter()
@@ -1631,7 +1639,47 @@ impl Node {
                 "ICE candidates in a No-ICE overlay",
             ));
         }
-        if !self.by_peer.contains_key(&requester) {
+        // Attach collisions (§6.5.1.2): one link per pair of nodes.
+        let lifetime = self.s.max_request_lifetime();
+        if self
+            .awaiting_connect
+            .get(&requester)
+            .is_some_and(|t| _now.saturating_duration_since(*t) < lifetime)
+        {
+            // Our Attach to it was answered: it is connecting to us.
+            return Err(ErrorResponse::new(
+                ErrorCode::IN_PROGRESS,
+                "an Attach to you is already answered",
+            ));
+        }
+        if let Some(tx) = self.tx.attach_to(&requester) {
+            if self.creds.node_id < requester {
+                // The smaller Node-ID cancels its own Attach and answers the other.
+                if let Some(Outstanding {
+                    purpose: Purpose::TopologyAttach { target, .. },
+                    ..
+                }) = self.tx.remove(tx)
+                {
+                    let _ = self.topo.handle(
+                        _now,
+                        TopologyInput::AttachAnswered {
+                            target,
+                            peer: requester,
+                        },
+                    );
+                }
+            } else {
+                return Err(ErrorResponse::new(
+                    ErrorCode::IN_PROGRESS,
+                    "my Attach to you is outstanding",
+                ));
+            }
+        }
+        let connecting = self
+            .links
+            .values()
+            .any(|s| s.peer.is_none() && s.expected_peer == Some(requester));
+        if !self.by_peer.contains_key(&requester) && !connecting {
             let target = req
                 .candidates
                 .iter()
@@ -1725,6 +1773,9 @@ impl Node {
                 result,
             }),
             (Purpose::TopologyAttach { target, .. }, Ok((peer, _))) => {
+                if !self.by_peer.contains_key(&peer) {
+                    self.awaiting_connect.insert(peer, now);
+                }
                 let _ = self
                     .topo
                     .handle(now, TopologyInput::AttachAnswered { target, peer });

@@ -66,6 +66,15 @@ impl Transactions {
         self.pending.get(&tx)
     }
 
+    /// Our outstanding Attach for the Node-ID `peer`, if any.
+    pub fn attach_to(&self, peer: &reload_wire::NodeId) -> Option<u64> {
+        self.pending
+            .iter()
+            .filter(|(_, o)| matches!(&o.purpose, Purpose::TopologyAttach { target: Destination::Node(n), .. } if n == peer))
+            .map(|(tx, _)| *tx)
+            .min()
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }
