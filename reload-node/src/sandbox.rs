@@ -325,6 +325,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             .send(Control::Request {
                 destination: vec![Destination::Node(target)],
                 body: MessageBody::PingReq(PingReq::default()),
+                ttl: None,
                 reply: tx,
             })
             .await

@@ -100,6 +100,8 @@ pub enum Control {
     Request {
         destination: Vec<reload_wire::Destination>,
         body: reload_wire::MessageBody,
+        /// A TTL below `initial-ttl` (for a hop-by-hop trace), or `None`.
+        ttl: Option<u8>,
         reply: tokio::sync::oneshot::Sender<Answer>,
     },
     /// Report the neighbourhood.
@@ -233,8 +235,13 @@ pub async fn run_with_control(
             }
             _ = linger_end => break,
             cmd = control.recv() => match cmd {
-                Some(Control::Request { destination, body, reply }) => {
-                    match node.send_request(Instant::now(), destination, body) {
+                Some(Control::Request { destination, body, ttl, reply }) => {
+                    let now = Instant::now();
+                    let tx = match ttl {
+                        Some(ttl) => node.send_request_with_ttl(now, destination, body, ttl),
+                        None => node.send_request(now, destination, body),
+                    };
+                    match tx {
                         Some(tx) => {
                             if let Ok(mut w) = waiting.lock() {
                                 w.insert(tx, reply);

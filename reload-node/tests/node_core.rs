@@ -309,7 +309,7 @@ fn ttl_exhaustion_is_answered_with_error_ttl_exceeded() {
     let mut r = ring(16, 5, SimNetwork::default(), |_, s| s.initial_ttl = 3);
     let tx = ping_node(&mut r, 0, 11);
     match wait(&mut r, 0, tx, Duration::from_secs(20)) {
-        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::TTL_EXCEEDED),
+        Err(RequestError::Error(_, e)) => assert_eq!(e.error_code, ErrorCode::TTL_EXCEEDED),
         other => panic!("expected Error_TTL_Exceeded, got {other:?}"),
     }
 }
@@ -328,13 +328,13 @@ fn configuration_sequence_mismatch_gets_config_errors() {
     // Node 0 (sequence 3) is older than node 2 (5): Error_Config_Too_Old.
     let tx = ping_node(&mut r, 0, 2);
     match wait(&mut r, 0, tx, Duration::from_secs(5)) {
-        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_OLD),
+        Err(RequestError::Error(_, e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_OLD),
         other => panic!("{other:?}"),
     }
     // Node 1 (9) is newer than node 2: Error_Config_Too_New.
     let tx = ping_node(&mut r, 1, 2);
     match wait(&mut r, 1, tx, Duration::from_secs(5)) {
-        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_NEW),
+        Err(RequestError::Error(_, e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_NEW),
         other => panic!("{other:?}"),
     }
 }
@@ -357,7 +357,7 @@ fn join_for_someone_else_is_forbidden() {
         .unwrap();
     r.sim.after_input(0);
     match wait(&mut r, 0, tx, Duration::from_secs(5)) {
-        Err(RequestError::Error(ErrorResponse { error_code, .. })) => {
+        Err(RequestError::Error(_, ErrorResponse { error_code, .. })) => {
             assert_eq!(error_code, ErrorCode::FORBIDDEN)
         }
         other => panic!("{other:?}"),
@@ -524,7 +524,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
     let tx = ping_node(&mut r, 0, 1);
 
     match wait(&mut r, 0, tx, Duration::from_secs(5)) {
-        Err(RequestError::Error(e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_OLD),
+        Err(RequestError::Error(_, e)) => assert_eq!(e.error_code, ErrorCode::CONFIG_TOO_OLD),
         other => panic!("{other:?}"),
     }
     assert!(r.sim.run_until(Duration::from_secs(5), |s| {
@@ -556,7 +556,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
         .unwrap();
     r.sim.after_input(2);
     match wait(&mut r, 2, tx, Duration::from_secs(5)) {
-        Err(RequestError::Error(e)) => {
+        Err(RequestError::Error(_, e)) => {
             assert_eq!(e.error_code, ErrorCode::FORBIDDEN);
             assert!(
                 String::from_utf8_lossy(&e.error_info).contains("not allowed to sign"),
@@ -581,7 +581,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
         .unwrap();
     r.sim.after_input(2);
     assert!(
-        matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(e)) if e.error_code == ErrorCode::FORBIDDEN)
+        matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(_, e)) if e.error_code == ErrorCode::FORBIDDEN)
     );
     assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
 }

@@ -135,8 +135,9 @@ pub struct InboundId(pub u64);
 pub enum RequestError {
     /// No answer after the last transmission (§6.2.1).
     Timeout,
-    /// The responder answered with an error.
-    Error(ErrorResponse),
+    /// A node answered with an error: the responder, or for errors that arise in
+    /// transit (Error_TTL_Exceeded, …) the hop that hit it (§6.3.4).
+    Error(NodeId, ErrorResponse),
 }
 
 /// What the core reports.
@@ -980,6 +981,24 @@ impl Node {
         tx
     }
 
+    /// [`Node::send_request`] with a TTL of our choosing instead of `initial-ttl` (capped
+    /// by it): with TTL k the request is answered by the target or, when more than k + 1
+    /// hops away, with Error_TTL_Exceeded by the hop where it expired — a traceroute
+    /// (§6.3.2).
+    pub fn send_request_with_ttl(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        ttl: u8,
+    ) -> Option<u64> {
+        let sequence = self.s.configuration_sequence;
+        let ttl = ttl.min(self.s.initial_ttl);
+        let tx = self.request_with(now, destination, body, Purpose::Application, sequence, ttl);
+        self.drain_topology(now);
+        tx
+    }
+
     fn request(
         &mut self,
         now: Instant,
@@ -999,9 +1018,23 @@ impl Node {
         purpose: Purpose,
         configuration_sequence: u16,
     ) -> Option<u64> {
+        let ttl = self.s.initial_ttl;
+        self.request_with(now, destination, body, purpose, configuration_sequence, ttl)
+    }
+
+    fn request_with(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        purpose: Purpose,
+        configuration_sequence: u16,
+        ttl: u8,
+    ) -> Option<u64> {
         let transaction_id = self.rng.next();
         let mut header = self.header(destination.clone(), transaction_id);
         header.configuration_sequence = configuration_sequence;
+        header.ttl = ttl;
         let message = match self.build(header, &body) {
             Ok(m) => m,
             Err(_) => return None,
@@ -1760,12 +1793,12 @@ impl Node {
             return;
         };
         let result = match body {
-            Ok(MessageBody::Error(e)) => Err(RequestError::Error(e)),
+            Ok(MessageBody::Error(e)) => Err(RequestError::Error(signer, e)),
             Ok(b) => Ok((signer, b)),
-            Err(_) => Err(RequestError::Error(ErrorResponse::new(
-                ErrorCode::INVALID_MESSAGE,
-                "malformed answer",
-            ))),
+            Err(_) => Err(RequestError::Error(
+                signer,
+                ErrorResponse::new(ErrorCode::INVALID_MESSAGE, "malformed answer"),
+            )),
         };
         match (o.purpose, result) {
             (Purpose::Application, result) => self.events.push_back(Event::Response {
@@ -1814,7 +1847,7 @@ impl Node {
 
     fn request_failed(&mut self, now: Instant, txid: u64, purpose: Purpose, e: RequestError) {
         let code = match &e {
-            RequestError::Error(r) => Some(r.error_code),
+            RequestError::Error(_, r) => Some(r.error_code),
             _ => None,
         };
         match purpose {
