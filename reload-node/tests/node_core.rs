@@ -451,6 +451,20 @@ fn the_core_runs_over_real_tls_and_dtls_links() {
         let tx = ping(&mut r, 0, Destination::Node(target));
         let (who, _) = wait(&mut r, 0, tx, Duration::from_secs(10)).unwrap();
         assert_eq!(who, target, "{protocol:?}");
+        // A 4 kB message: one record on TLS, fragments of ≤ 1148 bytes on DTLS (§6.7).
+        let tx = big_ping(&mut r, 0, 5, 4000);
+        let (who, _) = wait(&mut r, 0, tx, Duration::from_secs(10)).unwrap();
+        assert_eq!(who, target, "{protocol:?}");
+        let fragmented = r.sim.nodes[0].node.stats().fragmented;
+        let reassembled = r.sim.nodes[5].node.stats().reassembled;
+        if protocol == OverlayLinkType::DTLS_UDP_SR_NO_ICE {
+            assert!(
+                fragmented >= 1 && reassembled >= 1,
+                "{fragmented} {reassembled}"
+            );
+        } else {
+            assert_eq!((fragmented, reassembled), (0, 0));
+        }
         // Every node learned its neighbours' Node-IDs from their certificates.
         let up: usize = r
             .sim
@@ -584,4 +598,129 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
         matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(_, e)) if e.error_code == ErrorCode::FORBIDDEN)
     );
     assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
+}
+
+fn big_ping(r: &mut Ring, from: usize, to: usize, padding: usize) -> u64 {
+    let now = r.sim.now;
+    let body = MessageBody::PingReq(PingReq {
+        padding: Bytes::from(vec![0x5a; padding]),
+    });
+    let dest = vec![Destination::Node(NodeId::from_u128(r.ids[to]))];
+    let tx = r.sim.nodes[from]
+        .node
+        .send_request(now, dest, body)
+        .unwrap();
+    r.sim.after_input(from);
+    tx
+}
+
+/// Message links whose MTU differs per node (1200, 2000, 800 bytes), a max-message-size
+/// of 40,000 bytes.
+fn small_links(i: usize, s: &mut NodeSettings) {
+    s.message_link_mtu = Some([1200, 2000, 800][i % 3]);
+    s.decode = s.decode.clone().with_max_message_size(40_000);
+}
+
+#[test]
+fn large_messages_are_fragmented_per_link_and_reassembled_only_at_the_destination() {
+    // §6.7: any hop may (re)fragment to fit its next link; only the destination
+    // reassembles; fragments are ≤ MTU − 32 and carry ≥ 256 body bytes.
+    let mut r = ring(16, 41, SimNetwork::default(), small_links);
+    let target = NodeId::from_u128(r.ids[9]);
+    let tx = big_ping(&mut r, 0, 9, 20_000);
+    let (who, body) = wait(&mut r, 0, tx, Duration::from_secs(10)).unwrap();
+    assert_eq!(who, target);
+    assert!(matches!(body, MessageBody::PingAns(_)));
+    let stats: Vec<_> = r.sim.nodes.iter().map(|n| n.node.stats().clone()).collect();
+    assert!(
+        stats[0].fragmented >= 1,
+        "the sender split it: {:?}",
+        stats[0]
+    );
+    assert!(
+        stats[0].fragments_sent >= 17,
+        "20 kB into < 1200-byte fragments: {:?}",
+        stats[0]
+    );
+    assert_eq!(stats[9].reassembled, 1, "{:?}", stats[9]);
+    for (i, s) in stats.iter().enumerate() {
+        if i != 9 {
+            assert_eq!(s.reassembled, 0, "node {i} is not the destination: {s:?}");
+        }
+        assert_eq!(s.reassembly_dropped, 0, "node {i}: {s:?}");
+        assert_eq!(s.dropped_malformed, 0, "node {i}: {s:?}");
+    }
+    let refragmented = stats
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i != 0 && s.fragmented > 0)
+        .count();
+    assert!(
+        refragmented > 0,
+        "an 800-byte hop split 1200-byte fragments again"
+    );
+    assert!(
+        r.sim
+            .nodes
+            .iter()
+            .all(|n| n.node.reassembly_backlog() == (0, 0)),
+        "nothing left in reassembly buffers"
+    );
+}
+
+#[test]
+fn fragments_lost_in_transit_are_recovered_by_end_to_end_retransmission() {
+    let net = SimNetwork {
+        loss: 0.02,
+        ..SimNetwork::default()
+    };
+    let mut r = ring(8, 42, net, small_links);
+    for round in 0..3 {
+        let tx = big_ping(&mut r, 1, 6, 12_000);
+        let (who, _) = wait(&mut r, 1, tx, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(who, NodeId::from_u128(r.ids[6]));
+    }
+    // Partial copies of retransmitted messages are dropped within the request lifetime.
+    r.sim.run_for(Duration::from_secs(16));
+    for n in &r.sim.nodes {
+        assert_eq!(n.node.reassembly_backlog(), (0, 0));
+    }
+}
+
+#[test]
+fn a_flood_of_incomplete_fragments_is_bounded_and_the_node_keeps_working() {
+    let mut r = ring(4, 43, SimNetwork::default(), |i, s| {
+        small_links(i, s);
+        s.reassembly_messages = 64;
+        s.reassembly_buffer = 100_000;
+    });
+    let now = r.sim.now;
+    // First fragments of 500 different messages for node 1, never completed.
+    for txid in 0..500u64 {
+        let mut h = reload_wire::ForwardingHeader::new(
+            reload_node::identity::overlay_hash(OVERLAY),
+            0,
+            100,
+            txid,
+        );
+        h.destination_list = vec![Destination::Node(NodeId::from_u128(r.ids[1]))];
+        h.fragment = reload_wire::header::Fragment::new(0, false);
+        let mut b = bytes::BytesMut::new();
+        let len = h.encoded_len() + 1000;
+        h.encode_with_length(&mut b, len as u32).unwrap();
+        b.extend_from_slice(&[0u8; 1000]);
+        assert!(r.sim.inject(0, 1, b.freeze()));
+    }
+    r.sim.run_for(Duration::from_millis(100));
+    let (messages, bytes) = r.sim.nodes[1].node.reassembly_backlog();
+    assert!(messages <= 64 && bytes <= 100_000, "{messages} {bytes}");
+    assert!(r.sim.nodes[1].node.stats().reassembly_dropped > 0);
+    // A real fragmented request still gets through.
+    let tx = big_ping(&mut r, 0, 1, 3000);
+    assert!(wait(&mut r, 0, tx, Duration::from_secs(10)).is_ok());
+    // And the partial ones expire after the maximum request lifetime (§6.7: 15 s).
+    r.sim.run_for(Duration::from_secs(16));
+    assert_eq!(r.sim.nodes[1].node.reassembly_backlog(), (0, 0));
+    let _ = now;
 }

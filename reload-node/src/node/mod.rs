@@ -19,6 +19,7 @@
 //! identities directly; the (D)TLS link layer (§6.6) that binds Node-IDs to certificates
 //! plugs in below this interface.
 
+mod fragment;
 mod tx;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use reload_wire::body::MessageBody;
-use reload_wire::header::{Fragment, VERSION, option_flags};
+use reload_wire::header::{VERSION, option_flags};
 use reload_wire::link::{
     AttachReqAns, IceCandidate, OverlayLinkType, PingAns, ROLE_ACTIVE, ROLE_PASSIVE,
 };
@@ -85,6 +86,16 @@ pub struct NodeSettings {
     /// noticed by the link's retransmission timeout (UDP has no connection to lose; RFC
     /// 6940 §6.6.3.1). 10 s by default (ICE keepalives are at least 15 s, RFC 5245 §10).
     pub dtls_keepalive: Duration,
+    /// The largest RELOAD message sent as one datagram on a DTLS link; larger ones are
+    /// fragmented (§6.7). 1180 bytes by default: with the framing header (8), the DTLS
+    /// record overhead (≤ 45) and IPv6 + UDP (48) it fits the IPv6 minimum MTU of 1280.
+    pub dtls_mtu: usize,
+    /// The same for the simulator's message links (`None`: no limit).
+    pub message_link_mtu: Option<usize>,
+    /// Local limit: bytes held for messages being reassembled (§6.7).
+    pub reassembly_buffer: usize,
+    /// Local limit: messages being reassembled at once.
+    pub reassembly_messages: usize,
 }
 
 impl NodeSettings {
@@ -101,6 +112,10 @@ impl NodeSettings {
             cert_cache_size: 1024,
             max_app_requests: 1024,
             dtls_keepalive: Duration::from_secs(10),
+            dtls_mtu: 1180,
+            message_link_mtu: None,
+            reassembly_buffer: 8 << 20,
+            reassembly_messages: 1024,
         }
     }
 
@@ -212,6 +227,13 @@ pub struct NodeStats {
     pub duplicate_requests: u64,
     /// Answers refused because the wrong node sent them (§6.3.4).
     pub wrong_responder: u64,
+    /// Messages we split to fit the next link (§6.7), and the fragments sent for them.
+    pub fragmented: u64,
+    pub fragments_sent: u64,
+    /// Messages reassembled from fragments, and fragments dropped (buffer full, expired,
+    /// inconsistent).
+    pub reassembled: u64,
+    pub reassembly_dropped: u64,
 }
 
 #[derive(Debug)]
@@ -291,6 +313,8 @@ pub struct Node {
     /// The configuration in use and its signed document (§11.1), when known.
     config: Option<OverlayConfig>,
     config_doc: Option<Bytes>,
+    /// Partial messages addressed to us (§6.7).
+    reassembly: fragment::Reassembly,
 }
 
 impl std::fmt::Debug for Node {
@@ -323,6 +347,11 @@ impl Node {
         seed: u64,
     ) -> Self {
         let answers = AnswerCache::new(settings.max_request_lifetime(), settings.answer_cache_size);
+        let reassembly = fragment::Reassembly::new(
+            settings.reassembly_buffer,
+            settings.reassembly_messages,
+            settings.max_request_lifetime(),
+        );
         Node {
             link_ctx: None,
             creds,
@@ -346,6 +375,7 @@ impl Node {
             awaiting_connect: HashMap::new(),
             config: None,
             config_doc: None,
+            reassembly,
             s: settings,
         }
     }
@@ -360,6 +390,11 @@ impl Node {
 
     pub fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// Messages being reassembled (§6.7) and the bytes held for them.
+    pub fn reassembly_backlog(&self) -> (usize, usize) {
+        (self.reassembly.len(), self.reassembly.buffered())
     }
 
     pub fn topology(&self) -> &dyn Topology {
@@ -778,6 +813,34 @@ impl Node {
         if let Some(slot) = self.links.get_mut(&id) {
             slot.last_activity = Some(now);
         }
+        if let Some(mtu) = self.link_mtu(id)
+            && message.len() > mtu
+        {
+            let fragments = fragment::split(message.clone(), mtu, &self.s.decode);
+            if fragments.len() > 1 {
+                self.stats.fragmented += 1;
+                self.stats.fragments_sent += fragments.len() as u64;
+                for f in fragments {
+                    self.send_whole(now, id, f);
+                }
+                return;
+            }
+        }
+        self.send_whole(now, id, message);
+    }
+
+    /// The largest message that goes over `id` in one piece (§6.7): the DTLS MTU on DTLS
+    /// links; TLS links carry any size up to max-message-size.
+    fn link_mtu(&self, id: LinkId) -> Option<usize> {
+        let slot = self.links.get(&id)?;
+        match &slot.link {
+            Some(l) if l.protocol() == LinkProtocol::DtlsUdpSrNoIce => Some(self.s.dtls_mtu),
+            Some(_) => None,
+            None => self.s.message_link_mtu,
+        }
+    }
+
+    fn send_whole(&mut self, now: Instant, id: LinkId, message: Bytes) {
         match self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
             Some(link) => {
                 if link.send(now, message).is_err() {
@@ -883,6 +946,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.tx.next_deadline(),
+            self.reassembly.next_deadline(),
             self.topo.poll_timeout(),
             self.next_keepalive(),
         ]
@@ -931,6 +995,8 @@ impl Node {
             }
         }
         self.answers.expire(now);
+        self.reassembly.expire(now);
+        self.stats.reassembly_dropped = self.reassembly.dropped;
         self.topo.handle_timeout(now);
         self.drain_topology(now);
     }
@@ -1155,18 +1221,18 @@ impl Node {
             self.stats.dropped_wrong_overlay += 1;
             return;
         }
-        if header.version != VERSION
-            || !header.fragment.is_valid()
-            || header.fragment != Fragment::UNFRAGMENTED
-        {
-            // Fragments (§6.7) are not reassembled yet: dropped, counted.
+        if header.version != VERSION || !header.fragment.is_valid() {
+            // §6.7: a message with the high fragment bit clear is discarded.
             self.stats.dropped_malformed += 1;
             return;
         }
-        let is_response = header_code(&data, header_len).is_some_and(|c| c.is_response());
+        // Only a whole message or a first fragment shows its message code; later fragments
+        // are routed like requests but never answered with an error (§6.7).
+        let tail = header.fragment.offset() != 0;
+        let is_response = !tail && header_code(&data, header_len).is_some_and(|c| c.is_response());
         if header.ttl > self.s.initial_ttl {
             // §6.3.2: discard, and answer requests with Error_TTL_Exceeded.
-            if !is_response {
+            if !is_response && !tail {
                 self.error_reply(
                     now,
                     link,
@@ -1204,11 +1270,27 @@ impl Node {
                 Some(Destination::Node(n)) if *n == me => {
                     dest.remove(0);
                     if dest.is_empty() {
-                        return self.deliver(now, link, from, header, data, is_response);
+                        return self.deliver_or_reassemble(
+                            now,
+                            link,
+                            from,
+                            header,
+                            header_len,
+                            data,
+                            is_response,
+                        );
                     }
                 }
                 Some(Destination::Node(n)) if n.is_wildcard() => {
-                    return self.deliver(now, link, from, header, data, is_response);
+                    return self.deliver_or_reassemble(
+                        now,
+                        link,
+                        from,
+                        header,
+                        header_len,
+                        data,
+                        is_response,
+                    );
                 }
                 Some(Destination::Resource(r))
                     if self.topo.is_joined() && self.topo.is_responsible(r) =>
@@ -1218,7 +1300,15 @@ impl Node {
                         self.stats.dropped_other += 1;
                         return;
                     }
-                    return self.deliver(now, link, from, header, data, is_response);
+                    return self.deliver_or_reassemble(
+                        now,
+                        link,
+                        from,
+                        header,
+                        header_len,
+                        data,
+                        is_response,
+                    );
                 }
                 Some(Destination::Node(n)) => {
                     let n = *n;
@@ -1257,8 +1347,9 @@ impl Node {
         dest: Vec<Destination>,
         is_response: bool,
     ) {
+        let tail = header.fragment.offset() != 0;
         if header.ttl == 0 {
-            if !is_response {
+            if !is_response && !tail {
                 let link = self.by_peer.get(&from).copied();
                 if let Some(link) = link {
                     self.error_reply(
@@ -1281,6 +1372,9 @@ impl Node {
             .any(|o| o.flags & option_flags::FORWARD_CRITICAL != 0)
             && !is_response
         {
+            if tail {
+                return;
+            }
             if let Some(link) = self.by_peer.get(&from).copied() {
                 self.error_reply(
                     now,
@@ -1317,6 +1411,39 @@ impl Node {
         b.extend_from_slice(&payload);
         self.stats.forwarded += 1;
         self.send_on(now, link, b.freeze());
+    }
+
+    /// A message for us: delivered whole, or first reassembled from its fragments (§6.7).
+    #[allow(clippy::too_many_arguments)]
+    fn deliver_or_reassemble(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        from: NodeId,
+        header: ForwardingHeader,
+        header_len: usize,
+        data: Bytes,
+        is_response: bool,
+    ) {
+        if header.fragment.is_whole() {
+            return self.deliver(now, link, from, header, data, is_response);
+        }
+        let max = self.s.decode.max_message_size();
+        match self.reassembly.insert(now, header, header_len, data, max) {
+            Ok(None) => {}
+            Ok(Some(whole)) => {
+                self.stats.reassembled += 1;
+                let Ok((header, header_len)) = ForwardingHeader::peek(&whole, &self.s.decode)
+                else {
+                    self.stats.dropped_malformed += 1;
+                    return;
+                };
+                let is_response = header_code(&whole, header_len).is_some_and(|c| c.is_response());
+                self.deliver(now, link, from, header, whole, is_response);
+            }
+            Err(why) => tracing::debug!(?why, "fragmented message dropped (RFC 6940 §6.7)"),
+        }
+        self.stats.reassembly_dropped = self.reassembly.dropped;
     }
 
     fn deliver(

@@ -1,0 +1,440 @@
+//! Fragmentation and reassembly (RFC 6940 §6.7).
+//!
+//! Any node on the path may split a message that does not fit the next link; only the
+//! final destination reassembles. Each fragment carries a full copy of the forwarding
+//! header (via list, destination list, options) with `fragment` set to the offset of its
+//! chunk in the data after the header and the last-fragment bit on the final chunk; its
+//! `length` is the fragment's own size.
+//!
+//! Splitting follows the SHOULDs: equal-sized chunks (sizes differ by at most one byte)
+//! no larger than the link's MTU minus 32 bytes, so that the via list can grow on later
+//! hops; each chunk at least 256 bytes, else the message goes unfragmented (the RFC's
+//! "RELOAD fragmentation is not performed"). A fragment that must be split again keeps
+//! its offsets relative to the original message.
+//!
+//! Reassembly is bounded: at most `max_messages` partial messages and `max_bytes` bytes in
+//! total; a partial message expires after the maximum request lifetime (15 s by default,
+//! §6.7 SHOULD). When the buffer is full a message is dropped (§6.7 MUST): the oldest
+//! incomplete one, so that a flood of fragments that never complete cannot lock out real
+//! messages, whose fragments arrive within moments of each other; a single message larger
+//! than the whole buffer is itself dropped. Overlapping
+//! and repeated chunks (a retransmission split differently on another path) are accepted;
+//! a chunk beyond the end announced by the last fragment, or a message that would exceed
+//! max-message-size, drops the message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use reload_wire::header::Fragment;
+use reload_wire::{DecodeOptions, ForwardingHeader, Wire};
+
+/// Room left in every fragment for the via list to grow on later hops (§6.7).
+pub const VIA_GROWTH_ROOM: usize = 32;
+/// The least message body a fragment may carry (§6.7).
+pub const MIN_FRAGMENT_BODY: usize = 256;
+/// The largest offset the 24-bit fragment field can express.
+const MAX_OFFSET: usize = 0x00ff_ffff;
+
+/// Splits `message` (whole, or itself a fragment) into fragments of at most `mtu` bytes.
+/// Returns the message unchanged when it fits, or when the header leaves no room for
+/// chunks of at least [`MIN_FRAGMENT_BODY`] bytes.
+pub fn split(message: Bytes, mtu: usize, decode: &DecodeOptions) -> Vec<Bytes> {
+    if message.len() <= mtu {
+        return vec![message];
+    }
+    let Ok((header, header_len)) = ForwardingHeader::peek(&message, decode) else {
+        return vec![message];
+    };
+    let payload = message.slice(header_len..);
+    let budget = mtu.saturating_sub(VIA_GROWTH_ROOM + header_len);
+    if budget < MIN_FRAGMENT_BODY {
+        return vec![message];
+    }
+    let count = payload.len().div_ceil(budget);
+    let small = payload.len() / count;
+    let base = header.fragment.offset() as usize;
+    if small < MIN_FRAGMENT_BODY || base + payload.len() > MAX_OFFSET + 1 {
+        return vec![message];
+    }
+    // The first `payload.len() % count` chunks are one byte larger.
+    let larger = payload.len() % count;
+    let last = header.fragment.is_last();
+    let mut out = Vec::with_capacity(count);
+    let mut start = 0;
+    for i in 0..count {
+        let size = small + usize::from(i < larger);
+        let chunk = payload.slice(start..start + size);
+        let mut h = header.clone();
+        h.fragment = Fragment::new((base + start) as u32, last && i + 1 == count);
+        let total = header_len + size;
+        let mut b = BytesMut::with_capacity(total);
+        if h.encode_with_length(&mut b, total as u32).is_err() {
+            return vec![message];
+        }
+        b.extend_from_slice(&chunk);
+        out.push(b.freeze());
+        start += size;
+    }
+    out
+}
+
+/// Why a fragment was not (or no longer) kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The buffer is full (§6.7: the message is dropped).
+    BufferFull,
+    /// Inconsistent with the other fragments or larger than max-message-size.
+    Inconsistent,
+}
+
+#[derive(Debug)]
+struct Partial {
+    /// The first fragment's header (offset 0): the reassembled message's header.
+    first: Option<ForwardingHeader>,
+    /// Chunks by offset.
+    chunks: BTreeMap<usize, Bytes>,
+    /// The end of the data, once the last fragment arrived.
+    end: Option<usize>,
+    bytes: usize,
+    deadline: Instant,
+}
+
+/// The reassembly buffer of the final destination (§6.7).
+#[derive(Debug)]
+pub struct Reassembly {
+    partial: HashMap<u64, Partial>,
+    bytes: usize,
+    max_bytes: usize,
+    max_messages: usize,
+    lifetime: std::time::Duration,
+    /// Messages dropped: expired, buffer full, or inconsistent.
+    pub dropped: u64,
+    /// Messages reassembled.
+    pub completed: u64,
+}
+
+impl Reassembly {
+    pub fn new(max_bytes: usize, max_messages: usize, lifetime: std::time::Duration) -> Self {
+        Reassembly {
+            partial: HashMap::new(),
+            bytes: 0,
+            max_bytes,
+            max_messages,
+            lifetime,
+            dropped: 0,
+            completed: 0,
+        }
+    }
+
+    /// Bytes held for partial messages.
+    pub fn buffered(&self) -> usize {
+        self.bytes
+    }
+
+    /// Partial messages held.
+    pub fn len(&self) -> usize {
+        self.partial.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partial.is_empty()
+    }
+
+    /// Takes one fragment (`header` parsed from `data`, whose header is `header_len`
+    /// bytes). Returns the whole message once every byte arrived.
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        header: ForwardingHeader,
+        header_len: usize,
+        data: Bytes,
+        max_message_size: usize,
+    ) -> Result<Option<Bytes>, Refused> {
+        let txid = header.transaction_id;
+        let offset = header.fragment.offset() as usize;
+        let chunk = data.slice(header_len.min(data.len())..);
+        let end = offset + chunk.len();
+        if end + header_len > max_message_size {
+            self.drop_message(txid);
+            return Err(Refused::Inconsistent);
+        }
+        if !self.partial.contains_key(&txid) {
+            if self.partial.len() >= self.max_messages {
+                self.evict_oldest(txid);
+            }
+            self.partial.insert(
+                txid,
+                Partial {
+                    first: None,
+                    chunks: BTreeMap::new(),
+                    end: None,
+                    bytes: 0,
+                    deadline: now + self.lifetime,
+                },
+            );
+        }
+        while self.bytes + chunk.len() > self.max_bytes {
+            if !self.evict_oldest(txid) {
+                self.drop_message(txid);
+                return Err(Refused::BufferFull);
+            }
+        }
+        let Some(p) = self.partial.get_mut(&txid) else {
+            return Ok(None);
+        };
+        let last = header.fragment.is_last();
+        let beyond = p.end.is_some_and(|e| end > e)
+            || (last && p.chunks.iter().any(|(o, c)| o + c.len() > end))
+            || (last && p.end.is_some_and(|e| e != end));
+        if beyond {
+            self.drop_message(txid);
+            return Err(Refused::Inconsistent);
+        }
+        if last {
+            p.end = Some(end);
+        }
+        if offset == 0 && p.first.is_none() {
+            p.first = Some(header);
+        }
+        let added = chunk.len();
+        if let Some(old) = p.chunks.insert(offset, chunk) {
+            p.bytes -= old.len();
+            self.bytes -= old.len();
+        }
+        p.bytes += added;
+        self.bytes += added;
+        let Some(total) = p.end else {
+            return Ok(None);
+        };
+        // Complete when the chunks cover 0..total without a gap.
+        let mut covered = 0;
+        for (o, c) in &p.chunks {
+            if *o > covered {
+                return Ok(None);
+            }
+            covered = covered.max(o + c.len());
+        }
+        if covered < total || p.first.is_none() {
+            return Ok(None);
+        }
+        let Some(p) = self.partial.remove(&txid) else {
+            return Ok(None);
+        };
+        self.bytes -= p.bytes;
+        let Some(mut h) = p.first else {
+            return Ok(None);
+        };
+        h.fragment = Fragment::UNFRAGMENTED;
+        let mut data = vec![0u8; total];
+        for (o, c) in &p.chunks {
+            data[*o..o + c.len()].copy_from_slice(c);
+        }
+        let len = h.encoded_len() + total;
+        let mut b = BytesMut::with_capacity(len);
+        if h.encode_with_length(&mut b, len as u32).is_err() {
+            self.dropped += 1;
+            return Err(Refused::Inconsistent);
+        }
+        b.extend_from_slice(&data);
+        self.completed += 1;
+        Ok(Some(b.freeze()))
+    }
+
+    /// Makes room by dropping the oldest partial message other than `keep` (a flood of
+    /// incomplete fragments then pushes out only older incomplete messages, while a real
+    /// message, whose fragments arrive together, completes). False if there is none.
+    fn evict_oldest(&mut self, keep: u64) -> bool {
+        let oldest = self
+            .partial
+            .iter()
+            .filter(|(t, _)| **t != keep)
+            .min_by_key(|(_, p)| p.deadline)
+            .map(|(t, _)| *t);
+        match oldest {
+            Some(t) => {
+                self.drop_message(t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn drop_message(&mut self, txid: u64) {
+        if let Some(p) = self.partial.remove(&txid) {
+            self.bytes -= p.bytes;
+        }
+        self.dropped += 1;
+    }
+
+    /// Drops partial messages older than the maximum request lifetime.
+    pub fn expire(&mut self, now: Instant) {
+        let before = self.partial.len();
+        let mut freed = 0;
+        self.partial.retain(|_, p| {
+            let keep = p.deadline > now;
+            if !keep {
+                freed += p.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        self.dropped += (before - self.partial.len()) as u64;
+    }
+
+    /// When the oldest partial message expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.partial.values().map(|p| p.deadline).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reload_wire::{Destination, NodeId};
+    use std::time::Duration;
+
+    fn message(body_len: usize) -> Bytes {
+        let mut h = ForwardingHeader::new(0x1234_5678, 1, 100, 0xfeed);
+        h.destination_list = vec![Destination::Node(NodeId::from_u128(7))];
+        h.via_list = vec![Destination::Node(NodeId::from_u128(9))];
+        let body: Vec<u8> = (0..body_len).map(|i| (i * 31 % 251) as u8).collect();
+        let total = h.encoded_len() + body_len;
+        let mut b = BytesMut::new();
+        h.encode_with_length(&mut b, total as u32).unwrap();
+        b.extend_from_slice(&body);
+        b.freeze()
+    }
+
+    fn opts() -> DecodeOptions {
+        DecodeOptions::default().with_max_message_size(100_000)
+    }
+
+    fn reassemble(frags: &[Bytes]) -> Option<Bytes> {
+        let mut r = Reassembly::new(1 << 20, 16, Duration::from_secs(15));
+        let now = Instant::now();
+        let mut out = None;
+        for f in frags {
+            let (h, hl) = ForwardingHeader::peek(f, &opts()).unwrap();
+            if let Some(m) = r.insert(now, h, hl, f.clone(), 100_000).unwrap() {
+                out = Some(m);
+            }
+        }
+        assert!(out.is_none() || r.is_empty());
+        out
+    }
+
+    #[test]
+    fn a_message_that_fits_is_untouched() {
+        let m = message(500);
+        assert_eq!(split(m.clone(), m.len(), &opts()), vec![m]);
+    }
+
+    #[test]
+    fn fragments_are_equal_sized_fit_the_mtu_and_reassemble() {
+        let m = message(10_000);
+        let frags = split(m.clone(), 1200, &opts());
+        assert_eq!(frags.len(), 10);
+        let sizes: Vec<usize> = frags.iter().map(|f| f.len()).collect();
+        assert!(
+            sizes.iter().all(|s| *s <= 1200 - VIA_GROWTH_ROOM),
+            "{sizes:?}"
+        );
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+        for (i, f) in frags.iter().enumerate() {
+            let (h, _) = ForwardingHeader::peek(f, &opts()).unwrap();
+            assert_eq!(
+                h.length as usize,
+                f.len(),
+                "§6.7: length is the fragment's size"
+            );
+            assert_eq!(h.fragment.is_last(), i + 1 == frags.len());
+            assert!(h.fragment.is_valid());
+        }
+        assert_eq!(reassemble(&frags), Some(m.clone()));
+        // Any order.
+        let mut rev = frags.clone();
+        rev.reverse();
+        assert_eq!(reassemble(&rev), Some(m));
+    }
+
+    #[test]
+    fn refragmenting_a_fragment_keeps_offsets_relative_to_the_original() {
+        let m = message(9_000);
+        let first = split(m.clone(), 4000, &opts());
+        let again: Vec<Bytes> = first
+            .iter()
+            .flat_map(|f| split(f.clone(), 1000, &opts()))
+            .collect();
+        assert!(again.len() > first.len());
+        assert_eq!(reassemble(&again), Some(m.clone()));
+        // Mixed granularities of the same message (a retransmission on another path).
+        let mut mixed = vec![first[0].clone()];
+        mixed.extend(again.iter().skip(3).cloned());
+        assert_eq!(reassemble(&mixed), Some(m));
+    }
+
+    #[test]
+    fn no_fragmentation_when_chunks_would_be_under_256_bytes() {
+        let m = message(2000);
+        let (_, hl) = ForwardingHeader::peek(&m, &opts()).unwrap();
+        let frags = split(m.clone(), hl + VIA_GROWTH_ROOM + 200, &opts());
+        assert_eq!(frags, vec![m]);
+    }
+
+    #[test]
+    fn gaps_wait_and_expire_and_limits_drop() {
+        let m = message(5000);
+        let frags = split(m, 1200, &opts());
+        let mut r = Reassembly::new(3000, 16, Duration::from_secs(15));
+        let now = Instant::now();
+        let (h, hl) = ForwardingHeader::peek(&frags[0], &opts()).unwrap();
+        assert_eq!(
+            r.insert(now, h, hl, frags[0].clone(), 100_000).unwrap(),
+            None
+        );
+        let last = frags.last().unwrap();
+        let (h, hl) = ForwardingHeader::peek(last, &opts()).unwrap();
+        assert_eq!(r.insert(now, h, hl, last.clone(), 100_000).unwrap(), None);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.next_deadline(), Some(now + Duration::from_secs(15)));
+        r.expire(now + Duration::from_secs(16));
+        assert!(r.is_empty());
+        assert_eq!(r.buffered(), 0);
+        assert_eq!(r.dropped, 1);
+        // 3000 bytes of buffer cannot hold 5000 bytes of chunks: the message is dropped.
+        let mut refused = false;
+        for f in &frags {
+            let (h, hl) = ForwardingHeader::peek(f, &opts()).unwrap();
+            if r.insert(now, h, hl, f.clone(), 100_000) == Err(Refused::BufferFull) {
+                refused = true;
+            }
+        }
+        assert!(refused);
+        assert!(r.buffered() <= 3000);
+        // Larger than max-message-size: refused.
+        let (h, hl) = ForwardingHeader::peek(last, &opts()).unwrap();
+        assert_eq!(
+            r.insert(now, h, hl, last.clone(), 1000),
+            Err(Refused::Inconsistent)
+        );
+    }
+
+    #[test]
+    fn a_chunk_beyond_the_announced_end_drops_the_message() {
+        let m = message(5000);
+        let frags = split(m, 1200, &opts());
+        let mut r = Reassembly::new(1 << 20, 16, Duration::from_secs(15));
+        let now = Instant::now();
+        // The second-to-last fragment marked as last: a shorter end than chunks seen.
+        let (h, hl) = ForwardingHeader::peek(&frags[3], &opts()).unwrap();
+        r.insert(now, h, hl, frags[3].clone(), 100_000).unwrap();
+        let (mut h, hl) = ForwardingHeader::peek(&frags[1], &opts()).unwrap();
+        h.fragment = Fragment::new(h.fragment.offset(), true);
+        assert_eq!(
+            r.insert(now, h, hl, frags[1].clone(), 100_000),
+            Err(Refused::Inconsistent)
+        );
+        assert!(r.is_empty());
+    }
+}
