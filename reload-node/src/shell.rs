@@ -5,11 +5,15 @@
 //!   task; every chunk the core transmits is written on its own (with `TCP_NODELAY`), so
 //!   one framed message travels per TCP segment.
 //! - DTLS-UDP-SR-NO-ICE: one UDP socket; a datagram from an unknown address opens a link.
+//!   Datagrams are told apart by remote address only, so there is at most one DTLS
+//!   association per remote address: a second one (the core asking to connect to an
+//!   address that already has a link, or a new ClientHello from the address of an
+//!   established association) is refused and logged, never mixed into the existing one.
 //! - Timers: one `sleep_until` on the core's `poll_timeout`.
 //! - Shutdown: on the signal the core sends its Leave messages (RFC 6940 §6.4.2.2), the
 //!   shell flushes them and stops, bounded in time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -87,6 +91,8 @@ pub struct Snapshot {
     pub predecessors: Vec<reload_wire::NodeId>,
     pub routing_table: Vec<reload_wire::NodeId>,
     pub connected: Vec<reload_wire::NodeId>,
+    /// `initial-ttl` of the configuration in use (the longest path a trace may find).
+    pub initial_ttl: u8,
 }
 
 /// The answer to a [`Control::Request`].
@@ -119,6 +125,7 @@ fn snapshot(node: &Node) -> Snapshot {
         predecessors: t.predecessors(),
         routing_table: t.routing_table(),
         connected: node.connected_peers(),
+        initial_ttl: node.settings().initial_ttl,
     }
 }
 

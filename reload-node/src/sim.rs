@@ -116,6 +116,9 @@ pub struct Sim {
     /// Messages delivered and lost.
     pub delivered: u64,
     pub lost: u64,
+    /// Watched transactions (see [`Sim::watch`]): deliveries of their request and of
+    /// their answers.
+    watched: HashMap<u64, (u32, u32)>,
 }
 
 impl Sim {
@@ -136,6 +139,7 @@ impl Sim {
             fifo: HashMap::new(),
             delivered: 0,
             lost: 0,
+            watched: HashMap::new(),
         }
     }
 
@@ -298,6 +302,9 @@ impl Sim {
                     return true;
                 }
                 self.delivered += 1;
+                if !self.watched.is_empty() {
+                    self.count_watched(to, &data);
+                }
                 self.nodes[to].node.handle_input(now, link, data);
                 to
             }
@@ -431,6 +438,36 @@ impl Sim {
         let at = self.now + self.latency();
         self.schedule(at, Delivery::Message { to, link, data });
         true
+    }
+
+    /// Counts, from now on, every delivery over a link of a message with transaction ID
+    /// `tx`: the hops its request and its answers take (overlay links crossed; a
+    /// retransmission counts again). For message links only.
+    pub fn watch(&mut self, tx: u64) {
+        self.watched.entry(tx).or_insert((0, 0));
+    }
+
+    /// Stops counting `tx`: (request deliveries, answer deliveries) since [`Sim::watch`].
+    pub fn unwatch(&mut self, tx: u64) -> Option<(u32, u32)> {
+        self.watched.remove(&tx)
+    }
+
+    fn count_watched(&mut self, to: usize, data: &Bytes) {
+        let decode = &self.nodes[to].node.settings().decode;
+        let Ok((h, len)) = reload_wire::ForwardingHeader::peek(data, decode) else {
+            return;
+        };
+        let Some(c) = self.watched.get_mut(&h.transaction_id) else {
+            return;
+        };
+        let code = data
+            .get(len..len + 2)
+            .map(|b| reload_wire::message::MessageCode(u16::from_be_bytes([b[0], b[1]])));
+        if code.is_some_and(|c| c.is_response()) {
+            c.1 += 1;
+        } else {
+            c.0 += 1;
+        }
     }
 
     /// Index of the node with this Node-ID.
