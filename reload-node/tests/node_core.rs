@@ -724,3 +724,171 @@ fn a_flood_of_incomplete_fragments_is_bounded_and_the_node_keeps_working() {
     assert_eq!(r.sim.nodes[1].node.reassembly_backlog(), (0, 0));
     let _ = now;
 }
+
+/// `signed_config` with Kinds (each signed by `signer`, the kind-signer).
+fn signed_config_with_kinds(
+    r: &Ring,
+    signer: &reload_node::sign::Credentials,
+    sequence: u16,
+    kinds: Vec<reload_node::config::KindDefinition>,
+) -> (OverlayConfig, Bytes) {
+    let mut c = OverlayConfig::new(OVERLAY);
+    c.sequence = sequence;
+    c.root_certs = vec![r.ca.der.clone()];
+    c.configuration_signers = vec![signer.node_id.as_bytes().to_vec()];
+    c.kind_signers = vec![signer.node_id.as_bytes().to_vec()];
+    c.kinds = kinds;
+    let doc = reload_node::check::signed_document(&mut c, signer, signer).unwrap();
+    let parsed = reload_node::config::ConfigDocument::parse(&doc).unwrap();
+    (parsed.configurations[0].config.clone(), Bytes::from(doc))
+}
+
+#[test]
+fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
+    use reload_node::config::{AccessPolicy, KindDataModel, KindDefinition, KindRef};
+    use reload_wire::storage::{
+        FetchReq, KindId, ModelSpecifier, StoredDataSpecifier, UnknownKinds,
+    };
+    let mut r = ring(4, 44, SimNetwork::default(), |_, _| {});
+    let signer = r.ca.node(false, 0x5160_5161, "signer");
+    let kind = KindId(0xf000_0042);
+    let def = KindDefinition::new(
+        KindRef::Id(kind),
+        KindDataModel::Array,
+        AccessPolicy::UserMatch,
+        4,
+        200,
+    );
+    let (with, with_doc) = signed_config_with_kinds(&r, &signer, 5, vec![def]);
+    let (without, without_doc) = signed_config_with_kinds(&r, &signer, 5, vec![]);
+    r.sim.nodes[0].node.set_configuration(with, with_doc);
+    for i in 1..4 {
+        r.sim.nodes[i]
+            .node
+            .set_configuration(without.clone(), without_doc.clone());
+    }
+    // Node 0 fetches data of the Kind from node 1's range; node 1 (its application)
+    // does not know the Kind and answers Error_Unknown_Kind listing it (§7.4.1.2).
+    let key = r.ids[1] - 9;
+    let fetch = MessageBody::FetchReq(FetchReq {
+        resource: ResourceId::new(key.to_be_bytes().to_vec()),
+        specifiers: vec![StoredDataSpecifier {
+            kind,
+            generation: 0,
+            model_specifier: ModelSpecifier::Array(vec![]),
+        }],
+    });
+    let now = r.sim.now;
+    let key_dest = Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec()));
+    let tx = r.sim.nodes[0]
+        .node
+        .send_request(now, vec![key_dest], fetch)
+        .unwrap();
+    r.sim.after_input(0);
+    assert!(r.sim.run_until(Duration::from_secs(5), |s| {
+        s.nodes[1].events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Request {
+                    body: MessageBody::FetchReq(_),
+                    ..
+                }
+            )
+        })
+    }));
+    let id = r.sim.nodes[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Request {
+                id,
+                body: MessageBody::FetchReq(_),
+                ..
+            } => Some(*id),
+            _ => None,
+        })
+        .unwrap();
+    let info = UnknownKinds {
+        unknown_kinds: vec![kind],
+    }
+    .to_bytes()
+    .unwrap();
+    let now = r.sim.now;
+    r.sim.nodes[1].node.respond(
+        now,
+        id,
+        Err(ErrorResponse {
+            error_code: ErrorCode::UNKNOWN_KIND,
+            error_info: info,
+        }),
+    );
+    r.sim.after_input(1);
+    match wait(&mut r, 0, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(who, e)) => {
+            assert_eq!(who, NodeId::from_u128(r.ids[1]));
+            assert_eq!(e.error_code, ErrorCode::UNKNOWN_KIND);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Node 0 sends the signed kind-block; node 1 verifies it against its kind-signers
+    // and now knows the Kind (§6.5.4.2).
+    assert!(r.sim.run_until(Duration::from_secs(5), |s| {
+        s.nodes[1]
+            .node
+            .configuration()
+            .is_some_and(|c| c.kinds.iter().any(|k| k.kind_id() == Some(kind)))
+    }));
+    let learned = r.sim.nodes[1].node.configuration().unwrap().clone();
+    let k = learned
+        .kinds
+        .iter()
+        .find(|k| k.kind_id() == Some(kind))
+        .unwrap();
+    assert_eq!((k.max_count, k.max_size), (4, 200));
+    assert_eq!(
+        learned.sequence, 5,
+        "a Kind update leaves the sequence alone"
+    );
+
+    // A kind-block signed by someone who is not a kind-signer: Error_Forbidden.
+    let outsider = r.ca.node(false, 0x0bad_0bad, "outsider");
+    let other = KindDefinition::new(
+        KindRef::Id(KindId(0xf000_0043)),
+        KindDataModel::Single,
+        AccessPolicy::UserMatch,
+        1,
+        100,
+    );
+    let (_, forged_doc) = signed_config_with_kinds(&r, &outsider, 5, vec![other]);
+    let parsed =
+        reload_node::config::ConfigDocument::parse(std::str::from_utf8(&forged_doc).unwrap())
+            .unwrap();
+    let forged_kind = &parsed.configurations[0].config.kinds[0];
+    let text = std::str::from_utf8(forged_kind.signed_bytes(&parsed)).unwrap();
+    let block = forged_kind.block_xml_for_update(text).unwrap();
+    let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Kinds(vec![
+        Bytes::from(block),
+    ]));
+    let now = r.sim.now;
+    let tx = r.sim.nodes[2]
+        .node
+        .send_request(
+            now,
+            vec![Destination::Node(NodeId::from_u128(r.ids[1]))],
+            body,
+        )
+        .unwrap();
+    r.sim.after_input(2);
+    assert!(
+        matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(_, e)) if e.error_code == ErrorCode::FORBIDDEN)
+    );
+    assert!(
+        !r.sim.nodes[1]
+            .node
+            .configuration()
+            .unwrap()
+            .kinds
+            .iter()
+            .any(|k| k.kind_id() == Some(KindId(0xf000_0043)))
+    );
+}

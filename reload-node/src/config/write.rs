@@ -339,6 +339,21 @@ impl KindDefinition {
         o
     }
 
+    /// A self-contained `<kind-block>` for a ConfigUpdate of type `kind` (§6.5.4.1):
+    /// `kind_text` is the kind element exactly as it was signed (its bytes in the
+    /// document it came from), followed by this definition's `kind-signature`. The
+    /// element's namespace prefixes must not depend on declarations of the enclosing
+    /// document (the base namespace is assumed by the receiver).
+    pub fn block_xml_for_update(&self, kind_text: &str) -> Option<String> {
+        let s = self.signature.as_ref()?;
+        let mut o = String::from("<kind-block>\n");
+        o.push_str(kind_text);
+        o.push('\n');
+        signature(&mut o, "", "kind-signature", s);
+        o.push_str("</kind-block>");
+        Some(o)
+    }
+
     /// A `<kind-block>` around a kind element text (as signed) and its base64 signature.
     pub fn block_xml(kind_xml: &str, signature_b64: &str) -> String {
         format!(

@@ -315,6 +315,12 @@ pub struct Node {
     config_doc: Option<Bytes>,
     /// Partial messages addressed to us (§6.7).
     reassembly: fragment::Reassembly,
+    /// Kind blocks accepted by ConfigUpdate (§6.5.4.2), as received: passed on to peers
+    /// that do not know the Kind (§7.4.1.2).
+    kind_blocks: HashMap<reload_wire::storage::KindId, Bytes>,
+    /// Kind definitions we sent to a peer after its Error_Unknown_Kind, and when: one
+    /// ConfigUpdate per peer and Kind per request lifetime.
+    kinds_offered: HashMap<(NodeId, reload_wire::storage::KindId), Instant>,
 }
 
 impl std::fmt::Debug for Node {
@@ -376,6 +382,8 @@ impl Node {
             config: None,
             config_doc: None,
             reassembly,
+            kind_blocks: HashMap::new(),
+            kinds_offered: HashMap::new(),
             s: settings,
         }
     }
@@ -618,7 +626,7 @@ impl Node {
                     .collect();
                 let mut v = Verifier::new(trust, 16);
                 for raw in blocks {
-                    let text = std::str::from_utf8(&raw)
+                    let text = std::str::from_utf8(&raw[..])
                         .map_err(|_| forbidden("kind description is not UTF-8".into()))?;
                     let block =
                         crate::config::KindDefinition::parse_kind_block(text).map_err(|p| {
@@ -638,8 +646,27 @@ impl Node {
                     v.verify_blob(block.signed_bytes(), sb, &signers, wall)
                         .map_err(|e| forbidden(format!("kind-signature refused: {e}")))?;
                     let id = block.kind.kind_id();
+                    // §6.5.4.2: a Kind we know, signed by a different signer, conflicts.
+                    let known = updated.kinds.iter().find(|k| k.kind_id() == id);
+                    let known_signer = known.map(|k| {
+                        k.signature
+                            .as_ref()
+                            .and_then(|s| s.security_block.as_ref().ok())
+                            .map(|b| b.signature.identity.clone())
+                    });
+                    if let Some(old) = known_signer
+                        && old.as_ref() != Some(&sb.signature.identity)
+                    {
+                        return Err(forbidden(format!(
+                            "Kind {} is known with another signer",
+                            id.map(|k| k.to_string()).unwrap_or_default()
+                        )));
+                    }
                     updated.kinds.retain(|k| k.kind_id() != id);
                     updated.kinds.push(block.kind);
+                    if let Some(id) = id {
+                        self.kind_blocks.insert(id, raw.clone());
+                    }
                 }
                 self.apply_configuration(updated, None);
                 return Ok(());
@@ -663,6 +690,59 @@ impl Node {
             });
         }
         Ok(())
+    }
+
+    /// The kind-block of `kind` to send in a ConfigUpdate (§6.5.4.1): as received by
+    /// ConfigUpdate, or cut from the configuration document (the kind element exactly as
+    /// signed, and its kind-signature).
+    fn kind_block(&self, kind: reload_wire::storage::KindId) -> Option<Bytes> {
+        if let Some(b) = self.kind_blocks.get(&kind) {
+            return Some(b.clone());
+        }
+        let c = self.config.as_ref()?;
+        let doc = std::str::from_utf8(self.config_doc.as_ref()?).ok()?;
+        let k = c.kinds.iter().find(|k| k.kind_id() == Some(kind))?;
+        let text = std::str::from_utf8(k.signed_bytes_in(doc)).ok()?;
+        if text.is_empty() {
+            return None;
+        }
+        k.block_xml_for_update(text).map(Bytes::from)
+    }
+
+    /// A peer answered Error_Unknown_Kind (§7.4.1.2): it "MUST" get a ConfigUpdate with
+    /// the definitions of the Kinds it lacks that our configuration defines.
+    fn offer_kinds(&mut self, now: Instant, peer: NodeId, error_info: &Bytes) {
+        let Ok(unknown) = reload_wire::storage::UnknownKinds::decode(error_info, &self.s.decode)
+        else {
+            return;
+        };
+        let lifetime = self.s.max_request_lifetime();
+        self.kinds_offered
+            .retain(|_, t| now.saturating_duration_since(*t) < lifetime);
+        let mut blocks = Vec::new();
+        for kind in unknown.unknown_kinds {
+            if self.kinds_offered.len() >= 4096 || self.kinds_offered.contains_key(&(peer, kind)) {
+                continue;
+            }
+            match self.kind_block(kind) {
+                Some(b) => {
+                    self.kinds_offered.insert((peer, kind), now);
+                    blocks.push(b);
+                }
+                None => tracing::debug!(%kind, %peer, "peer lacks a Kind we cannot describe"),
+            }
+        }
+        if blocks.is_empty() {
+            return;
+        }
+        tracing::info!(%peer, kinds = blocks.len(), "sending Kind definitions (ConfigUpdate)");
+        let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Kinds(blocks));
+        self.request(
+            now,
+            vec![Destination::Node(peer)],
+            body,
+            Purpose::Notification,
+        );
     }
 
     /// Puts a configuration (already verified by the caller) and its document in force.
@@ -995,7 +1075,9 @@ impl Node {
             }
         }
         self.answers.expire(now);
-        self.reassembly.expire(now);
+        if !self.reassembly.is_empty() {
+            self.reassembly.expire(now);
+        }
         self.stats.reassembly_dropped = self.reassembly.dropped;
         self.topo.handle_timeout(now);
         self.drain_topology(now);
@@ -1919,6 +2001,11 @@ impl Node {
         let Some(o) = self.tx.remove(txid) else {
             return;
         };
+        if let Ok(MessageBody::Error(e)) = &body
+            && e.error_code == ErrorCode::UNKNOWN_KIND
+        {
+            self.offer_kinds(now, signer, &e.error_info);
+        }
         let result = match body {
             Ok(MessageBody::Error(e)) => Err(RequestError::Error(signer, e)),
             Ok(b) => Ok((signer, b)),
