@@ -203,6 +203,10 @@ impl Sim {
             );
         }
         while let Some(e) = self.nodes[i].node.poll_event() {
+            if matches!(e, Event::Connect { .. }) {
+                // Recorded too: tests check who opened a transport.
+                self.nodes[i].events.push(e.clone());
+            }
             match e {
                 Event::Connect {
                     link,
@@ -457,6 +461,10 @@ impl Sim {
         let Ok((h, len)) = reload_wire::ForwardingHeader::peek(data, decode) else {
             return;
         };
+        if std::env::var("SIM_TRACE_TX").ok().and_then(|v| u64::from_str_radix(&v, 16).ok()) == Some(h.transaction_id) {
+            let name = |d: &reload_wire::Destination| match d { reload_wire::Destination::Node(n) => self.index_of(&n).map(|x| format!("N{x}")).unwrap_or(format!("{n:?}")), o => format!("{o:?}")};
+            eprintln!("TRACE {:?} ->{to} ttl={} dest={:?} via={:?}", self.now - self.base, h.ttl, h.destination_list.iter().map(name).collect::<Vec<_>>(), h.via_list.iter().map(name).collect::<Vec<_>>());
+        }
         let Some(c) = self.watched.get_mut(&h.transaction_id) else {
             return;
         };

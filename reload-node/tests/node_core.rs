@@ -6,8 +6,9 @@
 
 mod pki;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -28,6 +29,9 @@ use reload_wire::{Destination, ErrorResponse, NodeId, ResourceId, Wire};
 struct Oracle {
     me: u128,
     ring: Arc<Vec<u128>>,
+    /// Actions the test makes the plug-in ask for, and the inputs the core gave it.
+    actions: Arc<Mutex<VecDeque<TopologyAction>>>,
+    inputs: Arc<Mutex<Vec<TopologyInput>>>,
 }
 
 impl Oracle {
@@ -88,7 +92,8 @@ impl Topology for Oracle {
     fn answer_join(&mut self, _: Instant, _: NodeId) -> Result<Bytes, ErrorCode> {
         Ok(Bytes::new())
     }
-    fn handle(&mut self, _: Instant, _: TopologyInput) -> Result<(), ErrorCode> {
+    fn handle(&mut self, _: Instant, input: TopologyInput) -> Result<(), ErrorCode> {
+        self.inputs.lock().unwrap().push(input);
         Ok(())
     }
     fn handle_timeout(&mut self, _: Instant) {}
@@ -96,7 +101,7 @@ impl Topology for Oracle {
         None
     }
     fn poll_action(&mut self) -> Option<TopologyAction> {
-        None
+        self.actions.lock().unwrap().pop_front()
     }
     fn routing_table(&self) -> Vec<NodeId> {
         vec![]
@@ -119,6 +124,8 @@ struct Ring {
     sim: Sim,
     ids: Vec<u128>,
     ca: TestCa,
+    actions: Vec<Arc<Mutex<VecDeque<TopologyAction>>>>,
+    inputs: Vec<Arc<Mutex<Vec<TopologyInput>>>>,
 }
 
 /// `n` nodes evenly spaced on the ring, each linked to its successor and to the node
@@ -140,6 +147,7 @@ fn ring_over(
     let shared = Arc::new(ids.clone());
     let mut sim = Sim::new(seed, net);
     let config = OverlayConfig::new(OVERLAY);
+    let (mut actions, mut inputs) = (vec![], vec![]);
     for (i, &id) in ids.iter().enumerate() {
         let addr: SocketAddr = format!("127.0.0.1:{}", 10000 + i).parse().unwrap();
         let protocol = links.unwrap_or(OverlayLinkType::TLS_TCP_FH_NO_ICE);
@@ -156,7 +164,11 @@ fn ring_over(
         let topo = Box::new(Oracle {
             me: id,
             ring: shared.clone(),
+            actions: Arc::default(),
+            inputs: Arc::default(),
         });
+        actions.push(topo.actions.clone());
+        inputs.push(topo.inputs.clone());
         let ctx = links.map(|_| {
             let lc = reload_node::link::LinkConfig::new(trust.clone(), 5000);
             reload_node::link::LinkContext::new(lc, &creds).unwrap()
@@ -182,7 +194,13 @@ fn ring_over(
         }
     }
     sim.run_for(Duration::from_secs(1));
-    Ring { sim, ids, ca }
+    Ring {
+        sim,
+        ids,
+        ca,
+        actions,
+        inputs,
+    }
 }
 
 fn ping(r: &mut Ring, from: usize, to: Destination) -> u64 {
@@ -891,4 +909,86 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
             .iter()
             .any(|k| k.kind_id() == Some(KindId(0xf000_0043)))
     );
+}
+
+/// Makes node `i`'s plug-in ask for an Attach to node `j` now.
+fn attach(r: &mut Ring, i: usize, j: usize) {
+    r.actions[i]
+        .lock()
+        .unwrap()
+        .push_back(TopologyAction::Attach {
+            target: Destination::Node(NodeId::from_u128(r.ids[j])),
+            via: None,
+            send_update: false,
+        });
+    let now = r.sim.now;
+    r.sim.nodes[i].node.handle_timeout(now);
+    r.sim.after_input(i);
+}
+
+fn attach_outcomes(r: &Ring, i: usize) -> (Vec<NodeId>, usize) {
+    let log = r.inputs[i].lock().unwrap();
+    let answered = log
+        .iter()
+        .filter_map(|x| match x {
+            TopologyInput::AttachAnswered { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .collect();
+    let failed = log
+        .iter()
+        .filter(|x| matches!(x, TopologyInput::AttachFailed { .. }))
+        .count();
+    (answered, failed)
+}
+
+#[test]
+fn simultaneous_attaches_make_one_link_and_the_smaller_node_id_yields() {
+    // §6.5.1.2: nodes 0 and 2 (not linked; paths through 1 and 3) Attach to each other
+    // at the same moment. Node 0, the smaller Node-ID, cancels its own Attach and answers
+    // node 2's; node 2 answers node 0's with Error_In_Progress. One link results, and
+    // both plug-ins learn of the peer; neither sees a failed Attach.
+    let mut r = ring(4, 45, SimNetwork::default(), |_, _| {});
+    assert!(r.ids[0] < r.ids[2]);
+    let (a, b) = (NodeId::from_u128(r.ids[0]), NodeId::from_u128(r.ids[2]));
+    assert!(!r.sim.nodes[0].node.connected_peers().contains(&b));
+    attach(&mut r, 0, 2);
+    attach(&mut r, 2, 0);
+    assert!(r.sim.run_until(Duration::from_secs(10), |s| {
+        s.nodes[0].node.connected_peers().contains(&b)
+            && s.nodes[2].node.connected_peers().contains(&a)
+    }));
+    r.sim.run_for(Duration::from_secs(3));
+    assert_eq!(attach_outcomes(&r, 0), (vec![b], 0), "node 0 yielded");
+    assert_eq!(attach_outcomes(&r, 2), (vec![a], 0), "node 2's Attach won");
+    let links_0_to_2 = r.sim.nodes[0]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::LinkUp { peer, .. } if *peer == b))
+        .count();
+    let links_2_to_0 = r.sim.nodes[2]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::LinkUp { peer, .. } if *peer == a))
+        .count();
+    assert_eq!((links_0_to_2, links_2_to_0), (1, 1), "exactly one link");
+    assert!(
+        !r.sim.nodes[2]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Close { .. })),
+        "no second link to close"
+    );
+
+    // Only the side that answered opened a transport: node 0 (yielding) answered
+    // node 2's Attach and connected; node 2 refused node 0's with Error_In_Progress and
+    // did not (without the rule both would have connected).
+    let connects = |i: usize, to: NodeId| {
+        r.sim.nodes[i]
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Connect { expected_peer: Some(p), .. } if *p == to))
+            .count()
+    };
+    assert_eq!((connects(0, b), connects(2, a)), (1, 0));
 }
