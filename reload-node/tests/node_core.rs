@@ -409,13 +409,18 @@ fn hostile_input_is_dropped_and_the_node_keeps_working() {
     r.sim.inject(0, 1, unsigned.to_bytes().unwrap());
     let bytes = unsigned.to_bytes().unwrap();
     r.sim.inject(0, 1, bytes.slice(..20));
+    // §6.7: the high fragment bit clear: discarded, never read as a fragment.
+    let mut high_bit_clear = unsigned.clone();
+    high_bit_clear.header.fragment = reload_wire::header::Fragment(0x4000_0000);
+    r.sim.inject(0, 1, high_bit_clear.to_bytes().unwrap());
     let (who, _) = wait(&mut r, 0, tx, Duration::from_secs(5)).unwrap();
     assert_eq!(who, NodeId::from_u128(r.ids[1]));
     r.sim.run_for(Duration::from_secs(1));
     let s = r.sim.nodes[1].node.stats().clone();
     assert_eq!(s.dropped_wrong_overlay, 1, "{s:?}");
     assert_eq!(s.dropped_bad_signature, 1, "{s:?}");
-    assert!(s.dropped_malformed >= 2, "{s:?}");
+    assert!(s.dropped_malformed >= 3, "{s:?}");
+    assert_eq!(s.reassembled + s.reassembly_dropped, 0, "{s:?}");
     // Still answers afterwards.
     let tx = ping_node(&mut r, 0, 1);
     assert!(wait(&mut r, 0, tx, Duration::from_secs(5)).is_ok());

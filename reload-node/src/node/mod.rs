@@ -14,12 +14,14 @@
 //! in, the wall clock is derived from the one given at construction, and randomness comes
 //! from a seed (the shell seeds it from the OS; the simulator from its run seed).
 //!
-//! Links in this version are *message links*: each input and transmit is one whole RELOAD
-//! message, on a link whose peer Node-ID the shell established. The simulator vouches for
-//! identities directly; the (D)TLS link layer (§6.6) that binds Node-IDs to certificates
-//! plugs in below this interface.
+//! A link is either a real (D)TLS link (§6.6, [`crate::link`]; the core owns its state
+//! machine, the shell only moves its bytes, and its peer is the Node-ID its certificate
+//! proves), or a simulator *message link* (each input and transmit one whole RELOAD
+//! message, the peer vouched for by the simulator). Messages larger than the next link
+//! carries in one piece are fragmented, and messages for us reassembled (§6.7,
+//! [`fragment`]).
 
-mod fragment;
+pub mod fragment;
 mod tx;
 
 use std::collections::{HashMap, VecDeque};

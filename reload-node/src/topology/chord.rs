@@ -1,6 +1,6 @@
 //! CHORD-RELOAD (RFC 6940 §10) as a sans-IO [`Topology`] plug-in.
 //!
-//! The ring is 128-bit ([`ring`]); a peer is responsible for `(pred, me]` (§10.1), a lone
+//! The ring is 128-bit (module `ring`); a peer is responsible for `(pred, me]` (§10.1), a lone
 //! first node for everything. The routing table is the union of the neighbour table (up
 //! to `neighbor_list_size` successors and predecessors) and the finger table (§10.3).
 //!
