@@ -1332,6 +1332,7 @@ impl Node {
         self.process(now, link, from, header, header_len, data, is_response);
     }
 
+    /// Destination-list processing (§6.1.1–§6.1.3): deliver, forward or drop.
     #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
@@ -1343,78 +1344,59 @@ impl Node {
         data: Bytes,
         is_response: bool,
     ) {
+        enum Next {
+            Deliver,
+            Forward(Vec<Destination>),
+            DropNoRoute,
+            DropOther,
+        }
         let me = self.creds.node_id;
         let mut dest = header.destination_list.clone();
-        loop {
+        let next = loop {
             match dest.first() {
-                None => {
-                    self.stats.dropped_other += 1;
-                    return;
-                }
+                None => break Next::DropOther,
                 Some(Destination::Node(n)) if *n == me => {
                     dest.remove(0);
                     if dest.is_empty() {
-                        return self.deliver_or_reassemble(
-                            now,
-                            link,
-                            from,
-                            header,
-                            header_len,
-                            data,
-                            is_response,
-                        );
+                        break Next::Deliver;
                     }
                 }
-                Some(Destination::Node(n)) if n.is_wildcard() => {
-                    return self.deliver_or_reassemble(
-                        now,
-                        link,
-                        from,
-                        header,
-                        header_len,
-                        data,
-                        is_response,
-                    );
-                }
+                Some(Destination::Node(n)) if n.is_wildcard() => break Next::Deliver,
                 Some(Destination::Resource(r))
                     if self.topo.is_joined() && self.topo.is_responsible(r) =>
                 {
-                    if dest.len() != 1 {
-                        // §6.1.1: a Resource-ID must be the only entry; drop silently.
-                        self.stats.dropped_other += 1;
-                        return;
-                    }
-                    return self.deliver_or_reassemble(
-                        now,
-                        link,
-                        from,
-                        header,
-                        header_len,
-                        data,
-                        is_response,
-                    );
+                    // §6.1.1: a Resource-ID must be the only entry; else drop silently.
+                    break if dest.len() == 1 {
+                        Next::Deliver
+                    } else {
+                        Next::DropOther
+                    };
                 }
                 Some(Destination::Node(n)) => {
-                    let n = *n;
                     let responsible =
-                        self.topo.is_joined() && self.topo.is_responsible(&ResourceId::from(n));
-                    if responsible && !self.by_peer.contains_key(&n) {
-                        // §6.1.1: a Node-ID in our range that is not ours nor a connected
-                        // client: drop silently.
-                        self.stats.dropped_no_route += 1;
-                        return;
-                    }
-                    return self.forward(now, from, header, header_len, data, dest, is_response);
+                        self.topo.is_joined() && self.topo.is_responsible(&ResourceId::from(*n));
+                    // §6.1.1: a Node-ID in our range that is not ours nor a connected
+                    // client: drop silently.
+                    break if responsible && !self.by_peer.contains_key(n) {
+                        Next::DropNoRoute
+                    } else {
+                        Next::Forward(dest)
+                    };
                 }
-                Some(Destination::Resource(_)) => {
-                    return self.forward(now, from, header, header_len, data, dest, is_response);
-                }
-                Some(_) => {
-                    // Opaque IDs: we never compress, so none is ours (§6.1.3).
-                    self.stats.dropped_other += 1;
-                    return;
-                }
+                Some(Destination::Resource(_)) => break Next::Forward(dest),
+                // Opaque IDs: we never compress, so none is ours (§6.1.3).
+                Some(_) => break Next::DropOther,
             }
+        };
+        match next {
+            Next::Deliver => {
+                self.deliver_or_reassemble(now, link, from, header, header_len, data, is_response)
+            }
+            Next::Forward(dest) => {
+                self.forward(now, from, header, header_len, data, dest, is_response)
+            }
+            Next::DropNoRoute => self.stats.dropped_no_route += 1,
+            Next::DropOther => self.stats.dropped_other += 1,
         }
     }
 
