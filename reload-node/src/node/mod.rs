@@ -886,6 +886,30 @@ impl Node {
         }
     }
 
+    /// Closes a link we no longer need: a (D)TLS link first sends its close_notify alert
+    /// (queued before [`Event::Close`], so the shell writes it before it drops the
+    /// transport).
+    fn close_link(&mut self, now: Instant, id: LinkId) {
+        if let Some(mut slot) = self.links.remove(&id)
+            && let Some(link) = slot.link.as_mut()
+        {
+            link.close(now);
+            while let Some(data) = link.poll_transmit() {
+                self.transmits.push_back(Transmit { link: id, data });
+            }
+        }
+        self.events.push_back(Event::Close { link: id });
+    }
+
+    /// Closes every link (the node stops): close_notify on each (D)TLS link.
+    pub fn close_all_links(&mut self, now: Instant) {
+        let ids: Vec<LinkId> = self.links.keys().copied().collect();
+        for id in ids {
+            self.close_link(now, id);
+        }
+        self.by_peer.clear();
+    }
+
     /// Sends one message on a link: through its (D)TLS state machine, or as is on a
     /// simulator message link.
     fn send_on(&mut self, now: Instant, id: LinkId, message: Bytes) {
@@ -954,8 +978,7 @@ impl Node {
             && old != link
         {
             // A second link to the same peer: keep the newest, close the old one.
-            self.links.remove(&old);
-            self.events.push_back(Event::Close { link: old });
+            self.close_link(now, old);
         }
         self.awaiting_connect.remove(&peer);
         self.events.push_back(Event::LinkUp { link, peer });
@@ -2217,8 +2240,7 @@ impl Node {
                 }
                 TopologyAction::ReleaseLink { peer } => {
                     if let Some(link) = self.by_peer.remove(&peer) {
-                        self.links.remove(&link);
-                        self.events.push_back(Event::Close { link });
+                        self.close_link(now, link);
                     }
                 }
                 TopologyAction::Joined => self.events.push_back(Event::Joined),
