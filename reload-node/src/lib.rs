@@ -24,6 +24,7 @@
 
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod enroll;
 pub mod identity;
 pub mod link;

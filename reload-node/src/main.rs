@@ -16,8 +16,9 @@ use reload_node::identity::{ReloadCertificate, from_pem};
     about = "RELOAD (RFC 6940) overlay peer",
     long_about = "RELOAD (RFC 6940) overlay peer.\n\nCheck an overlay configuration document before \
                   deploying it, inspect node certificates, and enroll: get an overlay's configuration \
-                  and this node's certificate (`enroll`). (Running a peer, `run` and `sandbox`, is \
-                  being built.)"
+                  and this node's certificate (`enroll`), run a peer (`run`), or a whole overlay on \
+                  loopback (`sandbox`). A running peer answers `status`, `ping` and `trace` on its \
+                  control socket (DATA_DIR/control.sock)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,9 +42,22 @@ enum Command {
     /// CHORD-RELOAD ring, route messages; leave the overlay cleanly on SIGINT/SIGTERM.
     Run(reload_node::run::RunArgs),
     /// A whole overlay on loopback from nothing: an enrollment server, N enrolled peers
-    /// over TLS (or DTLS), the ring checked and printed, a Ping between two distant peers;
-    /// keeps running until Ctrl-C (--check: exit 0 after the checks).
+    /// over TLS (or DTLS), the ring checked and printed, the path between two distant peers
+    /// traced (TTL-limited Pings) and a Ping timed; keeps running until Ctrl-C (--check:
+    /// exit 0 after the checks).
     Sandbox(reload_node::sandbox::SandboxArgs),
+    /// Show a running peer's Node-ID, ring neighbours, routing table and connected peers
+    /// (through its control socket).
+    #[command(long_about = reload_node::control::STATUS_ABOUT)]
+    Status(reload_node::control::StatusArgs),
+    /// Ping a Node-ID or Resource-ID through a running peer: who answered, round-trip
+    /// time.
+    #[command(long_about = reload_node::control::PING_ABOUT)]
+    Ping(reload_node::control::PingArgs),
+    /// Trace the overlay path to a Node-ID or Resource-ID through a running peer
+    /// (TTL-limited Pings): each hop with its round-trip time.
+    #[command(long_about = reload_node::control::TRACE_ABOUT)]
+    Trace(reload_node::control::TraceArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,6 +236,9 @@ fn main() -> ExitCode {
         }) => cert_show(&file, config.as_deref(), node_id_length),
         Command::Run(args) => reload_node::run::main(args),
         Command::Sandbox(args) => reload_node::sandbox::main(args),
+        Command::Status(args) => reload_node::control::status_main(args),
+        Command::Ping(args) => reload_node::control::ping_main(args),
+        Command::Trace(args) => reload_node::control::trace_main(args),
         Command::Enroll(args) => reload_node::enroll::run(&args).map(|o| {
             reload_node::enroll::print_outcome(&o);
             true

@@ -9,7 +9,7 @@ use reload_wire::link::OverlayLinkType;
 
 use crate::node::Event;
 use crate::peer::{PeerOptions, from_data_dir};
-use crate::shell::{Listeners, run};
+use crate::shell::{Listeners, run_with_control};
 
 /// Link protocols `run` can listen with (RFC 6940 §6.6: No-ICE overlays).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// monitoring and tests.
     #[arg(long, value_name = "FILE")]
     pub status_file: Option<PathBuf>,
+    /// Operator control socket (Unix domain, mode 0600, removed on exit) for
+    /// `reload-node status / ping / trace`; default DIR/control.sock. The peer refuses to
+    /// start when another live peer holds it, and replaces a stale one.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 /// The JSON written to `--status-file`.
@@ -100,6 +105,12 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let mut node = from_data_dir(&args.data_dir, &opts)?;
         let span = tracing::info_span!("node", id = %node.node_id());
         let _g = span.enter();
+        // Before the listeners: a second peer on the same data directory stops here.
+        let control_path = args
+            .control
+            .clone()
+            .unwrap_or_else(|| crate::control::default_path(&args.data_dir));
+        let control_socket = crate::control::bind(&control_path)?;
         let listeners = Listeners::bind(&opts.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -162,7 +173,13 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 _ = restart.notified() => {}
             }
         };
-        run(node, listeners, on_event, stop, Duration::from_secs(2)).await;
+        let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
+        let info = crate::control::PeerInfo::of(&node);
+        tracing::info!(control = %control_socket.path().display(), "control socket ready");
+        let server = control_socket.serve(info, control_tx)?;
+        run_with_control(node, listeners, on_event, stop, Duration::from_secs(2), control_rx).await;
+        // Stops the control server and removes its socket.
+        drop(server);
         tracing::info!("stopped");
         Ok(true)
     })

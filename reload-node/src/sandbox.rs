@@ -1,7 +1,8 @@
 //! `reload-node sandbox`: a whole overlay on loopback, from nothing — an enrollment server
 //! (`reload-enroll`, started as a child process next to this binary), N enrolled peers in
-//! this process over real TLS (or DTLS) links, the ring checked, a Ping routed between two
-//! distant peers; then it keeps running until Ctrl-C (`--check`: exit after the checks).
+//! this process over real TLS (or DTLS) links, the ring checked, the path between two
+//! distant peers traced (TTL-limited Pings) and a Ping timed; then it keeps running until
+//! Ctrl-C (`--check`: exit after the checks).
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
@@ -10,8 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use reload_wire::body::MessageBody;
-use reload_wire::link::PingReq;
 use reload_wire::{Destination, NodeId};
 use tokio::sync::{mpsc, oneshot};
 
@@ -244,6 +243,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
     rt.block_on(async {
         let protocol = args.protocol.link_type();
         let mut controls = Vec::new();
+        let mut lifetimes = Vec::new();
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut tasks = Vec::new();
         for (i, u) in users.iter().enumerate() {
@@ -252,6 +252,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                 key_log: None,
             };
             let mut node = from_data_dir(&dir.join(u), &opts)?;
+            lifetimes.push(node.settings().max_request_lifetime());
             let listeners = Listeners::bind(&opts.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", peer_addr(i)))?;
@@ -311,28 +312,41 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         let (a, b) = (order[0], order[(order.len() * 3) / 8]);
         let target = ring[b].node_id;
         println!("== ping {} -> {}", ring[a].node_id, target);
-        println!(
-            "   path (from the routing tables): {}",
-            route(&ring, a, &target)
-                .iter()
-                .map(short)
-                .collect::<Vec<_>>()
-                .join(" -> ")
-        );
-        let (tx, rx) = oneshot::channel();
-        let t0 = Instant::now();
-        controls[a]
-            .send(Control::Request {
-                destination: vec![Destination::Node(target)],
-                body: MessageBody::PingReq(PingReq::default()),
-                ttl: None,
-                reply: tx,
-            })
-            .await
-            .map_err(|_| "peer stopped")?;
-        match rx.await.map_err(|_| "peer stopped")? {
-            Ok((who, MessageBody::PingAns(_))) if who == target => {
-                println!("   answered by {who} in {:?}", t0.elapsed())
+        // The path as measured: Pings with TTL 0, 1, … (each hop where the TTL ran out
+        // answers Error_TTL_Exceeded, RFC 6940 §6.3.2), then the Ping itself.
+        let lifetime = lifetimes[a];
+        let dest = vec![Destination::Node(target)];
+        println!("   trace (TTL-limited Pings):");
+        let hops = crate::control::trace(
+            &controls[a],
+            dest.clone(),
+            ring[a].initial_ttl,
+            lifetime,
+            |h| {
+                println!(
+                    "   {:>3}  {}  {:>8} ms{}",
+                    h.number,
+                    h.node,
+                    crate::control::ms(h.rtt),
+                    if h.target { "  (target)" } else { "" }
+                )
+            },
+        )
+        .await
+        .map_err(|e| format!("the trace to {target} failed: {e}"))?;
+        if hops.last().map(|h| h.node) != Some(target) {
+            return Err(format!(
+                "the trace ended at {:?}, not at {target}",
+                hops.last()
+            ));
+        }
+        let path: Vec<String> = std::iter::once(short(&ring[a].node_id))
+            .chain(hops.iter().map(|h| short(&h.node)))
+            .collect();
+        println!("   path: {}", path.join(" -> "));
+        match crate::control::ping(&controls[a], dest, lifetime).await {
+            Ok((who, rtt)) if who == target => {
+                println!("   answered by {who} in {} ms", crate::control::ms(rtt))
             }
             other => return Err(format!("the Ping failed: {other:?}")),
         }
@@ -350,43 +364,6 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
 
 fn short(n: &NodeId) -> String {
     n.to_hex()[..8].to_string()
-}
-
-/// The hops a message to `target` takes, replaying each peer's CHORD-RELOAD choice among
-/// its routing table (§10.3): the entry closest before the target, or the target itself.
-fn route(ring: &[Snapshot], from: usize, target: &NodeId) -> Vec<NodeId> {
-    let t = target.as_u128().unwrap_or(0);
-    let mut path = vec![ring[from].node_id];
-    let mut cur = from;
-    for _ in 0..ring.len() {
-        let me = ring[cur].node_id;
-        if me == *target {
-            break;
-        }
-        let m = me.as_u128().unwrap_or(0);
-        let next = if ring[cur].connected.contains(target) {
-            *target
-        } else {
-            match ring[cur]
-                .routing_table
-                .iter()
-                .filter(|n| {
-                    n.as_u128()
-                        .is_some_and(|v| v.wrapping_sub(m) < t.wrapping_sub(m))
-                })
-                .max_by_key(|n| n.as_u128().unwrap_or(0).wrapping_sub(m))
-            {
-                Some(n) => *n,
-                None => break,
-            }
-        };
-        path.push(next);
-        match ring.iter().position(|s| s.node_id == next) {
-            Some(i) => cur = i,
-            None => break,
-        }
-    }
-    path
 }
 
 fn print_ring(ring: &[Snapshot], addr: &dyn Fn(usize) -> SocketAddr) {

@@ -53,6 +53,57 @@ enum Input {
     },
 }
 
+/// The DTLS associations on the one UDP socket. Datagrams carry no connection identifier,
+/// so they are told apart by remote address: at most one link per address.
+#[derive(Debug, Default)]
+struct UdpLinks {
+    by_addr: HashMap<SocketAddr, LinkId>,
+    by_link: HashMap<LinkId, SocketAddr>,
+    /// Links whose handshake completed ([`Event::LinkUp`]).
+    up: HashSet<LinkId>,
+    /// Links for which a refused ClientHello was already logged (once per link).
+    warned: HashSet<LinkId>,
+}
+
+impl UdpLinks {
+    fn insert(&mut self, link: LinkId, addr: SocketAddr) {
+        self.by_addr.insert(addr, link);
+        self.by_link.insert(link, addr);
+    }
+
+    fn link_at(&self, addr: &SocketAddr) -> Option<LinkId> {
+        self.by_addr.get(addr).copied()
+    }
+
+    fn addr_of(&self, link: &LinkId) -> Option<SocketAddr> {
+        self.by_link.get(link).copied()
+    }
+
+    fn set_up(&mut self, link: LinkId) {
+        if self.by_link.contains_key(&link) {
+            self.up.insert(link);
+        }
+    }
+
+    /// Forgets a link the core closed or lost; its address is free again.
+    fn remove(&mut self, link: &LinkId) {
+        if let Some(a) = self.by_link.remove(link)
+            && self.by_addr.get(&a) == Some(link)
+        {
+            self.by_addr.remove(&a);
+        }
+        self.up.remove(link);
+        self.warned.remove(link);
+    }
+}
+
+/// Whether a datagram starts a new DTLS handshake: its first record is an epoch-0
+/// handshake record holding a ClientHello (RFC 6347 §4.1, §4.2.2). Retransmitted later
+/// flights of a running handshake never start with one once the server answered.
+fn is_client_hello(d: &[u8]) -> bool {
+    d.len() > 13 && d[0] == 22 && d[1] == 0xfe && d[3] == 0 && d[4] == 0 && d[13] == 1
+}
+
 /// Sockets the shell serves.
 #[derive(Debug, Default)]
 pub struct Listeners {
@@ -154,8 +205,7 @@ pub async fn run_with_control(
     let waiting: HashMap<u64, tokio::sync::oneshot::Sender<Answer>> = HashMap::new();
     let (tx, mut rx) = mpsc::channel::<Input>(1024);
     let mut writers: HashMap<LinkId, mpsc::Sender<Bytes>> = HashMap::new();
-    let mut udp_peers: HashMap<SocketAddr, LinkId> = HashMap::new();
-    let mut udp_links: HashMap<LinkId, SocketAddr> = HashMap::new();
+    let mut dtls = UdpLinks::default();
     let udp = listeners.udp.map(std::sync::Arc::new);
 
     if let Some(listener) = listeners.tcp {
@@ -209,15 +259,7 @@ pub async fn run_with_control(
     let mut leaving: Option<tokio::time::Instant> = None;
     loop {
         // Everything the core produced.
-        flush(
-            &mut node,
-            &tx,
-            &mut writers,
-            &udp,
-            &mut udp_links,
-            &mut udp_peers,
-            &mut on_event,
-        );
+        flush(&mut node, &tx, &mut writers, &udp, &mut dtls, &mut on_event);
         if leaving.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
             break;
         }
@@ -294,12 +336,22 @@ pub async fn run_with_control(
                         node.transport_closed(now, link);
                     }
                     Input::Datagram { from, data } => {
-                        let link = match udp_peers.get(&from) {
-                            Some(l) => Some(*l),
-                            None => node.accept_transport(now, OverlayLinkType::DTLS_UDP_SR_NO_ICE).inspect(|l| {
-                                udp_peers.insert(from, *l);
-                                udp_links.insert(*l, from);
-                            }),
+                        let link = match dtls.link_at(&from) {
+                            Some(l) if dtls.up.contains(&l) && is_client_hello(&data) => {
+                                // A second association from one address would be fed into
+                                // the first one's state machine: refused (the peer's own
+                                // handshake fails; ours stays until it fails or closes).
+                                if dtls.warned.insert(l) {
+                                    tracing::warn!(%from, link = ?l, "refused a new DTLS handshake from {from}: an established association with that address exists (UDP datagrams are told apart by address only); dropping its ClientHello");
+                                } else {
+                                    tracing::debug!(%from, "dropped another ClientHello from {from}");
+                                }
+                                None
+                            }
+                            Some(l) => Some(l),
+                            None => node
+                                .accept_transport(now, OverlayLinkType::DTLS_UDP_SR_NO_ICE)
+                                .inspect(|l| dtls.insert(*l, from)),
                         };
                         if let Some(link) = link {
                             node.handle_input(now, link, data);
@@ -309,15 +361,7 @@ pub async fn run_with_control(
             }
         }
     }
-    flush(
-        &mut node,
-        &tx,
-        &mut writers,
-        &udp,
-        &mut udp_links,
-        &mut udp_peers,
-        &mut on_event,
-    );
+    flush(&mut node, &tx, &mut writers, &udp, &mut dtls, &mut on_event);
     node
 }
 
@@ -327,8 +371,7 @@ fn flush(
     tx: &mpsc::Sender<Input>,
     writers: &mut HashMap<LinkId, mpsc::Sender<Bytes>>,
     udp: &Option<std::sync::Arc<UdpSocket>>,
-    udp_links: &mut HashMap<LinkId, SocketAddr>,
-    udp_peers: &mut HashMap<SocketAddr, LinkId>,
+    dtls: &mut UdpLinks,
     on_event: &mut EventSink,
 ) {
     loop {
@@ -340,8 +383,8 @@ fn flush(
                     tracing::warn!(link = ?t.link, "write queue full: closing the link");
                     writers.remove(&t.link);
                 }
-            } else if let (Some(sock), Some(addr)) = (udp, udp_links.get(&t.link)) {
-                let _ = sock.try_send_to(&t.data, *addr);
+            } else if let (Some(sock), Some(addr)) = (udp, dtls.addr_of(&t.link)) {
+                let _ = sock.try_send_to(&t.data, addr);
             }
         }
         while let Some(e) = node.poll_event() {
@@ -375,12 +418,19 @@ fn flush(
                             let _ = tx.send(msg).await;
                         });
                     }
-                    _ if udp.is_some() => {
-                        // DTLS over our one UDP socket: the transport exists at once.
-                        udp_links.insert(*link, *addr);
-                        udp_peers.insert(*addr, *link);
-                        node.transport_connected(Instant::now(), *link);
-                    }
+                    _ if udp.is_some() => match dtls.link_at(addr) {
+                        // One association per address: a second one would receive the
+                        // first one's datagrams. The new link fails; the old one stays.
+                        Some(existing) => {
+                            tracing::warn!(new = ?link, ?existing, "refused a second DTLS association to {addr}: link {existing:?} already uses that address (UDP datagrams are told apart by address only)");
+                            node.link_down(Instant::now(), *link);
+                        }
+                        None => {
+                            // DTLS over our one UDP socket: the transport exists at once.
+                            dtls.insert(*link, *addr);
+                            node.transport_connected(Instant::now(), *link);
+                        }
+                    },
                     _ => {
                         tracing::warn!("no UDP socket for a DTLS link to {addr}");
                         node.transport_closed(Instant::now(), *link);
@@ -388,10 +438,12 @@ fn flush(
                 },
                 Event::Close { link } => {
                     writers.remove(link);
-                    if let Some(a) = udp_links.remove(link) {
-                        udp_peers.remove(&a);
-                    }
+                    dtls.remove(link);
                 }
+                Event::LinkUp { link, .. } => dtls.set_up(*link),
+                // The core forgot the link (also when it failed without a Close): its
+                // address may carry a new association.
+                Event::LinkDown { link, .. } => dtls.remove(link),
                 _ => {}
             }
             on_event(node, &e);

@@ -1,0 +1,1071 @@
+//! The operator control channel of a running peer, and the commands that use it
+//! (`reload-node status`, `ping`, `trace`).
+//!
+//! `reload-node run` listens on a Unix-domain socket (`--control PATH`, default
+//! `DATA_DIR/control.sock`), created mode 0600 and removed when the peer exits. A peer
+//! refuses to start when another live peer answers on that path, and replaces a stale
+//! socket (one nobody listens on, left by a peer that was killed).
+//!
+//! # Protocol
+//!
+//! Line based, UTF-8, each line ending with `\n`. A client sends one command per line
+//! (at most [`MAX_LINE`] bytes; a longer line is answered with an error and the connection
+//! is closed) and may send several commands, one after the other, on one connection. At
+//! most [`MAX_CLIENTS`] clients are served at once; a connection idle for
+//! [`IDLE_TIMEOUT`] is closed.
+//!
+//! Every answer is zero or more data lines followed by one final line: `ok`, or
+//! `error KIND: MESSAGE` (one line, readable). KIND is one of `usage` (unknown command,
+//! missing argument, line too long), `destination` (DEST not understood), `timeout` (no
+//! answer within the request lifetime, RFC 6940 §6.2.1), `refused` (a node answered with
+//! an error), `unexpected` (an answer that is not a PingAns), `ttl` (the trace did not
+//! reach its target within `initial-ttl` hops), `busy` (too many clients), `stopped` (the
+//! peer is shutting down).
+//!
+//! Commands:
+//!
+//! - `status` — the peer's neighbourhood, one line each, Node-IDs in hex separated by
+//!   spaces (lists may be empty):
+//!   ```text
+//!   node-id HEX
+//!   overlay NAME
+//!   joined true|false
+//!   initial-ttl N
+//!   successors HEX…
+//!   predecessors HEX…
+//!   routing-table HEX…     (successors, predecessors and fingers, §10.3)
+//!   connected HEX…         (peers with a link up, sorted)
+//!   ok
+//!   ```
+//! - `ping DEST` — one Ping (RFC 6940 §6.5.3) to DEST; answer `reply HEX MS` (the Node-ID
+//!   that answered and the round-trip time in milliseconds), then `ok`.
+//! - `trace DEST` — Pings with TTL 0, 1, 2, … (§6.3.2): each hop where the TTL ran out
+//!   answers Error_TTL_Exceeded; one line per hop, `hop N HEX MS` (N from 1), and the
+//!   target's own answer as `target N HEX MS`, then `ok`. At most `initial-ttl` + 1 Pings;
+//!   a hop that does not answer ends the trace with `error timeout: …`.
+//! - `help` — the list of commands, then `ok`.
+//!
+//! DEST is a Node-ID in hex (2 × Node-ID length digits), a `reload://` URI (§14.15: a
+//! destination list, or a bare Node-ID, `@` this overlay's name), or `resource:NAME` — the
+//! Resource-ID of the resource name NAME under the overlay's hash function (§10.2); the
+//! peer responsible for it answers.
+//!
+//! Try it by hand: `socat - UNIX-CONNECT:DATA_DIR/control.sock` (or `nc -U`).
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use reload_wire::body::MessageBody;
+use reload_wire::link::PingReq;
+use reload_wire::message::ErrorCode;
+use reload_wire::{Destination, NodeId};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::node::{Node, RequestError};
+use crate::shell::{Control, Snapshot};
+
+/// The socket's file name in the data directory.
+pub const SOCKET_FILE: &str = "control.sock";
+/// Longest command line, in bytes (without the `\n`).
+pub const MAX_LINE: usize = 1024;
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 8;
+/// A client connection idle this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest socket path (`sun_path` holds 108 bytes on Linux, 104 elsewhere, with the NUL).
+const MAX_SOCKET_PATH: usize = 103;
+
+/// The control socket of a peer whose data directory is `data_dir`.
+pub fn default_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_FILE)
+}
+
+// ---- destinations -------------------------------------------------------------------
+
+/// What the control channel needs to know about the overlay to read a DEST.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub overlay: String,
+    pub node_id_length: usize,
+    pub topology: String,
+    /// How long a request may take before the core gives up (§6.2.1).
+    pub request_lifetime: Duration,
+}
+
+impl PeerInfo {
+    pub fn of(node: &Node) -> Self {
+        let s = node.settings();
+        PeerInfo {
+            overlay: s.overlay_name.clone(),
+            node_id_length: s.decode.node_id_len(),
+            topology: node
+                .configuration()
+                .map(|c| c.topology_plugin.clone())
+                .unwrap_or_else(|| crate::config::DEFAULT_TOPOLOGY_PLUGIN.to_string()),
+            request_lifetime: s.max_request_lifetime(),
+        }
+    }
+}
+
+/// Reads a DEST (see the module documentation) into a destination list.
+pub fn parse_destination(text: &str, info: &PeerInfo) -> Result<Vec<Destination>, String> {
+    let digits = 2 * info.node_id_length;
+    if let Some(name) = text.strip_prefix("resource:") {
+        if name.is_empty() {
+            return Err("resource: needs a resource name, e.g. resource:alice@example.org".into());
+        }
+        let id =
+            crate::identity::resource_id_for(&info.topology, info.node_id_length, name.as_bytes())
+                .map_err(|e| e.to_string())?;
+        return Ok(vec![Destination::Resource(id)]);
+    }
+    if text.starts_with("reload:") {
+        let uri = crate::identity::parse_reload_uri(text, info.node_id_length)
+            .map_err(|e| e.to_string())?;
+        if uri.overlay != info.overlay {
+            return Err(format!(
+                "the URI names overlay {:?}, this peer is in {:?}",
+                uri.overlay, info.overlay
+            ));
+        }
+        if let Some(d) = uri.destinations.iter().find(|d| {
+            !matches!(d, Destination::Node(_) | Destination::Resource(_))
+                || matches!(d, Destination::Node(n) if n.is_wildcard() || n.is_zero())
+        }) {
+            return Err(format!(
+                "the URI's destination list holds {d:?}, not a peer"
+            ));
+        }
+        if uri.specifier.is_some() {
+            return Err("the URI names a stored data value, not a peer".into());
+        }
+        return Ok(uri.destinations);
+    }
+    let hex = text.strip_prefix("0x").unwrap_or(text);
+    if hex.len() == digits && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0))
+            .collect();
+        let id = NodeId::from_slice(&bytes).ok_or("bad Node-ID length")?;
+        if id.is_zero() || id.is_wildcard() {
+            return Err(format!(
+                "{text} is the {} Node-ID, not a peer (RFC 6940 §3)",
+                if id.is_zero() { "all-zero" } else { "wildcard" }
+            ));
+        }
+        return Ok(vec![Destination::Node(id)]);
+    }
+    let shown: String = text.chars().take(80).collect();
+    Err(format!(
+        "{shown:?} is not a Node-ID ({digits} hex digits), a reload:// URI or resource:NAME"
+    ))
+}
+
+// ---- operations on a running shell --------------------------------------------------
+
+/// Why a ping or trace failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpError {
+    /// The shell stopped.
+    Stopped,
+    /// No answer (at hop `hop` of a trace, counted from 1).
+    Timeout { hop: Option<u8>, after: Duration },
+    /// `from` answered with an error.
+    Refused {
+        from: NodeId,
+        code: ErrorCode,
+        info: String,
+    },
+    /// `from` answered with something that is not a PingAns.
+    Unexpected { from: NodeId, what: String },
+    /// The trace ran out of TTL before the target answered.
+    NotReached { initial_ttl: u8 },
+}
+
+impl OpError {
+    /// The KIND of the protocol's `error KIND: MESSAGE` line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpError::Stopped => "stopped",
+            OpError::Timeout { .. } => "timeout",
+            OpError::Refused { .. } => "refused",
+            OpError::Unexpected { .. } => "unexpected",
+            OpError::NotReached { .. } => "ttl",
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Stopped => f.write_str("the peer is shutting down"),
+            OpError::Timeout { hop: None, after } => {
+                write!(f, "no answer within {:.1} s", after.as_secs_f64())
+            }
+            OpError::Timeout {
+                hop: Some(h),
+                after,
+            } => write!(
+                f,
+                "hop {h} did not answer within {:.1} s",
+                after.as_secs_f64()
+            ),
+            OpError::Refused { from, code, info } => {
+                write!(f, "{from} answered {code}")?;
+                if !info.is_empty() {
+                    write!(f, " ({info})")?;
+                }
+                Ok(())
+            }
+            OpError::Unexpected { from, what } => {
+                write!(f, "{from} answered with {what}, not a PingAns")
+            }
+            OpError::NotReached { initial_ttl } => write!(
+                f,
+                "the target did not answer within initial-ttl ({initial_ttl}) hops"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// One step of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    /// Position on the path, from 1 (the TTL of its Ping + 1).
+    pub number: u8,
+    pub node: NodeId,
+    pub rtt: Duration,
+    /// This is the target's own answer (the last hop).
+    pub target: bool,
+}
+
+/// The peer's neighbourhood.
+pub async fn snapshot(control: &mpsc::Sender<Control>) -> Result<Snapshot, OpError> {
+    let (tx, rx) = oneshot::channel();
+    control
+        .send(Control::Snapshot { reply: tx })
+        .await
+        .map_err(|_| OpError::Stopped)?;
+    rx.await.map_err(|_| OpError::Stopped)
+}
+
+/// Sends one Ping (TTL `ttl`, or `initial-ttl`) and waits at most `limit` for its
+/// answer (the core itself gives up after the request lifetime).
+async fn ping_raw(
+    control: &mpsc::Sender<Control>,
+    destination: Vec<Destination>,
+    ttl: Option<u8>,
+    limit: Duration,
+) -> Result<(crate::shell::Answer, Duration), OpError> {
+    let (tx, rx) = oneshot::channel();
+    let t0 = Instant::now();
+    control
+        .send(Control::Request {
+            destination,
+            body: MessageBody::PingReq(PingReq::default()),
+            ttl,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| OpError::Stopped)?;
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(answer)) => Ok((answer, t0.elapsed())),
+        Ok(Err(_)) => Err(OpError::Stopped),
+        Err(_) => Ok((Err(RequestError::Timeout), t0.elapsed())),
+    }
+}
+
+fn refused(from: NodeId, e: &reload_wire::message::ErrorResponse) -> OpError {
+    OpError::Refused {
+        from,
+        code: e.error_code,
+        info: String::from_utf8_lossy(&e.error_info)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
+    }
+}
+
+fn unexpected(from: NodeId, body: &MessageBody) -> OpError {
+    let what = format!("{body:?}");
+    OpError::Unexpected {
+        from,
+        what: what
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or("?")
+            .to_string(),
+    }
+}
+
+/// Pings `destination`: who answered, and the round-trip time.
+pub async fn ping(
+    control: &mpsc::Sender<Control>,
+    destination: Vec<Destination>,
+    lifetime: Duration,
+) -> Result<(NodeId, Duration), OpError> {
+    let limit = lifetime + Duration::from_secs(5);
+    match ping_raw(control, destination, None, limit).await? {
+        (Ok((from, MessageBody::PingAns(_))), rtt) => Ok((from, rtt)),
+        (Ok((from, body)), _) => Err(unexpected(from, &body)),
+        (Err(RequestError::Error(from, e)), _) => Err(refused(from, &e)),
+        (Err(RequestError::Timeout), rtt) => Err(OpError::Timeout {
+            hop: None,
+            after: rtt,
+        }),
+    }
+}
+
+/// Traces the path to `destination` with Pings of TTL 0, 1, … `initial_ttl`: every hop
+/// where the TTL runs out answers Error_TTL_Exceeded (RFC 6940 §6.3.2), the target
+/// answers the Ping. `on_hop` sees each hop as it is found.
+pub async fn trace(
+    control: &mpsc::Sender<Control>,
+    destination: Vec<Destination>,
+    initial_ttl: u8,
+    lifetime: Duration,
+    mut on_hop: impl FnMut(&Hop),
+) -> Result<Vec<Hop>, OpError> {
+    let limit = lifetime + Duration::from_secs(5);
+    let mut hops = Vec::new();
+    for ttl in 0..=initial_ttl {
+        let number = ttl.saturating_add(1);
+        let (answer, rtt) = ping_raw(control, destination.clone(), Some(ttl), limit).await?;
+        let hop = match answer {
+            Ok((node, MessageBody::PingAns(_))) => Hop {
+                number,
+                node,
+                rtt,
+                target: true,
+            },
+            Ok((from, body)) => return Err(unexpected(from, &body)),
+            Err(RequestError::Error(node, e)) if e.error_code == ErrorCode::TTL_EXCEEDED => Hop {
+                number,
+                node,
+                rtt,
+                target: false,
+            },
+            Err(RequestError::Error(from, e)) => return Err(refused(from, &e)),
+            Err(RequestError::Timeout) => {
+                return Err(OpError::Timeout {
+                    hop: Some(number),
+                    after: rtt,
+                });
+            }
+        };
+        on_hop(&hop);
+        let done = hop.target;
+        hops.push(hop);
+        if done {
+            return Ok(hops);
+        }
+    }
+    Err(OpError::NotReached { initial_ttl })
+}
+
+/// Milliseconds with three decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+// ---- the server ---------------------------------------------------------------------
+
+/// The control socket's file: removed on drop, if it is still ours.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A bound control socket, not yet served.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: std::os::unix::net::UnixListener,
+    file: SocketFile,
+}
+
+/// Binds the control socket at `path`, mode 0600. Refuses when a live peer answers there;
+/// replaces a stale socket.
+pub fn bind(path: &Path) -> Result<ControlSocket, String> {
+    let shown = path.display();
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "control socket path {shown} is too long for a Unix socket ({} bytes, at most \
+             {MAX_SOCKET_PATH}): give a shorter --control PATH",
+            path.as_os_str().len()
+        ));
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "{shown} exists and is not a socket: remove it or give another --control PATH"
+            ));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(format!(
+                    "another peer is running with control socket {shown} (stop it first, or give \
+                     this one another --data-dir or --control PATH)"
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tracing::info!("replacing the stale control socket {shown}");
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove the stale control socket {shown}: {e}"))?;
+            }
+            Err(e) => return Err(format!("control socket {shown}: {e}")),
+        }
+    }
+    // Bound under a temporary name, made 0600, then linked to its name: nobody can connect
+    // before the mode is set, and the link fails if another peer took the name meanwhile.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".control-{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)
+        .map_err(|e| format!("cannot create the control socket in {}: {e}", dir.display()))?;
+    let linked = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(format!(
+                "another peer just created the control socket {shown}"
+            ));
+        }
+        Err(e) => return Err(format!("cannot create the control socket {shown}: {e}")),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(ControlSocket {
+        listener,
+        file: SocketFile {
+            path: path.to_path_buf(),
+            id: (meta.dev(), meta.ino()),
+        },
+    })
+}
+
+/// The control server of a running peer; dropping it stops the server and removes the
+/// socket.
+#[derive(Debug)]
+pub struct ControlServer {
+    task: tokio::task::JoinHandle<()>,
+    _file: SocketFile,
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ControlSocket {
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Serves the socket (in the current tokio runtime), passing commands to `control`.
+    pub fn serve(
+        self,
+        info: PeerInfo,
+        control: mpsc::Sender<Control>,
+    ) -> Result<ControlServer, String> {
+        let listener = tokio::net::UnixListener::from_std(self.listener)
+            .map_err(|e| format!("{}: {e}", self.file.path.display()))?;
+        let info = std::sync::Arc::new(info);
+        let task = tokio::spawn(async move {
+            // Dropped with the accept loop: aborting the server ends every client.
+            let mut clients = tokio::task::JoinSet::new();
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!("control socket: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                while clients.try_join_next().is_some() {}
+                if clients.len() >= MAX_CLIENTS {
+                    clients.spawn(async move {
+                        let mut s = stream;
+                        let line = format!(
+                            "error busy: {MAX_CLIENTS} control clients are connected already\n"
+                        );
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            s.write_all(line.as_bytes()),
+                        )
+                        .await;
+                    });
+                    continue;
+                }
+                clients.spawn(serve_client(stream, info.clone(), control.clone()));
+            }
+        });
+        Ok(ControlServer {
+            task,
+            _file: self.file,
+        })
+    }
+}
+
+async fn serve_client(
+    stream: tokio::net::UnixStream,
+    info: std::sync::Arc<PeerInfo>,
+    control: mpsc::Sender<Control>,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    loop {
+        let mut buf = Vec::new();
+        let mut limited = (&mut r).take(MAX_LINE as u64 + 1);
+        let read = limited.read_until(b'\n', &mut buf);
+        match tokio::time::timeout(IDLE_TIMEOUT, read).await {
+            Err(_) => {
+                let _ = w
+                    .write_all(b"error usage: idle for too long, closing\n")
+                    .await;
+                return;
+            }
+            Ok(Err(_)) | Ok(Ok(0)) => return,
+            Ok(Ok(_)) => {}
+        }
+        let complete = buf.last() == Some(&b'\n');
+        if complete {
+            buf.pop();
+        } else if buf.len() > MAX_LINE {
+            let _ = w
+                .write_all(format!("error usage: line longer than {MAX_LINE} bytes\n").as_bytes())
+                .await;
+            return;
+        }
+        let mut out = Output(&mut w);
+        let ok = match std::str::from_utf8(&buf) {
+            Ok(line) => execute(line.trim(), &info, &control, &mut out).await,
+            Err(_) => out.line("error usage: the line is not UTF-8").await,
+        };
+        if !ok || !complete {
+            return;
+        }
+    }
+}
+
+/// Where answer lines go; `false` once the client is gone.
+struct Output<'a>(&'a mut tokio::net::unix::OwnedWriteHalf);
+
+impl Output<'_> {
+    async fn line(&mut self, text: &str) -> bool {
+        let mut b = Vec::with_capacity(text.len() + 1);
+        b.extend_from_slice(text.as_bytes());
+        b.push(b'\n');
+        self.0.write_all(&b).await.is_ok()
+    }
+
+    async fn error(&mut self, kind: &str, message: &str) -> bool {
+        let one_line: String = message.replace(['\n', '\r'], " ");
+        self.line(&format!("error {kind}: {one_line}")).await
+    }
+}
+
+const HELP: &[&str] = &[
+    "help status: Node-ID, ring neighbours, routing table, connected peers",
+    "help ping DEST: one Ping; reply NODE-ID RTT-MS",
+    "help trace DEST: Pings with TTL 0, 1, ...; hop N NODE-ID RTT-MS ..., target N NODE-ID RTT-MS",
+    "help DEST: a Node-ID in hex, a reload:// URI, or resource:NAME",
+];
+
+/// Runs one command line; `false` once the client is gone.
+async fn execute(
+    line: &str,
+    info: &PeerInfo,
+    control: &mpsc::Sender<Control>,
+    out: &mut Output<'_>,
+) -> bool {
+    let words: Vec<&str> = line.split_ascii_whitespace().collect();
+    let (command, args) = match words.split_first() {
+        Some((c, a)) => (*c, a),
+        None => return true,
+    };
+    match (command, args) {
+        ("help", []) => {
+            for l in HELP {
+                if !out.line(l).await {
+                    return false;
+                }
+            }
+            out.line("ok").await
+        }
+        ("status", []) => match snapshot(control).await {
+            Ok(s) => {
+                for l in status_lines(&s, &info.overlay) {
+                    if !out.line(&l).await {
+                        return false;
+                    }
+                }
+                out.line("ok").await
+            }
+            Err(e) => out.error(e.kind(), &e.to_string()).await,
+        },
+        ("ping" | "trace", [dest]) => {
+            let dest = match parse_destination(dest, info) {
+                Ok(d) => d,
+                Err(e) => return out.error("destination", &e).await,
+            };
+            if command == "ping" {
+                return match ping(control, dest, info.request_lifetime).await {
+                    Ok((who, rtt)) => {
+                        out.line(&format!("reply {who} {}", ms(rtt))).await && out.line("ok").await
+                    }
+                    Err(e) => out.error(e.kind(), &e.to_string()).await,
+                };
+            }
+            let initial_ttl = match snapshot(control).await {
+                Ok(s) => s.initial_ttl,
+                Err(e) => return out.error(e.kind(), &e.to_string()).await,
+            };
+            // Hops are written as they are found; the trace stops when the client leaves.
+            let (hop_tx, mut hop_rx) = mpsc::unbounded_channel::<Hop>();
+            let work = trace(control, dest, initial_ttl, info.request_lifetime, |h| {
+                let _ = hop_tx.send(h.clone());
+            });
+            tokio::pin!(work);
+            let result = loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    Some(h) = hop_rx.recv() => {
+                        if !out.line(&hop_line(&h)).await {
+                            return false;
+                        }
+                    }
+                }
+            };
+            while let Ok(h) = hop_rx.try_recv() {
+                if !out.line(&hop_line(&h)).await {
+                    return false;
+                }
+            }
+            match result {
+                Ok(_) => out.line("ok").await,
+                Err(e) => out.error(e.kind(), &e.to_string()).await,
+            }
+        }
+        ("ping" | "trace", _) => {
+            out.error(
+                "usage",
+                &format!(
+                    "{command} takes one DEST (a Node-ID in hex, a reload:// URI, or resource:NAME)"
+                ),
+            )
+            .await
+        }
+        ("status" | "help", _) => {
+            out.error("usage", &format!("{command} takes no argument"))
+                .await
+        }
+        _ => {
+            let shown: String = command.chars().take(40).collect();
+            out.error(
+                "usage",
+                &format!(
+                    "unknown command {shown:?} (commands: status, ping DEST, trace DEST, help)"
+                ),
+            )
+            .await
+        }
+    }
+}
+
+fn hop_line(h: &Hop) -> String {
+    format!(
+        "{} {} {} {}",
+        if h.target { "target" } else { "hop" },
+        h.number,
+        h.node,
+        ms(h.rtt)
+    )
+}
+
+fn ids(v: &[NodeId]) -> String {
+    v.iter().map(|n| n.to_hex()).collect::<Vec<_>>().join(" ")
+}
+
+/// The `status` answer's data lines.
+pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
+    let mut connected = s.connected.clone();
+    connected.sort();
+    let list = |key: &str, v: &[NodeId]| {
+        if v.is_empty() {
+            key.to_string()
+        } else {
+            format!("{key} {}", ids(v))
+        }
+    };
+    vec![
+        format!("node-id {}", s.node_id),
+        format!("overlay {overlay}"),
+        format!("joined {}", s.joined),
+        format!("initial-ttl {}", s.initial_ttl),
+        list("successors", &s.successors),
+        list("predecessors", &s.predecessors),
+        list("routing-table", &s.routing_table),
+        list("connected", &connected),
+    ]
+}
+
+// ---- the client commands ------------------------------------------------------------
+
+/// Where the running peer is.
+#[derive(Args, Debug, Clone)]
+pub struct PeerArgs {
+    /// Data directory of the running peer (the one given to `reload-node run`).
+    #[arg(long, value_name = "DIR", required_unless_present = "control")]
+    pub data_dir: Option<PathBuf>,
+    /// The peer's control socket (as given to `reload-node run --control`); default
+    /// DIR/control.sock.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// Arguments of `reload-node status`.
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// Arguments of `reload-node ping`.
+#[derive(Args, Debug, Clone)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub peer: PeerArgs,
+    /// Whom to ping: a Node-ID in hex, a reload:// URI (RFC 6940 §14.15), or
+    /// resource:NAME (the peer responsible for the Resource-ID of NAME answers).
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Number of Pings.
+    #[arg(long, short = 'c', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+    /// Milliseconds between Pings.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub interval_ms: u64,
+}
+
+/// Arguments of `reload-node trace`.
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub peer: PeerArgs,
+    /// The target: a Node-ID in hex, a reload:// URI (RFC 6940 §14.15), or resource:NAME.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+}
+
+pub const STATUS_ABOUT: &str = "\
+Show a running peer's state: its Node-ID, whether it joined, its successors and \
+predecessors on the ring, its routing table (successors, predecessors, fingers) and the \
+peers it has a link to.
+
+The peer is found by its control socket: DIR/control.sock for `reload-node run \
+--data-dir DIR`, or the --control PATH it was started with.";
+
+pub const PING_ABOUT: &str = "\
+Ping a node of the overlay through a running peer (RFC 6940 §6.5.3): the Ping is routed \
+hop by hop to DEST; prints who answered and the round-trip time.
+
+DEST is a Node-ID in hex (32 digits for 16-byte IDs), a reload:// URI (§14.15) naming a \
+Node-ID of this overlay, or resource:NAME: the Resource-ID of the resource name NAME \
+(overlay hash, §10.2); the peer responsible for it answers.
+
+Exit status: 0 when at least one Ping was answered, 1 when none was, 2 when the peer \
+cannot be reached or DEST is not understood.";
+
+pub const TRACE_ABOUT: &str = "\
+Trace the path a message to DEST takes through the overlay: Pings with TTL 0, 1, 2, … \
+are sent through a running peer; the hop where the TTL runs out answers \
+Error_TTL_Exceeded (RFC 6940 §6.3.2), the target answers the Ping. Prints each hop with \
+its round-trip time, ending with the target; at most initial-ttl hops.
+
+DEST is as for `reload-node ping`: a Node-ID in hex, a reload:// URI, or resource:NAME \
+(the path ends at the peer responsible for that Resource-ID).
+
+Exit status: 0 when the target answered, 1 when the trace did not get there, 2 when the \
+peer cannot be reached or DEST is not understood.";
+
+/// One line of an answer.
+#[derive(Debug)]
+enum Reply {
+    Data(String),
+    Ok,
+    Error { kind: String, message: String },
+}
+
+struct Client {
+    reader: std::io::BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+    path: PathBuf,
+}
+
+impl Client {
+    fn connect(peer: &PeerArgs) -> Result<Client, String> {
+        let path = match (&peer.control, &peer.data_dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => default_path(d),
+            (None, None) => return Err("give --data-dir DIR or --control PATH".into()),
+        };
+        let whose = match (&peer.control, &peer.data_dir) {
+            (None, Some(d)) => format!("in {}", d.display()),
+            _ => format!("at {}", path.display()),
+        };
+        let stream = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+            use std::io::ErrorKind::*;
+            match e.kind() {
+                NotFound => format!(
+                    "no peer is running {whose} (no control socket at {})",
+                    path.display()
+                ),
+                ConnectionRefused => format!(
+                    "no peer is running {whose} (the control socket {} is stale: the peer that \
+                     made it is gone)",
+                    path.display()
+                ),
+                PermissionDenied => format!(
+                    "cannot use the control socket {}: permission denied (it is mode 0600: \
+                     run as the peer's user)",
+                    path.display()
+                ),
+                _ => format!(
+                    "cannot connect to the control socket {}: {e}",
+                    path.display()
+                ),
+            }
+        })?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Client {
+            reader: std::io::BufReader::new(stream),
+            writer,
+            path,
+        })
+    }
+
+    fn send(&mut self, command: &str, wait: Duration) -> Result<(), String> {
+        let _ = self.reader.get_ref().set_read_timeout(Some(wait));
+        self.writer
+            .write_all(format!("{command}\n").as_bytes())
+            .map_err(|e| {
+                format!(
+                    "the peer closed the control socket {}: {e}",
+                    self.path.display()
+                )
+            })
+    }
+
+    fn next(&mut self) -> Result<Reply, String> {
+        let mut buf = Vec::new();
+        let n = (&mut self.reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    "the peer did not answer in time".to_string()
+                }
+                _ => format!("reading from {}: {e}", self.path.display()),
+            })?;
+        if n == 0 {
+            return Err(format!(
+                "the peer closed the control socket {} (it is shutting down?)",
+                self.path.display()
+            ));
+        }
+        let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+        if line == "ok" {
+            return Ok(Reply::Ok);
+        }
+        if let Some(rest) = line.strip_prefix("error ") {
+            let (kind, message) = rest.split_once(": ").unwrap_or(("error", rest));
+            return Ok(Reply::Error {
+                kind: kind.to_string(),
+                message: message.to_string(),
+            });
+        }
+        Ok(Reply::Data(line))
+    }
+}
+
+/// How long the client waits for one line of a ping or trace answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(120);
+
+/// `reload-node status`.
+pub fn status_main(args: StatusArgs) -> Result<bool, String> {
+    let mut c = Client::connect(&args.peer)?;
+    c.send("status", Duration::from_secs(10))?;
+    loop {
+        match c.next()? {
+            Reply::Data(l) => {
+                let (key, rest) = l.split_once(' ').unwrap_or((l.as_str(), ""));
+                println!("{:<14} {rest}", format!("{key}:"));
+            }
+            Reply::Ok => return Ok(true),
+            Reply::Error { message, .. } => return Err(message),
+        }
+    }
+}
+
+/// `reload-node ping`.
+pub fn ping_main(args: PingArgs) -> Result<bool, String> {
+    let mut c = Client::connect(&args.peer)?;
+    let mut rtts: Vec<f64> = Vec::new();
+    let mut lost = 0u32;
+    for i in 0..args.count {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(args.interval_ms));
+        }
+        c.send(&format!("ping {}", args.dest), ANSWER_WAIT)?;
+        let mut answered = None;
+        loop {
+            match c.next()? {
+                Reply::Data(l) => {
+                    let f: Vec<&str> = l.split_ascii_whitespace().collect();
+                    if let ["reply", who, rtt] = f.as_slice() {
+                        answered = Some((who.to_string(), rtt.parse::<f64>().unwrap_or(0.0)));
+                    }
+                }
+                Reply::Ok => break,
+                Reply::Error { kind, message } => match kind.as_str() {
+                    "timeout" | "refused" | "unexpected" => {
+                        println!("ping {}: {message}", args.dest);
+                        break;
+                    }
+                    "destination" => return Err(format!("bad DEST: {message}")),
+                    _ => return Err(message),
+                },
+            }
+        }
+        match answered {
+            Some((who, rtt)) => {
+                println!("reply from {who}: time={rtt:.3} ms");
+                rtts.push(rtt);
+            }
+            None => lost += 1,
+        }
+    }
+    let sent = args.count;
+    print!(
+        "--- {}: {sent} sent, {} answered, {lost} lost",
+        args.dest,
+        rtts.len()
+    );
+    if !rtts.is_empty() {
+        let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rtts.iter().copied().fold(0.0, f64::max);
+        let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+        print!(", rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+    }
+    println!();
+    Ok(!rtts.is_empty())
+}
+
+/// `reload-node trace`.
+pub fn trace_main(args: TraceArgs) -> Result<bool, String> {
+    let mut c = Client::connect(&args.peer)?;
+    c.send(&format!("trace {}", args.dest), ANSWER_WAIT)?;
+    println!("trace to {}:", args.dest);
+    let _ = std::io::stdout().flush();
+    loop {
+        match c.next()? {
+            Reply::Data(l) => {
+                let f: Vec<&str> = l.split_ascii_whitespace().collect();
+                match f.as_slice() {
+                    [what @ ("hop" | "target"), n, who, rtt] => {
+                        let mark = if *what == "target" { "  (target)" } else { "" };
+                        println!("{n:>3}  {who}  {rtt} ms{mark}");
+                    }
+                    _ => println!("{l}"),
+                }
+                let _ = std::io::stdout().flush();
+            }
+            Reply::Ok => return Ok(true),
+            Reply::Error { kind, message } => match kind.as_str() {
+                "timeout" | "refused" | "unexpected" | "ttl" => {
+                    println!("trace incomplete: {message}");
+                    return Ok(false);
+                }
+                "destination" => return Err(format!("bad DEST: {message}")),
+                _ => return Err(message),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> PeerInfo {
+        PeerInfo {
+            overlay: "example.org".into(),
+            node_id_length: 16,
+            topology: crate::config::DEFAULT_TOPOLOGY_PLUGIN.into(),
+            request_lifetime: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn destinations() {
+        let i = info();
+        let id = NodeId::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(
+            parse_destination(&id.to_hex(), &i),
+            Ok(vec![Destination::Node(id)])
+        );
+        let uri = crate::identity::node_id_uri(&id, "example.org");
+        assert_eq!(parse_destination(&uri, &i), Ok(vec![Destination::Node(id)]));
+        let other = crate::identity::node_id_uri(&id, "other.org");
+        assert!(
+            parse_destination(&other, &i)
+                .unwrap_err()
+                .contains("other.org")
+        );
+        assert_eq!(
+            parse_destination("resource:alice", &i),
+            Ok(vec![Destination::Resource(
+                crate::identity::chord_resource_id(b"alice")
+            )])
+        );
+        for bad in [
+            "",
+            "zz",
+            "0123",
+            "resource:",
+            "reload://x",
+            &"0".repeat(32),
+            &"f".repeat(32),
+        ] {
+            assert!(parse_destination(bad, &i).is_err(), "{bad:?}");
+        }
+    }
+}
