@@ -1578,44 +1578,58 @@ fn tls_link_over_loopback_tcp() {
     loopback_exchange(None);
 }
 
-/// Captures the loopback exchange with tshark and checks that it dissects as TLS and, with
-/// the key log, decrypts. Needs root (capture on `lo`) and tshark: `cargo test -p reload-node
-/// --test link -- --ignored tshark`.
+/// Captures the loopback exchange with dumpcap and checks that tshark dissects it as TLS
+/// and, with the key log, decrypts it. The test re-runs itself inside a private network
+/// namespace (`unshare`: user, network and PID namespaces), so the capture sees only this
+/// exchange and needs no root where user namespaces are allowed. Needs `unshare`, `ip`,
+/// `dumpcap` and `tshark`.
 #[test]
-#[ignore]
 fn tshark_sees_tls_on_loopback() {
     use std::process::{Command, Stdio};
+    const INSIDE: &str = "RELOAD_LINK_PCAP_IN_NETNS";
+    if std::env::var_os(INSIDE).is_none() {
+        return rerun_in_netns("tshark_sees_tls_on_loopback", INSIDE);
+    }
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip");
+    assert!(st.success(), "ip link set lo up");
     let dir = std::env::temp_dir().join(format!("reload-link-pcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("link.pcapng");
     let keys = dir.join("keys.log");
-    let mut cap = Command::new("tshark")
-        .args(["-i", "lo", "-f", "tcp and host 127.0.0.1", "-w"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    // Written to a pipe, dumpcap flushes every packet: a marker datagram seen in the file
+    // proves that everything before it was captured.
+    let mut cap = Command::new("dumpcap")
+        .args(["-q", "-i", "lo", "-f", "tcp or udp port 9", "-w", "-"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&pcap).unwrap())
+        .stderr(Stdio::null())
         .spawn()
-        .expect("tshark");
-    // Wait until tshark reports that it is capturing.
-    {
-        use std::io::Read;
-        let mut err = cap.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let mut b = [0u8; 256];
+        .expect("dumpcap");
+    let marker = |text: &str, cap: &mut std::process::Child| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let start = Instant::now();
-        while !String::from_utf8_lossy(&seen).contains("Capturing on") {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "tshark did not start"
-            );
-            let n = err.read(&mut b).unwrap();
-            assert!(n > 0, "tshark: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&b[..n]);
+        loop {
+            let _ = sock.send_to(text.as_bytes(), "127.0.0.99:9");
+            let data = std::fs::read(&pcap).unwrap_or_default();
+            if data.windows(text.len()).any(|w| w == text.as_bytes()) {
+                return;
+            }
+            if let Some(st) = cap.try_wait().unwrap() {
+                panic!("dumpcap exited: {st}");
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = cap.kill();
+                panic!("{text:?} not captured after 10 s");
+            }
+            std::thread::sleep(ms(50));
         }
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    }
+    };
+    marker("link-pcap: start", &mut cap);
     let port = loopback_exchange(Some(KeyLogSink::File(keys.clone())));
-    std::thread::sleep(ms(500));
+    marker("link-pcap: end", &mut cap);
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(cap.id().to_string())
@@ -1667,6 +1681,79 @@ fn tshark_sees_tls_on_loopback() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `test` of this binary again inside fresh user, network and PID namespaces
+/// (`unshare`; without the user namespace as root where those are disabled), with `env`
+/// set; fails unless it passes there, within 60 s.
+fn rerun_in_netns(test: &str, env: &str) {
+    use std::process::{Command, Stdio};
+    for tool in ["unshare", "ip", "dumpcap", "tshark"] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+        assert!(
+            found,
+            "{test} captures inside a private network namespace: `{tool}` is missing \
+             (Debian packages util-linux, iproute2, wireshark-common, tshark)"
+        );
+    }
+    let choices: [&[&str]; 2] = [
+        &[
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+        ],
+        &["--net", "--pid", "--fork", "--kill-child"],
+    ];
+    let mut errors = Vec::new();
+    let opts = choices
+        .into_iter()
+        .find(|opts| {
+            let out = Command::new("unshare")
+                .args(*opts)
+                .arg("true")
+                .output()
+                .expect("unshare");
+            errors.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            out.status.success()
+        })
+        .unwrap_or_else(|| panic!("cannot create a network namespace to capture in: {errors:?}"));
+    let out = std::env::temp_dir().join(format!("reload-netns-{test}-{}.log", std::process::id()));
+    let log = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new("unshare")
+        .args(opts)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("unshare");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            // Killing unshare kills the namespace's first process, and with it the rest.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(ms(50));
+    };
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    eprintln!("{text}");
+    match status {
+        Some(st) if st.success() && text.contains("1 passed") => {}
+        other => panic!("{test} inside its network namespace: {other:?}"),
+    }
 }
 
 /// Well-formed DTLS record headers around random bodies reach rtc-dtls' parsers: the link
