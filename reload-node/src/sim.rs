@@ -391,6 +391,12 @@ impl Sim {
         }
     }
 
+    /// Brings a killed node's address back (a peer that was not up yet, or came back):
+    /// connections to it succeed again. Its core keeps its state.
+    pub fn revive(&mut self, i: usize) {
+        self.nodes[i].alive = true;
+    }
+
     /// Links nodes `i` and `j` directly (as a completed Attach would), after a latency.
     pub fn connect(&mut self, i: usize, j: usize) {
         if self.nodes[i].node.has_real_links() {

@@ -357,3 +357,38 @@ fn chord_in_real_cores_concurrent_joins_clients_and_failures() {
          {clients} clients on their responsible peers; 25% failures healed within {healed:?}"
     );
 }
+
+#[test]
+fn a_joining_peer_keeps_trying_its_bootstrap_peer_until_it_is_up() {
+    // §11.4: node 1 starts while its bootstrap peer (node 0) is down; its connection
+    // fails. Node 0 comes up 20 s later as the first node; node 1 connects again (backing
+    // off from 1 s) and joins without being restarted.
+    let mut r = cores(2, 9);
+    r.sim.kill(0);
+    start(&mut r, 1, Some(0));
+    r.sim.run_for(Duration::from_secs(20));
+    assert!(!r.sim.nodes[1].node.topology().is_joined());
+    let failures = r.sim.nodes[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::LinkDown { .. }))
+        .count();
+    assert!(
+        (3..=6).contains(&failures),
+        "tried again with back-off: {failures} attempts in 20 s"
+    );
+    r.sim.revive(0);
+    start(&mut r, 0, None);
+    assert!(
+        r.sim.run_until(Duration::from_secs(90), |s| {
+            s.nodes[1].node.topology().is_joined()
+        }),
+        "joined once the bootstrap peer was up"
+    );
+    let mut waited = Duration::ZERO;
+    while ring_error(&r).is_some() && waited < Duration::from_secs(30) {
+        r.sim.run_for(Duration::from_secs(1));
+        waited += Duration::from_secs(1);
+    }
+    assert_eq!(ring_error(&r), None);
+}

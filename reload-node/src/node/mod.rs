@@ -323,7 +323,16 @@ pub struct Node {
     /// Kind definitions we sent to a peer after its Error_Unknown_Kind, and when: one
     /// ConfigUpdate per peer and Kind per request lifetime.
     kinds_offered: HashMap<(NodeId, reload_wire::storage::KindId), Instant>,
+    /// The bootstrap peers given to [`Node::start`] (§11.4), the link opened to each, and
+    /// when to try again those whose link failed while we are not in the overlay.
+    bootstrap: Vec<(OverlayLinkType, SocketAddr, Option<LinkId>)>,
+    bootstrap_retry: Option<Instant>,
+    bootstrap_backoff: Duration,
 }
+
+/// The first and the largest pause before connecting again to bootstrap peers.
+const BOOTSTRAP_RETRY_MIN: Duration = Duration::from_secs(1);
+const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -386,6 +395,9 @@ impl Node {
             reassembly,
             kind_blocks: HashMap::new(),
             kinds_offered: HashMap::new(),
+            bootstrap: Vec::new(),
+            bootstrap_retry: None,
+            bootstrap_backoff: BOOTSTRAP_RETRY_MIN,
             s: settings,
         }
     }
@@ -441,18 +453,42 @@ impl Node {
         } else {
             StartMode::Join { bootstrap: vec![] }
         });
-        for (protocol, addr) in bootstrap {
+        self.bootstrap = bootstrap.iter().map(|(t, a)| (*t, *a, None)).collect();
+        self.connect_bootstrap();
+    }
+
+    /// Opens a link to each bootstrap peer that has none (§11.4).
+    fn connect_bootstrap(&mut self) {
+        for i in 0..self.bootstrap.len() {
+            let (protocol, addr, link) = self.bootstrap[i];
+            if link.is_some_and(|l| self.links.contains_key(&l)) {
+                continue;
+            }
             let link = self.new_link(None, false);
             if let Some(slot) = self.links.get_mut(&link) {
-                slot.protocol = Some(*protocol);
+                slot.protocol = Some(protocol);
             }
+            self.bootstrap[i].2 = Some(link);
             self.events.push_back(Event::Connect {
                 link,
-                addr: *addr,
-                protocol: *protocol,
+                addr,
+                protocol,
                 expected_peer: None,
             });
         }
+    }
+
+    /// Not in the overlay and a bootstrap link is gone: connect again later, backing off
+    /// from 1 s to 60 s (a restarted bootstrap peer, or one not up yet, is found again).
+    fn schedule_bootstrap_retry(&mut self, now: Instant) {
+        if self.bootstrap.is_empty() || self.bootstrap_retry.is_some() {
+            return;
+        }
+        if self.topo.is_joined() && !self.by_peer.is_empty() {
+            return;
+        }
+        self.bootstrap_retry = Some(now + self.bootstrap_backoff);
+        self.bootstrap_backoff = (self.bootstrap_backoff * 2).min(BOOTSTRAP_RETRY_MAX);
     }
 
     /// Leaves gracefully (§6.4.2.2, §10.9).
@@ -879,7 +915,6 @@ impl Node {
                         self.transmits.push_back(Transmit { link: id, data });
                     }
                     self.link_down_because(now, id, reason);
-                    self.events.push_back(Event::Close { link: id });
                     return;
                 }
             }
@@ -1037,6 +1072,12 @@ impl Node {
             peer: slot.peer,
             reason,
         });
+        // The transport goes too (a link refused after its handshake would otherwise
+        // keep its connection).
+        self.events.push_back(Event::Close { link });
+        if self.bootstrap.iter().any(|b| b.2 == Some(link)) {
+            self.schedule_bootstrap_retry(now);
+        }
         self.drain_topology(now);
     }
 
@@ -1052,6 +1093,7 @@ impl Node {
         [
             self.tx.next_deadline(),
             self.reassembly.next_deadline(),
+            self.bootstrap_retry,
             self.topo.poll_timeout(),
             self.next_keepalive(),
         ]
@@ -1066,6 +1108,13 @@ impl Node {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.bootstrap_retry.is_some_and(|t| t <= now) {
+            self.bootstrap_retry = None;
+            if !self.topo.is_joined() || self.by_peer.is_empty() {
+                tracing::info!("connecting to the bootstrap peers again");
+                self.connect_bootstrap();
+            }
+        }
         self.send_keepalives(now);
         let lifetime = self.s.max_request_lifetime();
         self.awaiting_connect
@@ -2243,9 +2292,14 @@ impl Node {
                         self.close_link(now, link);
                     }
                 }
-                TopologyAction::Joined => self.events.push_back(Event::Joined),
+                TopologyAction::Joined => {
+                    self.bootstrap_backoff = BOOTSTRAP_RETRY_MIN;
+                    self.bootstrap_retry = None;
+                    self.events.push_back(Event::Joined)
+                }
                 TopologyAction::NeighborsChanged => self.events.push_back(Event::NeighborsChanged),
                 TopologyAction::Isolated { reason } => {
+                    self.schedule_bootstrap_retry(now);
                     self.events.push_back(Event::Isolated { reason })
                 }
             }
