@@ -54,18 +54,75 @@ enum Input {
 }
 
 /// The DTLS associations on the one UDP socket. Datagrams carry no connection identifier,
-/// so they are told apart by remote address: at most one link per address.
+/// so they are told apart by remote address: one established link per address, plus at
+/// most one new handshake from that address (a peer that restarted on the same address,
+/// RFC 6347 §4.2.8): its epoch-0 records go to the new link, the rest to the old one,
+/// and once the new handshake completes the new link replaces the old.
 #[derive(Debug, Default)]
 struct UdpLinks {
     by_addr: HashMap<SocketAddr, LinkId>,
     by_link: HashMap<LinkId, SocketAddr>,
+    /// A new handshake from an address whose association is established.
+    successor: HashMap<SocketAddr, LinkId>,
     /// Links whose handshake completed ([`Event::LinkUp`]).
     up: HashSet<LinkId>,
-    /// Links for which a refused ClientHello was already logged (once per link).
-    warned: HashSet<LinkId>,
 }
 
+/// Handshakes from new addresses in progress at once, at most (a flood of ClientHellos
+/// from spoofed sources cannot make the core hold unbounded half-open links).
+const MAX_DTLS_HANDSHAKES: usize = 256;
+
 impl UdpLinks {
+    /// Links not up yet.
+    fn handshaking(&self) -> usize {
+        self.by_link.len() - self.up.len()
+    }
+
+    /// Where a datagram from `from` goes: the established link, the successor handshake
+    /// (epoch 0), or a new link for a ClientHello (`accept`).
+    fn route(
+        &mut self,
+        from: SocketAddr,
+        data: &[u8],
+        accept: impl FnOnce() -> Option<LinkId>,
+    ) -> Option<LinkId> {
+        let hello = is_client_hello(data);
+        match self.by_addr.get(&from).copied() {
+            Some(l) if self.up.contains(&l) && epoch_zero(data) => {
+                if let Some(n) = self.successor.get(&from) {
+                    return Some(*n);
+                }
+                if !hello || self.handshaking() >= MAX_DTLS_HANDSHAKES {
+                    return None;
+                }
+                tracing::info!(%from, old = ?l, "new DTLS handshake from {from} while an association with it exists (a restarted peer?): the old one stays until the new one completes");
+                let n = accept()?;
+                self.by_link.insert(n, from);
+                self.successor.insert(from, n);
+                Some(n)
+            }
+            Some(l) => Some(l),
+            None if hello && self.handshaking() < MAX_DTLS_HANDSHAKES => {
+                let n = accept()?;
+                self.insert(n, from);
+                Some(n)
+            }
+            // Not a handshake start from an unknown address: stray or spoofed.
+            None => None,
+        }
+    }
+
+    /// `link` completed its handshake. Returns the link it replaces at its address.
+    fn set_up_replacing(&mut self, link: LinkId) -> Option<LinkId> {
+        let addr = self.by_link.get(&link).copied()?;
+        self.up.insert(link);
+        if self.successor.get(&addr) == Some(&link) {
+            self.successor.remove(&addr);
+            return self.by_addr.insert(addr, link).filter(|old| *old != link);
+        }
+        None
+    }
+
     fn insert(&mut self, link: LinkId, addr: SocketAddr) {
         self.by_addr.insert(addr, link);
         self.by_link.insert(link, addr);
@@ -79,21 +136,20 @@ impl UdpLinks {
         self.by_link.get(link).copied()
     }
 
-    fn set_up(&mut self, link: LinkId) {
-        if self.by_link.contains_key(&link) {
-            self.up.insert(link);
-        }
-    }
-
     /// Forgets a link the core closed or lost; its address is free again.
     fn remove(&mut self, link: &LinkId) {
-        if let Some(a) = self.by_link.remove(link)
-            && self.by_addr.get(&a) == Some(link)
-        {
-            self.by_addr.remove(&a);
+        if let Some(a) = self.by_link.remove(link) {
+            if self.by_addr.get(&a) == Some(link) {
+                self.by_addr.remove(&a);
+                // A successor handshake becomes the address's only link.
+                if let Some(n) = self.successor.remove(&a) {
+                    self.by_addr.insert(a, n);
+                }
+            } else if self.successor.get(&a) == Some(link) {
+                self.successor.remove(&a);
+            }
         }
         self.up.remove(link);
-        self.warned.remove(link);
     }
 }
 
@@ -102,6 +158,11 @@ impl UdpLinks {
 /// flights of a running handshake never start with one once the server answered.
 fn is_client_hello(d: &[u8]) -> bool {
     d.len() > 13 && d[0] == 22 && d[1] == 0xfe && d[3] == 0 && d[4] == 0 && d[13] == 1
+}
+
+/// Whether a datagram's first DTLS record is of epoch 0 (handshake in the clear).
+fn epoch_zero(d: &[u8]) -> bool {
+    d.len() > 13 && d[1] == 0xfe && d[3] == 0 && d[4] == 0
 }
 
 /// Sockets the shell serves.
@@ -336,23 +397,9 @@ pub async fn run_with_control(
                         node.transport_closed(now, link);
                     }
                     Input::Datagram { from, data } => {
-                        let link = match dtls.link_at(&from) {
-                            Some(l) if dtls.up.contains(&l) && is_client_hello(&data) => {
-                                // A second association from one address would be fed into
-                                // the first one's state machine: refused (the peer's own
-                                // handshake fails; ours stays until it fails or closes).
-                                if dtls.warned.insert(l) {
-                                    tracing::warn!(%from, link = ?l, "refused a new DTLS handshake from {from}: an established association with that address exists (UDP datagrams are told apart by address only); dropping its ClientHello");
-                                } else {
-                                    tracing::debug!(%from, "dropped another ClientHello from {from}");
-                                }
-                                None
-                            }
-                            Some(l) => Some(l),
-                            None => node
-                                .accept_transport(now, OverlayLinkType::DTLS_UDP_SR_NO_ICE)
-                                .inspect(|l| dtls.insert(*l, from)),
-                        };
+                        let link = dtls.route(from, &data, || {
+                            node.accept_transport(now, OverlayLinkType::DTLS_UDP_SR_NO_ICE)
+                        });
                         if let Some(link) = link {
                             node.handle_input(now, link, data);
                         }
@@ -440,7 +487,15 @@ fn flush(
                     writers.remove(link);
                     dtls.remove(link);
                 }
-                Event::LinkUp { link, .. } => dtls.set_up(*link),
+                Event::LinkUp { link, .. } => {
+                    if let Some(old) = dtls.set_up_replacing(*link) {
+                        // The new association from that address replaces the old one
+                        // (the core already closed it if it was the same peer).
+                        tracing::info!(new = ?link, ?old, "DTLS association replaced");
+                        dtls.remove(&old);
+                        node.link_down(Instant::now(), old);
+                    }
+                }
                 // The core forgot the link (also when it failed without a Close): its
                 // address may carry a new association.
                 Event::LinkDown { link, .. } => dtls.remove(link),
