@@ -17,15 +17,19 @@
 //! needed where user namespaces are allowed. Every wait is bounded; children are killed
 //! on failure.
 
+mod procs;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NODE: &str = env!("CARGO_BIN_EXE_reload-node");
+use procs::{
+    Proc, Status, enroll_bin, enroll_peers, ring_ok, start_peers, status_file, user, wait_status,
+};
+
 /// Set (to the working directory) when the test runs inside its namespace.
 const INSIDE: &str = "RELOAD_JOIN_CAPTURE_DIR";
 /// This test's name, to re-run exactly it inside the namespace.
@@ -55,170 +59,6 @@ const ERROR_IN_PROGRESS: u16 = 0x11;
 
 fn peer_addr(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 10 + i as u8], PORT))
-}
-
-fn user(i: usize) -> String {
-    format!("p{i}")
-}
-
-// ---------------------------------------------------------------------------------------
-// Processes (the minimum of tests/processes.rs).
-
-fn enroll_bin() -> PathBuf {
-    let dir = PathBuf::from(NODE).parent().unwrap().to_path_buf();
-    let bin = dir.join("reload-enroll");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "reload-enroll",
-                "--bin",
-                "reload-enroll",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building reload-enroll failed");
-    }
-    bin
-}
-
-/// A child that is killed (SIGKILL) and reaped when dropped, unless it has exited.
-struct Proc(Child, &'static str);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args(["-s", sig, &self.0.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(st.success(), "kill -s {sig} {}", self.1);
-    }
-
-    /// Waits (bounded) for the child to exit.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{} did not exit within {limit:?}",
-                self.1
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn run(bin: &Path, args: &[&str], stdin: Option<&str>) {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        bin.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn wait_for_port(addr: SocketAddr) {
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Status {
-    id: String,
-    joined: bool,
-    successors: Vec<String>,
-    predecessors: Vec<String>,
-}
-
-/// Reads the small JSON a status file holds (flat, strings and arrays of strings).
-fn read_status(path: &Path) -> Option<Status> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let field = |name: &str| -> Option<&str> {
-        let start = text.find(&format!("\"{name}\":"))? + name.len() + 3;
-        Some(&text[start..])
-    };
-    let list = |name: &str| -> Vec<String> {
-        field(name)
-            .and_then(|r| r.strip_prefix('['))
-            .and_then(|r| r.split(']').next())
-            .map(|inner| {
-                inner
-                    .split(',')
-                    .map(|s| s.trim_matches('"').to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    Some(Status {
-        id: field("node_id")?.split('"').nth(1)?.to_string(),
-        joined: field("joined")?.starts_with("true"),
-        successors: list("successors"),
-        predecessors: list("predecessors"),
-    })
-}
-
-fn ring_ok(statuses: &[Status]) -> bool {
-    let mut ids: Vec<&String> = statuses.iter().map(|s| &s.id).collect();
-    ids.sort();
-    let n = ids.len();
-    statuses.iter().all(|s| {
-        let i = ids.iter().position(|x| **x == s.id).unwrap();
-        s.joined
-            && s.successors.first() == Some(ids[(i + 1) % n])
-            && s.predecessors.first() == Some(ids[(i + n - 1) % n])
-    })
-}
-
-/// Polls `cond` on the status files until it holds (bounded).
-fn wait_status(
-    files: &[PathBuf],
-    limit: Duration,
-    what: &str,
-    cond: impl Fn(&[Status]) -> bool,
-) -> Vec<Status> {
-    let start = Instant::now();
-    loop {
-        let st: Vec<Status> = files.iter().filter_map(|f| read_status(f)).collect();
-        if st.len() == files.len() && cond(&st) {
-            return st;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{what}: not reached after {limit:?}: {st:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -294,7 +134,7 @@ fn run_inside(dir: &Path, limit: Duration) -> String {
     let exe = std::env::current_exe().unwrap();
     let log_path = dir.join("inside.log");
     let log = File::create(&log_path).unwrap();
-    let mut child = Proc(
+    let mut child = Proc::spawn(
         Command::new("unshare")
             .args(opts)
             .arg("--")
@@ -303,21 +143,10 @@ fn run_inside(dir: &Path, limit: Duration) -> String {
             .env(INSIDE, dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("unshare"),
+            .stderr(log),
         "the test inside its namespace",
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = child.exit_within(limit);
     // On a timeout, dropping `child` kills unshare, and with it the whole namespace.
     drop(child);
     let out = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -351,7 +180,7 @@ fn await_marker(cap: &Path, dumpcap: &mut Proc, err: &Path, marker: &str) {
         if data.windows(marker.len()).any(|w| w == marker.as_bytes()) {
             return;
         }
-        if let Some(st) = dumpcap.0.try_wait().unwrap() {
+        if let Some(st) = dumpcap.child.try_wait().unwrap() {
             panic!(
                 "dumpcap exited ({st}): {}",
                 std::fs::read_to_string(err).unwrap_or_default()
@@ -374,91 +203,13 @@ fn capture_inside(dir: &Path) {
         .expect("ip");
     assert!(st.success(), "ip link set lo up");
     let t0 = Instant::now();
-    let eb = enroll_bin();
-    let edir = dir.join("enroll");
-    let edir_s = edir.to_str().unwrap();
-    run(
-        &eb,
-        &[
-            "init",
-            "--overlay",
-            OVERLAY,
-            "--data-dir",
-            edir_s,
-            "--port",
-            &ENROLL_PORT.to_string(),
-            "--bootstrap",
-            &peer_addr(0).to_string(),
-            "--key-type",
-            "p256",
-        ],
-        None,
-    );
-    for i in 0..PEERS {
-        run(
-            &eb,
-            &[
-                "user",
-                "add",
-                &user(i),
-                "--data-dir",
-                edir_s,
-                "--password-stdin",
-            ],
-            Some(&format!("password-of-p{i}\n")),
-        );
-    }
-    let eaddr = SocketAddr::from(([127, 0, 0, 1], ENROLL_PORT));
-    let server = Proc(
-        Command::new(&eb)
-            .args([
-                "serve",
-                "--data-dir",
-                edir_s,
-                "--listen",
-                &eaddr.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        "reload-enroll serve",
-    );
-    wait_for_port(eaddr);
-    let url = format!("https://{OVERLAY}:{ENROLL_PORT}/.well-known/reload-config");
-    let resolve = format!("{OVERLAY}=127.0.0.1");
-    for i in 0..PEERS {
-        let pdir = dir.join(user(i));
-        run(
-            Path::new(NODE),
-            &[
-                "enroll",
-                "--overlay",
-                OVERLAY,
-                "--user",
-                &user(i),
-                "--password-stdin",
-                "--config-url",
-                &url,
-                "--resolve",
-                &resolve,
-                "--ca-cert",
-                edir.join("ca.crt").to_str().unwrap(),
-                "--data-dir",
-                pdir.to_str().unwrap(),
-                "--key-type",
-                "p256",
-            ],
-            Some(&format!("password-of-p{i}\n")),
-        );
-    }
-    drop(server);
+    enroll_peers(dir, OVERLAY, ENROLL_PORT, peer_addr(0), PEERS);
     let t_enrolled = t0.elapsed();
 
     // The capture: the overlay's port and the markers only.
     let cap = dir.join("join.pcapng");
     let cap_err = dir.join("dumpcap.log");
-    let mut dumpcap = Proc(
+    let mut dumpcap = Proc::spawn(
         Command::new("dumpcap")
             .args([
                 "-q",
@@ -471,60 +222,16 @@ fn capture_inside(dir: &Path) {
             ])
             .stdin(Stdio::null())
             .stdout(File::create(&cap).unwrap())
-            .stderr(File::create(&cap_err).unwrap())
-            .spawn()
-            .expect("dumpcap"),
+            .stderr(File::create(&cap_err).unwrap()),
         "dumpcap",
     );
     await_marker(&cap, &mut dumpcap, &cap_err, MARK_START);
 
-    let status = |i: usize| dir.join(format!("p{i}.status"));
-    let mut peers: Vec<Proc> = Vec::new();
-    for i in 0..PEERS {
-        let a = peer_addr(i).to_string();
-        let boot = peer_addr(0).to_string();
-        let pdir = dir.join(user(i));
-        let keys = dir.join(format!("p{i}.keys"));
-        let s = status(i);
-        let mut args = vec![
-            "run",
-            "--data-dir",
-            pdir.to_str().unwrap(),
-            "--listen",
-            &a,
-            "--protocol",
-            "tls",
-            "--key-log",
-            keys.to_str().unwrap(),
-            "--status-file",
-            s.to_str().unwrap(),
-            "--log",
-            "info",
-        ];
-        if i == 0 {
-            args.push("--first");
-        } else {
-            args.extend(["--bootstrap", &boot]);
-        }
-        let log = File::create(dir.join(format!("p{i}.log"))).unwrap();
-        peers.push(Proc(
-            Command::new(NODE)
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-            ["peer p0", "peer p1", "peer p2"][i],
-        ));
-        if i == 0 {
-            // The first node must be up before anyone bootstraps through it.
-            wait_status(&[status(0)], Duration::from_secs(10), "p0 up", |s| {
-                s[0].joined
-            });
-        }
-    }
-    let files: Vec<PathBuf> = (0..PEERS).map(status).collect();
+    let mut peers = start_peers(dir, PEERS, peer_addr, Duration::from_secs(10), |i, cmd| {
+        cmd.args(["--protocol", "tls", "--log", "info", "--key-log"])
+            .arg(dir.join(format!("p{i}.keys")));
+    });
+    let files: Vec<PathBuf> = (0..PEERS).map(|i| status_file(dir, i)).collect();
     let ring = wait_status(&files, Duration::from_secs(20), "ring", ring_ok);
     let t_ring = t0.elapsed();
     eprintln!("ring: {:?}", ring.iter().map(|s| &s.id).collect::<Vec<_>>());
@@ -546,7 +253,7 @@ fn capture_inside(dir: &Path) {
     peers[0].signal("TERM");
     for p in peers.iter_mut().rev() {
         let st = p.wait_exit(Duration::from_secs(15));
-        assert!(st.success(), "{} exited with {st}", p.1);
+        assert!(st.success(), "{} exited with {st}", p.name);
     }
     await_marker(&cap, &mut dumpcap, &cap_err, MARK_END);
     dumpcap.signal("INT");

@@ -16,74 +16,18 @@
 //!
 //! Every wait is bounded; child processes are killed on drop.
 
-use std::io::Write as _;
-use std::net::{SocketAddr, TcpStream};
+mod procs;
+
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NODE: &str = env!("CARGO_BIN_EXE_reload-node");
-
-fn enroll_bin() -> PathBuf {
-    let dir = PathBuf::from(NODE).parent().unwrap().to_path_buf();
-    let bin = dir.join("reload-enroll");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "reload-enroll",
-                "--bin",
-                "reload-enroll",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building reload-enroll failed");
-    }
-    bin
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(bin: &Path, args: &[&str], stdin: Option<&str>) {
-    let mut c = Command::new(bin);
-    c.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        bin.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn wait_for_port(addr: SocketAddr) {
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use procs::{
+    NODE, Proc, Status, enroll_peers, peer_dir, read_status, scratch_dir, start_peer, start_peers,
+    status_file, wait_ring,
+};
 
 /// What a CLI run printed.
 #[derive(Debug)]
@@ -126,73 +70,6 @@ fn cli(args: &[&str], limit: Duration) -> Out {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Status {
-    id: String,
-    joined: bool,
-    successors: Vec<String>,
-    predecessors: Vec<String>,
-    connected: Vec<String>,
-    routing_table: Vec<String>,
-}
-
-/// Reads the small JSON a status file holds (flat, strings and arrays of strings).
-fn read_status(path: &Path) -> Option<Status> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let field = |name: &str| -> Option<&str> {
-        let start = text.find(&format!("\"{name}\":"))? + name.len() + 3;
-        Some(&text[start..])
-    };
-    let list = |name: &str| -> Vec<String> {
-        field(name)
-            .and_then(|r| r.strip_prefix('['))
-            .and_then(|r| r.split(']').next())
-            .map(|inner| {
-                inner
-                    .split(',')
-                    .map(|s| s.trim_matches('"').to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    Some(Status {
-        id: field("node_id")?.split('"').nth(1)?.to_string(),
-        joined: field("joined")?.starts_with("true"),
-        successors: list("successors"),
-        predecessors: list("predecessors"),
-        connected: list("connected"),
-        routing_table: Vec::new(),
-    })
-}
-
-fn ring_ok(statuses: &[Status]) -> bool {
-    let mut ids: Vec<&String> = statuses.iter().map(|s| &s.id).collect();
-    ids.sort();
-    let n = ids.len();
-    statuses.iter().all(|s| {
-        let i = ids.iter().position(|x| **x == s.id).unwrap();
-        s.joined
-            && s.successors.first() == Some(ids[(i + 1) % n])
-            && s.predecessors.first() == Some(ids[(i + n - 1) % n])
-    })
-}
-
-fn wait_ring(files: &[PathBuf], limit: Duration) -> Vec<Status> {
-    let start = Instant::now();
-    loop {
-        let st: Vec<Status> = files.iter().filter_map(|f| read_status(f)).collect();
-        if st.len() == files.len() && ring_ok(&st) {
-            return st;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "ring not correct after {limit:?}: {st:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// `reload-node status` of the peer in `dir`, parsed.
 fn cli_status(dir: &Path) -> Status {
     let out = cli(
@@ -200,14 +77,7 @@ fn cli_status(dir: &Path) -> Status {
         Duration::from_secs(20),
     );
     assert_eq!(out.code, Some(0), "status: {out:?}");
-    let mut s = Status {
-        id: String::new(),
-        joined: false,
-        successors: vec![],
-        predecessors: vec![],
-        connected: vec![],
-        routing_table: vec![],
-    };
+    let mut s = Status::default();
     for line in out.stdout.lines() {
         let (key, rest) = line.split_once(':').unwrap_or((line, ""));
         let words: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
@@ -305,22 +175,9 @@ fn check_trace(
     h.into_iter().map(|(_, id, _)| id).collect()
 }
 
-fn wait_exit(p: &mut Proc, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(st) = p.0.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
 #[test]
 fn cli_errors_without_a_peer() {
-    let dir = std::env::temp_dir().join(format!("reload-ping-noone-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("reload-ping-noone");
     let d = dir.to_str().unwrap();
     let sock = dir.join("control.sock");
 
@@ -388,146 +245,26 @@ fn six_tls_processes_status_ping_trace() {
     let peers = 6;
     let base_port: u16 = 43084;
     let name = "ping";
-    let dir = std::env::temp_dir().join(format!("reload-ping-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let eb = enroll_bin();
-    let edir = dir.join("enroll");
+    let dir = scratch_dir("reload-ping");
     let overlay = format!("{name}.procs.test");
-    let eaddr: SocketAddr = format!("127.0.0.1:{base_port}").parse().unwrap();
     // Peer i listens on 127.0.0.(30+i).
     let addr = |i: usize| -> SocketAddr {
         format!("127.0.0.{}:{}", 30 + i, base_port + 1)
             .parse()
             .unwrap()
     };
-    run(
-        &eb,
-        &[
-            "init",
-            "--overlay",
-            &overlay,
-            "--data-dir",
-            edir.to_str().unwrap(),
-            "--port",
-            &base_port.to_string(),
-            "--bootstrap",
-            &addr(0).to_string(),
-            "--key-type",
-            "p256",
-        ],
-        None,
-    );
-    for i in 0..peers {
-        run(
-            &eb,
-            &[
-                "user",
-                "add",
-                &format!("p{i}"),
-                "--data-dir",
-                edir.to_str().unwrap(),
-                "--password-stdin",
-            ],
-            Some(&format!("password-of-p{i}\n")),
-        );
-    }
-    let server = Proc(
-        Command::new(&eb)
-            .args([
-                "serve",
-                "--data-dir",
-                edir.to_str().unwrap(),
-                "--listen",
-                &eaddr.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(eaddr);
-    let url = format!("https://{overlay}:{base_port}/.well-known/reload-config");
-    let resolve = format!("{overlay}=127.0.0.1");
-    for i in 0..peers {
-        let pdir = dir.join(format!("p{i}"));
-        run(
-            Path::new(NODE),
-            &[
-                "enroll",
-                "--overlay",
-                &overlay,
-                "--user",
-                &format!("p{i}"),
-                "--password-stdin",
-                "--config-url",
-                &url,
-                "--resolve",
-                &resolve,
-                "--ca-cert",
-                edir.join("ca.crt").to_str().unwrap(),
-                "--data-dir",
-                pdir.to_str().unwrap(),
-                "--key-type",
-                "p256",
-            ],
-            Some(&format!("password-of-p{i}\n")),
-        );
-    }
-    drop(server);
+    enroll_peers(&dir, &overlay, base_port, addr(0), peers);
     let enrolled = t0.elapsed();
 
-    let status = |i: usize| dir.join(format!("p{i}.status"));
-    let pdir = |i: usize| dir.join(format!("p{i}"));
-    let start = |i: usize| -> Proc {
-        let d = pdir(i);
-        let a = addr(i).to_string();
-        let s = status(i);
-        let boot = addr(0).to_string();
-        let mut args = vec![
-            "run",
-            "--data-dir",
-            d.to_str().unwrap(),
-            "--listen",
-            &a,
-            "--status-file",
-            s.to_str().unwrap(),
-            "--log",
-            "warn",
-        ];
-        if i == 0 {
-            args.push("--first");
-        } else {
-            args.extend(["--bootstrap", &boot]);
-        }
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("p{i}.log")))
-            .unwrap();
-        Proc(
-            Command::new(NODE)
-                .args(&args)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let mut procs: Vec<Option<Proc>> = Vec::new();
-    for i in 0..peers {
-        procs.push(Some(start(i)));
-        if i == 0 {
-            let st = Instant::now();
-            while read_status(&status(0)).is_none_or(|s| !s.joined) {
-                assert!(
-                    st.elapsed() < Duration::from_secs(20),
-                    "first peer did not start"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
+    let status = |i: usize| status_file(&dir, i);
+    let pdir = |i: usize| peer_dir(&dir, i);
+    let mut running: Vec<Option<Proc>> =
+        start_peers(&dir, peers, addr, Duration::from_secs(20), |_, cmd| {
+            cmd.args(["--log", "warn"]);
+        })
+        .into_iter()
+        .map(Some)
+        .collect();
     let files: Vec<PathBuf> = (0..peers).map(status).collect();
     let ring = wait_ring(&files, Duration::from_secs(150));
     let ring_formed = t0.elapsed();
@@ -699,7 +436,7 @@ fn six_tls_processes_status_ping_trace() {
     // A second peer on a data directory in use is refused (before it listens).
     let k = order[peers - 1];
     let spare = format!("127.0.0.{}:{}", 30 + k, base_port + 2);
-    let mut second = Proc(
+    let mut second = Proc::spawn(
         Command::new(NODE)
             .args([
                 "run",
@@ -711,14 +448,15 @@ fn six_tls_processes_status_ping_trace() {
                 &addr(0).to_string(),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
+        format!("a second peer on p{k}'s data directory"),
     );
-    let st = wait_exit(&mut second, Duration::from_secs(20)).expect("the second peer exits");
+    let st = second
+        .exit_within(Duration::from_secs(20))
+        .expect("the second peer exits");
     assert_eq!(st.code(), Some(2));
     let mut err = String::new();
-    std::io::Read::read_to_string(second.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(second.child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(
         err.contains("another peer is running with control socket"),
         "{err}"
@@ -726,13 +464,10 @@ fn six_tls_processes_status_ping_trace() {
     assert!(cli_status(&pdir(k)).joined, "the first peer still answers");
 
     // A clean exit (SIGTERM) removes the socket.
-    let mut p = procs[k].take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status()
-        .unwrap();
+    let mut p = running[k].take().unwrap();
+    p.signal("TERM");
     assert!(
-        wait_exit(&mut p, Duration::from_secs(20)).is_some(),
+        p.exit_within(Duration::from_secs(20)).is_some(),
         "p{k} did not stop on SIGTERM"
     );
     assert!(!pdir(k).join("control.sock").exists());
@@ -745,12 +480,7 @@ fn six_tls_processes_status_ping_trace() {
 
     // kill -9 leaves a stale socket; the CLI says so; a restarted peer replaces it.
     let m = order[1];
-    let mut p = procs[m].take().unwrap();
-    Command::new("kill")
-        .args(["-9", &p.0.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = p.0.wait();
+    running[m].take().unwrap().kill_9();
     assert!(pdir(m).join("control.sock").exists());
     let out = cli(
         &["status", "--data-dir", &arg(&pdir(m))],
@@ -758,7 +488,9 @@ fn six_tls_processes_status_ping_trace() {
     );
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("stale"), "{out:?}");
-    procs[m] = Some(start(m));
+    running[m] = Some(start_peer(&dir, m, addr(m), addr(0), |cmd| {
+        cmd.args(["--log", "warn"]);
+    }));
     let st = Instant::now();
     loop {
         let out = cli(
@@ -779,6 +511,6 @@ fn six_tls_processes_status_ping_trace() {
         "enrolled in {enrolled:?}, ring in {ring_formed:?}, all in {:?}",
         t0.elapsed()
     );
-    drop(procs);
+    drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,35 +3,14 @@
 //! when the ring is exactly the sorted Node-IDs and a Ping between distant peers was
 //! answered by its target.
 
-use std::path::PathBuf;
+mod procs;
+
 use std::process::Command;
 
-fn reload_enroll_built() {
-    // The sandbox starts the enrollment server binary that sits next to reload-node.
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_reload-node"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    if !dir.join("reload-enroll").is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "reload-enroll",
-                "--bin",
-                "reload-enroll",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building reload-enroll failed");
-    }
-}
-
 fn sandbox(args: &[&str]) -> (bool, String) {
-    reload_enroll_built();
-    let out = Command::new(env!("CARGO_BIN_EXE_reload-node"))
+    // The sandbox starts the enrollment server binary that sits next to reload-node.
+    procs::enroll_bin();
+    let out = Command::new(procs::NODE)
         .arg("sandbox")
         .args(args)
         .output()
