@@ -46,8 +46,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub bootstrap: Vec<SocketAddr>,
     /// Start a new overlay as its first node instead of joining (§6.4.2.1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client")]
     pub first: bool,
+    /// Join as a client (§4.2): attach to the peer responsible for our Node-ID and send
+    /// and receive through it, without routing for others or storing their data.
+    #[arg(long)]
+    pub client: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, reload_node=trace.
     #[arg(long, default_value = "info")]
     pub log: String,
@@ -128,8 +132,8 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         if !args.first && bootstrap.is_empty() {
             return Err("no bootstrap peer: give --bootstrap ADDR, or --first to start a new overlay".into());
         }
-        tracing::info!(listen = %args.listen, protocol = ?args.protocol, first = args.first, "starting");
-        node.start(std::time::Instant::now(), args.first, &bootstrap, false);
+        tracing::info!(listen = %args.listen, protocol = ?args.protocol, first = args.first, client = args.client, "starting");
+        node.start(std::time::Instant::now(), args.first, &bootstrap, args.client);
         let restart = std::sync::Arc::new(tokio::sync::Notify::new());
         let restart2 = restart.clone();
         let data_dir = args.data_dir.clone();

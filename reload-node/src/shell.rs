@@ -318,10 +318,15 @@ pub async fn run_with_control(
     });
     tokio::pin!(shutdown);
     let mut leaving: Option<tokio::time::Instant> = None;
+    let mut writer_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         // Everything the core produced.
         flush(&mut node, &tx, &mut writers, &udp, &mut dtls, &mut on_event);
         if leaving.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            break;
+        }
+        if leaving.is_some() && node.pending_requests() == 0 {
+            tracing::info!("every Leave answered");
             break;
         }
         let timeout = node.poll_timeout();
@@ -377,14 +382,19 @@ pub async fn run_with_control(
                         match node.accept_transport(now, OverlayLinkType::TLS_TCP_FH_NO_ICE) {
                             Some(link) => {
                                 tracing::debug!(%remote, ?link, "accepted TCP connection");
-                                writers.insert(link, spawn_stream(link, stream, tx.clone()));
+                                let (w, task) = spawn_stream(link, stream, tx.clone());
+                                writers.insert(link, w);
+                                writer_tasks.push(task);
                             }
                             None => tracing::warn!(%remote, "refused TCP connection"),
                         }
                     }
                     Input::Connected { link, stream } => {
                         let _ = stream.set_nodelay(true);
-                        writers.insert(link, spawn_stream(link, stream, tx.clone()));
+                        let (w, task) = spawn_stream(link, stream, tx.clone());
+                        writers.insert(link, w);
+                        writer_tasks.retain(|t| !t.is_finished());
+                        writer_tasks.push(task);
                         node.transport_connected(now, link);
                     }
                     Input::ConnectFailed { link, error } => {
@@ -408,7 +418,17 @@ pub async fn run_with_control(
             }
         }
     }
+    // Close every link (close_notify), hand the alerts to the writers, and let them
+    // finish writing (bounded).
+    node.close_all_links(Instant::now());
     flush(&mut node, &tx, &mut writers, &udp, &mut dtls, &mut on_event);
+    writers.clear();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for t in writer_tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
     node
 }
 
@@ -510,7 +530,11 @@ fn flush(
 }
 
 /// Reader and writer tasks of one TCP connection.
-fn spawn_stream(link: LinkId, stream: TcpStream, tx: mpsc::Sender<Input>) -> mpsc::Sender<Bytes> {
+fn spawn_stream(
+    link: LinkId,
+    stream: TcpStream,
+    tx: mpsc::Sender<Input>,
+) -> (mpsc::Sender<Bytes>, tokio::task::JoinHandle<()>) {
     let (mut r, mut w) = stream.into_split();
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(256);
     let rtx = tx.clone();
@@ -537,7 +561,7 @@ fn spawn_stream(link: LinkId, stream: TcpStream, tx: mpsc::Sender<Input>) -> mps
             }
         }
     });
-    tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         while let Some(chunk) = wrx.recv().await {
             // One chunk = one framed message in its own TLS record(s): written alone.
             if w.write_all(&chunk).await.is_err() {
@@ -546,5 +570,5 @@ fn spawn_stream(link: LinkId, stream: TcpStream, tx: mpsc::Sender<Input>) -> mps
         }
         let _ = w.shutdown().await;
     });
-    wtx
+    (wtx, writer)
 }

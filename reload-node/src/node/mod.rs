@@ -414,6 +414,11 @@ impl Node {
         &self.stats
     }
 
+    /// Requests of ours still waiting for an answer (e.g. the Leaves at shutdown).
+    pub fn pending_requests(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Messages being reassembled (§6.7) and the bytes held for them.
     pub fn reassembly_backlog(&self) -> (usize, usize) {
         (self.reassembly.len(), self.reassembly.buffered())
