@@ -1,8 +1,10 @@
 //! Real processes (issue #5): `reload-enroll` serves an overlay; peers enroll with
 //! `reload-node enroll` and run as separate `reload-node run` processes on 127.0.0.x; the
-//! ring forms; after `kill -9` of two non-adjacent peers the survivors' ring heals. Over
-//! TLS-TCP-FH-NO-ICE (10 peers) and DTLS-UDP-SR-NO-ICE (5 peers). Ring state is read from
-//! each process's `--status-file`; every wait is bounded.
+//! ring forms; a client (§4.2) attaches to the peer responsible for its Node-ID and
+//! reaches the ring (and is reached) through it; after `kill -9` of two non-adjacent
+//! peers the survivors' ring heals; one of the killed peers restarts on its old address
+//! and joins again. Over TLS-TCP-FH-NO-ICE (10 peers) and DTLS-UDP-SR-NO-ICE (5 peers).
+//! Ring state is read from each process's `--status-file`; every wait is bounded.
 
 mod procs;
 
@@ -10,7 +12,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use procs::{Proc, enroll_peers, scratch_dir, start_peers, status_file, wait_ring};
+use procs::{
+    NODE, Proc, enroll_peers, peer_dir, scratch_dir, start_peer, start_peers, status_file,
+    wait_ring, wait_status,
+};
 
 /// The process tests run one at a time: each starts up to ten peers, and the machine has
 /// two cores.
@@ -26,7 +31,8 @@ fn overlay(name: &str, peers: usize, protocol: &str, base_port: u16) {
             .parse()
             .unwrap()
     };
-    enroll_peers(&dir, &overlay, base_port, addr(0), peers);
+    // One more than the ring: the last one runs as a client.
+    enroll_peers(&dir, &overlay, base_port, addr(0), peers + 1);
 
     let mut running: Vec<Option<Proc>> =
         start_peers(&dir, peers, addr, Duration::from_secs(20), |_, cmd| {
@@ -37,6 +43,45 @@ fn overlay(name: &str, peers: usize, protocol: &str, base_port: u16) {
         .collect();
     let files: Vec<PathBuf> = (0..peers).map(|i| status_file(&dir, i)).collect();
     let ring = wait_ring(&files, Duration::from_secs(150));
+
+    // A client (§4.2): attached to exactly the peer responsible for its Node-ID, in no
+    // peer's neighbour lists; it pings a peer through it, and a peer pings it.
+    let c = peers;
+    let client = start_peer(&dir, c, addr(c), addr(1), |cmd| {
+        cmd.args(["--protocol", protocol, "--log", "warn", "--client"]);
+    });
+    let mut ids: Vec<String> = ring.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    let client_status = wait_status(
+        &[status_file(&dir, c)],
+        Duration::from_secs(60),
+        "client attached",
+        |s| s[0].connected.len() == 1,
+    );
+    let client_id = client_status[0].id.clone();
+    let responsible = ids
+        .iter()
+        .find(|id| **id >= client_id)
+        .unwrap_or(&ids[0])
+        .clone();
+    assert!(!client_status[0].joined, "a client is not part of the ring");
+    assert_eq!(
+        client_status[0].connected,
+        vec![responsible.clone()],
+        "attached to its responsible peer"
+    );
+    let far = ids.iter().find(|id| **id != responsible).unwrap().clone();
+    ping_ok(&peer_dir(&dir, c), &far);
+    let from_ring = (0..peers).find(|&i| ring[i].id == far).unwrap();
+    ping_ok(&peer_dir(&dir, from_ring), &client_id);
+    let statuses = wait_ring(&files, Duration::from_secs(10));
+    assert!(
+        statuses
+            .iter()
+            .all(|s| !s.successors.contains(&client_id) && !s.predecessors.contains(&client_id)),
+        "no peer counts the client as a neighbour"
+    );
+    drop(client);
 
     // kill -9 two non-adjacent peers (by ring position), never the bootstrap peer.
     let mut order: Vec<usize> = (0..peers).collect();
@@ -52,6 +97,19 @@ fn overlay(name: &str, peers: usize, protocol: &str, base_port: u16) {
         .collect();
     let healed = wait_ring(&survivors, Duration::from_secs(150));
     assert_eq!(healed.len(), peers - 2);
+
+    // The first victim comes back on its old address with its old credentials (over
+    // DTLS its old association still exists at the others until they notice).
+    let back = victims[0];
+    running[back] = Some(start_peer(&dir, back, addr(back), addr(0), |cmd| {
+        cmd.args(["--protocol", protocol, "--log", "warn"]);
+    }));
+    let with_back: Vec<PathBuf> = (0..peers)
+        .filter(|i| *i != victims[1])
+        .map(|i| status_file(&dir, i))
+        .collect();
+    let rejoined = wait_ring(&with_back, Duration::from_secs(150));
+    assert_eq!(rejoined.len(), peers - 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -65,4 +123,22 @@ fn ten_tls_processes_join_and_heal_after_kill_9() {
 #[test]
 fn five_dtls_processes_join_and_heal_after_kill_9() {
     overlay("dtls", 5, "dtls", 42084);
+}
+
+/// `reload-node ping` from the peer in `data_dir` to Node-ID `to` is answered by `to`.
+fn ping_ok(data_dir: &std::path::Path, to: &str) {
+    let out = std::process::Command::new(NODE)
+        .arg("ping")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg(to)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(to),
+        "ping {to} from {}: {text} {}",
+        data_dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

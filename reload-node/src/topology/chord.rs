@@ -1068,15 +1068,22 @@ impl Chord {
                     c.rounds = 0;
                     c.retry_at = None;
                     if old != Some(peer) {
-                        if let Some(o) = old
-                            && !self.bootstrap.contains(&o)
-                            && self.is_up(&o)
-                        {
-                            self.links.remove(&o);
-                            self.actions
-                                .push_back(TopologyAction::ReleaseLink { peer: o });
-                        }
                         self.actions.push_back(TopologyAction::NeighborsChanged);
+                    }
+                    // §4.2.1: a client keeps one link, to its responsible peer; the
+                    // bootstrap link is released (a bootstrap peer would otherwise hold
+                    // a link per client). Should that peer fail, the client reconnects
+                    // to its bootstrap peers (the core retries them while isolated).
+                    let others: Vec<NodeId> = self
+                        .links
+                        .iter()
+                        .filter(|(n, l)| **n != peer && l.up)
+                        .map(|(n, _)| *n)
+                        .collect();
+                    for o in others {
+                        self.links.remove(&o);
+                        self.actions
+                            .push_back(TopologyAction::ReleaseLink { peer: o });
                     }
                 }
             }

@@ -1324,6 +1324,8 @@ fn clients_attach_to_their_responsible_peer_and_never_route() {
     .unwrap();
     c.handle(t(0.5), TopologyInput::LinkUp { peer: nid(r) })
         .unwrap();
+    // One link only (§4.2.1): the bootstrap link is released.
+    assert!(drain(&mut c).contains(&TopologyAction::ReleaseLink { peer: nid(7) }));
     assert_eq!(c.client_peer(), Some(nid(r)));
     assert!(c.is_client() && !c.is_joined());
     assert_eq!(c.successors(), vec![nid(r)]);
@@ -1372,10 +1374,25 @@ fn clients_attach_to_their_responsible_peer_and_never_route() {
     let acts = drain(&mut c);
     assert_eq!(c.client_peer(), Some(nid(ME + 10)));
     assert!(acts.contains(&TopologyAction::ReleaseLink { peer: nid(r) }));
-    // Its peer fails: attach again through the bootstrap peer.
+    // Its peer fails: no link is left — isolated (the core then reconnects to the
+    // bootstrap peers); once the bootstrap link is back, attach again through it.
     c.handle(t(3.0), TopologyInput::LinkDown { peer: nid(ME + 10) })
         .unwrap();
-    let a = attaches(&drain(&mut c));
+    let acts = drain(&mut c);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, TopologyAction::Isolated { .. })),
+        "{acts:?}"
+    );
+    c.handle(t(4.0), TopologyInput::LinkUp { peer: nid(7) })
+        .unwrap();
+    let mut a = attaches(&drain(&mut c));
+    let mut now = t(4.0);
+    while a.is_empty() && now < t(60.0) {
+        now = c.poll_timeout().unwrap().max(now);
+        c.handle_timeout(now);
+        a = attaches(&drain(&mut c));
+    }
     assert_eq!(a, vec![(res(ME + 1), Some(nid(7)), true)]);
     assert_eq!(
         c.next_hop(&(ME + 5000).to_be_bytes(), &linked),
