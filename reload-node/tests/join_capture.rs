@@ -663,8 +663,8 @@ fn three_tls_peers_join_capture_decodes_in_tshark() {
     if acks == 0 || acks > data_frames || acks < data_frames / 2 {
         fail(format!("{acks} ACK frames for {data_frames} data frames"));
     }
-    // Not a claim of this test, shown for the record: how many links ended with a TLS
-    // alert (close_notify) rather than a bare TCP FIN.
+    // Every link ends with a TLS alert (close_notify), not a bare TCP FIN: peers close
+    // the links they drop and all links at shutdown.
     let alerts = frames
         .iter()
         .filter(|f| f.content_types.iter().any(|t| t == "21"))
@@ -673,6 +673,14 @@ fn three_tls_peers_join_capture_decodes_in_tshark() {
         "TLS alert records (close_notify): {alerts} on {} connections",
         streams.len()
     );
+    for st in &streams {
+        if !frames
+            .iter()
+            .any(|f| &&f.stream == st && f.content_types.iter().any(|t| t == "21"))
+        {
+            fail(format!("TCP stream {st} ended without a TLS close_notify"));
+        }
+    }
     if !allowed.is_empty() {
         eprintln!("allowed dissector defects: {allowed:?}");
     }
