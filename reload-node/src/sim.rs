@@ -264,8 +264,10 @@ impl Sim {
                 }
                 Event::Close { link } => {
                     if let Some((j, pl)) = self.wires.remove(&(i, link)) {
-                        self.wires.remove(&(j, pl));
-                        let at = self.now + self.latency();
+                        // The other end learns it after the bytes already on their way
+                        // (a FIN follows the data), and forgets its end of the wire then.
+                        let at = (self.now + self.latency())
+                            .max(self.fifo.get(&(j, pl)).copied().unwrap_or(self.now));
                         self.schedule(at, Delivery::LinkDown { node: j, link: pl });
                     }
                 }
@@ -467,10 +469,6 @@ impl Sim {
         let Ok((h, len)) = reload_wire::ForwardingHeader::peek(data, decode) else {
             return;
         };
-        if std::env::var("SIM_TRACE_TX").ok().and_then(|v| u64::from_str_radix(&v, 16).ok()) == Some(h.transaction_id) {
-            let name = |d: &reload_wire::Destination| match d { reload_wire::Destination::Node(n) => self.index_of(&n).map(|x| format!("N{x}")).unwrap_or(format!("{n:?}")), o => format!("{o:?}")};
-            eprintln!("TRACE {:?} ->{to} ttl={} dest={:?} via={:?}", self.now - self.base, h.ttl, h.destination_list.iter().map(name).collect::<Vec<_>>(), h.via_list.iter().map(name).collect::<Vec<_>>());
-        }
         let Some(c) = self.watched.get_mut(&h.transaction_id) else {
             return;
         };

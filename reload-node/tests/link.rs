@@ -853,7 +853,11 @@ fn tls_garbage_fails_the_link() {
     let key = f.client.key.to_pkcs8().unwrap();
     for (bytes, want) in [
         (&b"\x07garbage"[..], "framing"),
-        (&[128, 0, 0, 0, 0, 0xff, 0xff, 0xff][..], "too large"),
+        // Not followed by a RELOAD forwarding header: no answer possible, the link fails.
+        (
+            &[128, 0, 0, 0, 0, 0xff, 0xff, 0xff, 1, 2, 3, 4][..],
+            "too large",
+        ),
     ] {
         let mut link = Link::accept_tls(&s, Some(cid()), now).unwrap();
         let mut c = raw::client(Some((key.clone(), f.client.cert.der().clone())));
@@ -1409,12 +1413,37 @@ fn framing_stream_reassembly_and_garbage() {
     assert_eq!(g.handle_stream(t, &data(0, b"x")), Err(LinkError::Closed));
     let mut g = open_framer(Reliability::FramingHeader, FramingConfig::new(1000), t);
     assert_eq!(
-        g.handle_stream(t, &[128, 0, 0, 0, 0, 0, 0x03, 0xe9]),
+        g.handle_stream(t, &[128, 0, 0, 0, 0, 0, 0x03, 0xe9, 1, 2, 3, 4]),
         Err(LinkError::MessageTooLarge {
             size: 1001,
             max: 1000
         })
     );
+    // Over the max-message-size but a RELOAD message: once its forwarding header is in,
+    // the start is handed up for an Error_Message_Too_Large (§6.6), and nothing more is
+    // read.
+    let mut h = reload_wire::ForwardingHeader::new(1, 2, 100, 0xabcd);
+    h.destination_list = vec![reload_wire::Destination::Node(NodeId::from_u128(5))];
+    let mut msg = bytes::BytesMut::new();
+    h.encode_with_length(&mut msg, 1001 - 8).unwrap();
+    let mut g = open_framer(Reliability::FramingHeader, FramingConfig::new(1000), t);
+    let mut frame = vec![128, 0, 0, 0, 0, 0, 0x03, 0xe9];
+    frame.extend_from_slice(&msg[..10]);
+    assert_eq!(g.handle_stream(t, &frame), Ok(()), "waits for the header");
+    assert!(g.poll_event().is_none());
+    assert_eq!(g.handle_stream(t, &msg[10..]), Ok(()));
+    match g.poll_event() {
+        Some(reload_node::link::FramingEvent::TooLarge { prefix }) => {
+            assert_eq!(&prefix[..], &msg[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        g.handle_stream(t, &[0u8; 500]),
+        Ok(()),
+        "ignored from now on"
+    );
+    assert!(g.poll_message().is_none());
     // Datagram records: whole frames only.
     let mut g = open_framer(Reliability::SimpleReliability, FramingConfig::new(1000), t);
     assert!(matches!(

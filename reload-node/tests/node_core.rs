@@ -170,7 +170,7 @@ fn ring_over(
         actions.push(topo.actions.clone());
         inputs.push(topo.inputs.clone());
         let ctx = links.map(|_| {
-            let lc = reload_node::link::LinkConfig::new(trust.clone(), 5000);
+            let lc = reload_node::link::LinkConfig::new(trust.clone(), s.decode.max_message_size());
             reload_node::link::LinkContext::new(lc, &creds).unwrap()
         });
         let mut node = Node::new(
@@ -996,4 +996,44 @@ fn simultaneous_attaches_make_one_link_and_the_smaller_node_id_yields() {
             .count()
     };
     assert_eq!((connects(0, b), connects(2, a)), (1, 0));
+}
+
+#[test]
+fn a_message_over_max_message_size_is_answered_with_error_message_too_large_and_the_link_closed() {
+    // §6.6: node 0 (misconfigured: max-message-size 40,000) sends node 1 (5,000) a 12 kB
+    // Ping over TLS. Node 1 reads its forwarding header, answers Error_Message_Too_Large
+    // and closes the link.
+    let mut r = ring_over(
+        4,
+        46,
+        SimNetwork::default(),
+        |i, s| {
+            if i == 0 {
+                s.decode = s.decode.clone().with_max_message_size(40_000);
+            }
+        },
+        Some(OverlayLinkType::TLS_TCP_FH_NO_ICE),
+    );
+    r.sim.run_for(Duration::from_secs(3));
+    let one = NodeId::from_u128(r.ids[1]);
+    assert!(r.sim.nodes[0].node.connected_peers().contains(&one));
+    let tx = big_ping(&mut r, 0, 1, 12_000);
+    match wait(&mut r, 0, tx, Duration::from_secs(20)) {
+        Err(RequestError::Error(who, e)) => {
+            assert_eq!(who, one);
+            assert_eq!(e.error_code, ErrorCode::MESSAGE_TOO_LARGE);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.sim.run_until(Duration::from_secs(5), |s| {
+        s.nodes[1].events.iter().any(|e| {
+            matches!(e, Event::LinkDown { peer: Some(p), reason: Some(why), .. }
+                if *p == NodeId::from_u128(r.ids[0]) && why.contains("max-message-size"))
+        })
+    }));
+    // Messages within the limit still go through, on a new link.
+    r.sim.connect(0, 1);
+    r.sim.run_for(Duration::from_secs(3));
+    let tx = big_ping(&mut r, 0, 1, 1000);
+    assert!(wait(&mut r, 0, tx, Duration::from_secs(20)).is_ok());
 }

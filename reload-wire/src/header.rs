@@ -199,6 +199,21 @@ impl ForwardingHeader {
         })
     }
 
+    /// Decodes the forwarding header at the start of `prefix`, the beginning of a message
+    /// that may not all be there (or may be over any size limit): what a receiver needs to
+    /// answer a message it will not read in full (RFC 6940 §6.6, Error_Message_Too_Large).
+    /// The `length` field is returned as declared, unchecked.
+    pub fn peek_prefix(
+        prefix: &Bytes,
+        opts: &DecodeOptions,
+    ) -> Result<(ForwardingHeader, usize), DecodeError> {
+        crate::codec::decode_all(prefix, opts, |cx, i| {
+            let (rest, h) = ForwardingHeader::decode_from(cx, i)?;
+            let header_len = i.len() - rest.len();
+            Ok((&rest[rest.len()..], (h, header_len)))
+        })
+    }
+
     /// Encoded size of the via list, destination list and options.
     pub fn lists_len(&self) -> usize {
         items_len(&self.via_list) + items_len(&self.destination_list) + items_len(&self.options)
@@ -341,5 +356,29 @@ impl Wire for ForwardingHeader {
 
     fn encode<B: BufMut>(&self, b: &mut B) -> Result<(), EncodeError> {
         self.encode_with_length(b, self.length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_prefix_reads_the_header_of_a_message_that_is_not_all_there() {
+        let mut h = ForwardingHeader::new(7, 1, 100, 0x1234);
+        h.destination_list = vec![Destination::Node(crate::NodeId::from_u128(9))];
+        let mut b = bytes::BytesMut::new();
+        h.encode_with_length(&mut b, 1_000_000).unwrap();
+        let header_only = b.freeze();
+        let opts = DecodeOptions::default();
+        // `peek` wants the whole (and not oversized) message; `peek_prefix` does not.
+        assert!(ForwardingHeader::peek(&header_only, &opts).is_err());
+        let (got, len) = ForwardingHeader::peek_prefix(&header_only, &opts).unwrap();
+        assert_eq!(len, header_only.len());
+        assert_eq!(got.length, 1_000_000);
+        assert_eq!(got.transaction_id, 0x1234);
+        // A truncated header is still an error.
+        let short = header_only.slice(..header_only.len() - 1);
+        assert!(ForwardingHeader::peek_prefix(&short, &opts).is_err());
     }
 }

@@ -220,7 +220,14 @@ pub enum FramingEvent {
     Stalled,
     /// ACKs arrived again after [`FramingEvent::Stalled`].
     Resumed,
+    /// The peer sent a message over max-message-size (§6.6): `prefix` is its start (at
+    /// least its forwarding header), for an Error_Message_Too_Large answer; the framer
+    /// reads nothing more from this link, and the link should close once it is answered.
+    TooLarge { prefix: Bytes },
 }
+
+/// The data frame header before a message: type (1), sequence (4), length (3).
+const DATA_FRAME_HEADER: usize = 8;
 
 /// Counters, for tests and operators.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -309,6 +316,9 @@ pub struct Framer {
     cfg: FramingConfig,
     open: bool,
     failed: bool,
+    /// An oversized message arrived: input is ignored from now on (sending still works,
+    /// for the error answer).
+    refusing: bool,
     next_seq: u32,
     /// Receiver: the last 32 data sequence numbers received, most recent last.
     recent: VecDeque<u32>,
@@ -352,6 +362,7 @@ impl Framer {
             cfg,
             open: false,
             failed: false,
+            refusing: false,
             next_seq: 0,
             recent: VecDeque::with_capacity(ACK_WINDOW),
             inbuf: BytesMut::new(),
@@ -431,6 +442,9 @@ impl Framer {
         if self.failed {
             return Err(LinkError::Closed);
         }
+        if self.refusing {
+            return Ok(());
+        }
         self.inbuf.extend_from_slice(data);
         loop {
             match parse_frame(&self.inbuf, self.cfg.max_message_size) {
@@ -439,15 +453,41 @@ impl Framer {
                     let frame = self.inbuf.split_to(n).freeze();
                     self.handle_frame(now, frame)?;
                 }
+                Err(e @ LinkError::MessageTooLarge { .. }) => return self.too_large(e, false),
                 Err(e) => return Err(self.fail(e)),
             }
         }
+    }
+
+    /// §6.6: a message over max-message-size. Once its forwarding header is in (stream:
+    /// wait for it, up to max-message-size bytes; `whole`: all there is), hand the start
+    /// up for an Error_Message_Too_Large and refuse further input; a header that is
+    /// itself too large fails the link silently.
+    fn too_large(&mut self, e: LinkError, whole: bool) -> Result<(), LinkError> {
+        let body = self.inbuf.get(DATA_FRAME_HEADER..).unwrap_or(&[]);
+        let prefix = Bytes::copy_from_slice(body);
+        let opts = reload_wire::DecodeOptions::default();
+        if reload_wire::ForwardingHeader::peek_prefix(&prefix, &opts).is_ok() {
+            self.refusing = true;
+            self.inbuf = BytesMut::new();
+            self.events.push_back(FramingEvent::TooLarge { prefix });
+            return Ok(());
+        }
+        let not_reload =
+            prefix.len() >= 4 && prefix[..4] != reload_wire::header::RELO_TOKEN.to_be_bytes();
+        if whole || not_reload || prefix.len() >= self.cfg.max_message_size {
+            return Err(self.fail(e));
+        }
+        Ok(())
     }
 
     /// One datagram record's plaintext (DTLS): whole frames, nothing left over.
     pub fn handle_record(&mut self, now: Instant, mut record: Bytes) -> Result<(), LinkError> {
         if self.failed {
             return Err(LinkError::Closed);
+        }
+        if self.refusing {
+            return Ok(());
         }
         if record.is_empty() {
             return Err(self.fail(LinkError::Framing("empty record".into())));
@@ -463,6 +503,10 @@ impl Framer {
                 Ok(Some((n, _))) => {
                     let frame = record.split_to(n);
                     self.handle_frame(now, frame)?;
+                }
+                Err(e @ LinkError::MessageTooLarge { .. }) => {
+                    self.inbuf = BytesMut::from(&record[..]);
+                    return self.too_large(e, true);
                 }
                 Err(e) => return Err(self.fail(e)),
             }

@@ -262,6 +262,9 @@ pub enum LinkEvent {
     Stalled,
     /// ACKs flow again after [`LinkEvent::Stalled`]; the link may return to the routing table.
     Resumed,
+    /// The peer sent a message over max-message-size (§6.6): its start (forwarding header
+    /// included). Nothing more is read; answer Error_Message_Too_Large, then close.
+    TooLarge { prefix: Bytes },
     /// The link is dead; drain [`Link::poll_transmit`] (alerts) and drop it.
     Failed(LinkError),
     /// Closed by either side with close_notify.
@@ -661,6 +664,7 @@ impl Link {
             self.events.push_back(match e {
                 FramingEvent::Stalled => LinkEvent::Stalled,
                 FramingEvent::Resumed => LinkEvent::Resumed,
+                FramingEvent::TooLarge { prefix } => LinkEvent::TooLarge { prefix },
             });
         }
     }

@@ -906,6 +906,7 @@ impl Node {
                     self.on_message(now, id, m)
                 }
                 LinkEvent::Stalled | LinkEvent::Resumed => {}
+                LinkEvent::TooLarge { prefix } => return self.refuse_too_large(now, id, prefix),
                 LinkEvent::Failed(_) | LinkEvent::Closed => {
                     let reason = match &ev {
                         LinkEvent::Failed(e) => Some(e.to_string()),
@@ -924,6 +925,37 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The peer on `id` sent a message over max-message-size (§6.6): a request gets
+    /// Error_Message_Too_Large (from its forwarding header, all we read of it), then the
+    /// link is closed.
+    fn refuse_too_large(&mut self, now: Instant, id: LinkId, prefix: Bytes) {
+        let from = self.links.get(&id).and_then(|s| s.peer);
+        if let (Some(from), Ok((header, header_len))) =
+            (from, ForwardingHeader::peek_prefix(&prefix, &self.s.decode))
+        {
+            let is_response = header_code(&prefix, header_len).is_some_and(|c| c.is_response());
+            tracing::warn!(peer = %from, size = header.length, "message over max-message-size: closing the link (RFC 6940 §6.6)");
+            if !is_response && header.fragment.offset() == 0 {
+                self.error_reply(
+                    now,
+                    id,
+                    from,
+                    &header,
+                    ErrorCode::MESSAGE_TOO_LARGE,
+                    "message larger than max-message-size",
+                );
+            }
+        }
+        self.stats.dropped_other += 1;
+        if let Some(link) = self.links.get_mut(&id).and_then(|s| s.link.as_mut()) {
+            link.close(now);
+            while let Some(data) = link.poll_transmit() {
+                self.transmits.push_back(Transmit { link: id, data });
+            }
+        }
+        self.link_down_because(now, id, Some("message over max-message-size".into()));
     }
 
     /// Closes a link we no longer need: a (D)TLS link first sends its close_notify alert
