@@ -236,6 +236,8 @@ enum Ev {
         link_gen: u64,
     },
     Close(usize),
+    /// The core connects again to a node's bootstrap peers (it does so while isolated).
+    Reconnect(usize),
 }
 
 /// Counters of the run; `violations` must stay zero.
@@ -702,7 +704,12 @@ impl Sim {
                 }
             }
             TopologyAction::NeighborsChanged => {}
-            TopologyAction::Isolated { .. } => self.nodes[a].isolated += 1,
+            TopologyAction::Isolated { .. } => {
+                self.nodes[a].isolated += 1;
+                // As the core does: connect to the bootstrap peers again, a moment later.
+                let at = self.now + Duration::from_secs(1);
+                self.push(at, Ev::Reconnect(a));
+            }
         }
     }
 
@@ -1114,6 +1121,30 @@ impl Sim {
                 }
                 let pid = self.nodes[peer].id;
                 let _ = self.input(at, TopologyInput::LinkDown { peer: pid });
+            }
+            Ev::Reconnect(i) => {
+                if !self.nodes[i].alive {
+                    return;
+                }
+                for b in self.nodes[i].bootstrap.clone() {
+                    if self.nodes[b].alive && !self.linked(i, b) && !self.blocked(i, b) {
+                        self.make_link(i, b);
+                        let _ = self.input(
+                            b,
+                            TopologyInput::LinkUp {
+                                peer: self.nodes[i].id,
+                            },
+                        );
+                        let _ = self.input(
+                            i,
+                            TopologyInput::LinkUp {
+                                peer: self.nodes[b].id,
+                            },
+                        );
+                        self.drain(b);
+                    }
+                }
+                self.drain(i);
             }
             Ev::Close(i) => {
                 self.nodes[i].alive = false;
