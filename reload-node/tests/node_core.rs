@@ -1037,3 +1037,33 @@ fn a_message_over_max_message_size_is_answered_with_error_message_too_large_and_
     let tx = big_ping(&mut r, 0, 1, 1000);
     assert!(wait(&mut r, 0, tx, Duration::from_secs(20)).is_ok());
 }
+
+#[test]
+fn a_request_source_routed_through_a_peer_whose_link_fails_fails_at_once() {
+    // Node 0 pings node 2 through node 1 ([1, 2]); node 1 dies before forwarding it.
+    // Every retransmission would go to the peer now responsible for node 1's Node-ID,
+    // which drops it (§6.1.1): the request fails when the link to node 1 goes down, not
+    // after 15 s.
+    let mut r = ring(4, 47, SimNetwork::default(), |_, _| {});
+    let now = r.sim.now;
+    let route = vec![
+        Destination::Node(NodeId::from_u128(r.ids[1])),
+        Destination::Node(NodeId::from_u128(r.ids[2])),
+    ];
+    let tx = r.sim.nodes[0]
+        .node
+        .send_request(now, route, MessageBody::PingReq(PingReq::default()))
+        .unwrap();
+    r.sim.kill(1);
+    r.sim.after_input(0);
+    let start = r.sim.now;
+    assert_eq!(
+        wait(&mut r, 0, tx, Duration::from_secs(20)),
+        Err(RequestError::Timeout)
+    );
+    assert!(
+        r.sim.now - start < Duration::from_secs(1),
+        "failed when the link went down: {:?}",
+        r.sim.now - start
+    );
+}

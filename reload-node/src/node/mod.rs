@@ -150,7 +150,9 @@ pub struct InboundId(pub u64);
 /// Why a request of ours failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestError {
-    /// No answer after the last transmission (§6.2.1).
+    /// No answer after the last transmission (§6.2.1), or none possible: the request was
+    /// source-routed through a peer whose link went down (every retransmission would be
+    /// dropped by the peer now responsible for that Node-ID, §6.1.1).
     Timeout,
     /// A node answered with an error: the responder, or for errors that arise in
     /// transit (Error_TTL_Exceeded, …) the hop that hit it (§6.3.4).
@@ -1103,6 +1105,11 @@ impl Node {
         {
             self.by_peer.remove(&peer);
             let _ = self.topo.handle(now, TopologyInput::LinkDown { peer });
+            for tx in self.tx.routed_through(&peer) {
+                if let Some(o) = self.tx.remove(tx) {
+                    self.request_failed(now, tx, o.purpose, RequestError::Timeout);
+                }
+            }
         }
         self.events.push_back(Event::LinkDown {
             link,

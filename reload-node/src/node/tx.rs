@@ -75,6 +75,21 @@ impl Transactions {
             .min()
     }
 
+    /// Our outstanding requests source-routed through the Node-ID `peer` (it is the first
+    /// of several destinations).
+    pub fn routed_through(&self, peer: &NodeId) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, o)| {
+                o.destination.len() > 1 && o.destination[0] == Destination::Node(*peer)
+            })
+            .map(|(tx, _)| *tx)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     pub fn len(&self) -> usize {
         self.pending.len()
     }

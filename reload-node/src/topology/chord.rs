@@ -128,6 +128,8 @@ struct Pending {
     target: Destination,
     kind: PendingKind,
     deadline: Instant,
+    /// The peer the Attach was source-routed through (§10.6: the neighbour's reporter).
+    via: Option<NodeId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,7 +344,17 @@ impl Chord {
     /// Backs off from a candidate whose Attach failed, and plans to look at the
     /// neighbours' reports again when the back-off ends.
     fn back_off(&mut self, n: NodeId, now: Instant) {
-        let until = now + self.retry_ttl();
+        self.back_off_for(n, now, self.retry_ttl());
+    }
+
+    /// The pause after Error_In_Progress: one reliability-timer step of the request
+    /// timeout (3 s by default).
+    fn in_progress_retry(&self) -> Duration {
+        (self.rt() / 5).max(Duration::from_millis(100))
+    }
+
+    fn back_off_for(&mut self, n: NodeId, now: Instant, pause: Duration) {
+        let until = now + pause;
         if self.retry.len() >= DEAD_BASE + 8 * self.r()
             && !self.retry.contains_key(&n)
             && let Some(k) = self.retry.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k)
@@ -524,6 +536,7 @@ impl Chord {
             target: target.clone(),
             kind,
             deadline: now + self.rt() * 2,
+            via,
         });
         self.actions.push_back(TopologyAction::Attach {
             target,
@@ -1094,7 +1107,12 @@ impl Chord {
     fn on_attach_failed(&mut self, now: Instant, p: Pending) {
         match p.kind {
             PendingKind::Neighbor => {
-                if let Destination::Node(n) = p.target {
+                // Sent through a reporter that has gone since: the Attach was lost with
+                // it, which says nothing of the neighbour. Try again now, routed without
+                // it (or through another reporter), instead of backing off.
+                if p.via.is_some_and(|v| !self.is_up(&v)) {
+                    self.reconsider(now);
+                } else if let Destination::Node(n) = p.target {
                     self.back_off(n, now);
                 }
             }
@@ -1727,9 +1745,20 @@ impl Topology for Chord {
                 self.on_attach_answered(now, target, peer);
                 Ok(())
             }
-            TopologyInput::AttachFailed { target, .. } => {
+            TopologyInput::AttachFailed { target, error } => {
                 if let Some(i) = self.pending_for(&target) {
                     let p = self.pending.remove(i);
+                    if error == Some(ErrorCode::IN_PROGRESS)
+                        && p.kind == PendingKind::Neighbor
+                        && let Destination::Node(n) = p.target
+                    {
+                        // §6.5.1.2: its own Attach to us is outstanding (it has the
+                        // larger Node-ID) or answered: a link is coming, or its Attach
+                        // is lost and it gives up within a request lifetime. Look again
+                        // soon rather than after the full back-off.
+                        self.back_off_for(n, now, self.in_progress_retry());
+                        return Ok(());
+                    }
                     self.on_attach_failed(now, p);
                 }
                 Ok(())

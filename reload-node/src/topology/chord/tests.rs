@@ -545,6 +545,99 @@ fn failed_attach_never_becomes_a_successor() {
 }
 
 #[test]
+fn an_attach_refused_in_progress_is_retried_soon_and_one_lost_with_its_reporter_at_once() {
+    let settings_rt = settings(3).request_timeout;
+    // Error_In_Progress (§6.5.1.2): the other side is attaching to us, or its Attach is
+    // lost and gives up within a request lifetime: look again after rt/5, not 2·rt.
+    let mut c = joined_with(1000, &[400, 3000], 3);
+    c.handle(
+        t(1.0),
+        TopologyInput::Update {
+            from: nid(3000),
+            body: neighbors(&[2000], &[]),
+        },
+    )
+    .unwrap();
+    drain(&mut c);
+    c.handle(
+        t(2.0),
+        TopologyInput::AttachFailed {
+            target: Destination::Node(nid(2000)),
+            error: Some(ErrorCode::IN_PROGRESS),
+        },
+    )
+    .unwrap();
+    let soon = t(2.0) + settings_rt / 5 + Duration::from_millis(10);
+    let mut now = t(2.0);
+    let mut again = None;
+    while now <= soon {
+        let Some(next) = c.poll_timeout() else { break };
+        if next > soon {
+            break;
+        }
+        now = next.max(now);
+        c.handle_timeout(now);
+        if attaches(&drain(&mut c))
+            .iter()
+            .any(|(d, _, _)| *d == Destination::Node(nid(2000)))
+        {
+            again = Some(now);
+            break;
+        }
+    }
+    assert!(
+        again.is_some(),
+        "attached again within rt/5 of Error_In_Progress"
+    );
+
+    // An Attach sent through a reporter that has died since: retried at once, without it.
+    let mut c = joined_with(1000, &[400, 3000], 3);
+    c.handle(
+        t(1.0),
+        TopologyInput::Update {
+            from: nid(3000),
+            body: neighbors(&[2000], &[]),
+        },
+    )
+    .unwrap();
+    let first = attaches(&drain(&mut c));
+    assert!(
+        first
+            .iter()
+            .any(|(d, v, _)| *d == Destination::Node(nid(2000)) && *v == Some(nid(3000))),
+        "{first:?}"
+    );
+    // 400 reports it too (later): the retry may go through 400 or be routed.
+    c.handle(
+        t(1.5),
+        TopologyInput::Update {
+            from: nid(400),
+            body: neighbors(&[1000, 2000], &[]),
+        },
+    )
+    .unwrap();
+    drain(&mut c);
+    c.handle(t(2.0), TopologyInput::LinkDown { peer: nid(3000) })
+        .unwrap();
+    drain(&mut c);
+    c.handle(
+        t(2.0),
+        TopologyInput::AttachFailed {
+            target: Destination::Node(nid(2000)),
+            error: None,
+        },
+    )
+    .unwrap();
+    let retry = attaches(&drain(&mut c));
+    assert!(
+        retry
+            .iter()
+            .any(|(d, v, _)| *d == Destination::Node(nid(2000)) && *v != Some(nid(3000))),
+        "{retry:?}"
+    );
+}
+
+#[test]
 fn predecessor_is_replaced_only_by_a_closer_live_node() {
     // Zave's rectify: the predecessor changes only for a live node between it and us.
     let mut c = joined_with(1000, &[800, 3000], 3);
