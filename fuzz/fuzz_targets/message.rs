@@ -1,4 +1,4 @@
-//! Message decode: header peek, whole message, and the typed body by message code.
+//! Message decode: header peek (whole message or prefix), whole message, and the typed body by message code.
 //! Whatever decodes must re-encode to the same bytes.
 #![no_main]
 
@@ -11,6 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let opts = DecodeOptions::default().with_max_message_size(1 << 16);
     let b = Bytes::copy_from_slice(data);
     if let Ok((h, len)) = ForwardingHeader::peek(&b, &opts) {
+        assert_eq!(h.to_bytes().unwrap(), b.slice(..len));
+    }
+    // The header of a message that is not all there (RFC 6940 §6.6 Too_Large answers).
+    if let Ok((h, len)) = ForwardingHeader::peek_prefix(&b, &opts) {
         assert_eq!(h.to_bytes().unwrap(), b.slice(..len));
     }
     if let Ok(m) = Message::decode(&b, &opts) {

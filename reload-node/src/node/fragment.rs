@@ -439,6 +439,38 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Hostile fragments (any offsets, sizes, last flags, transaction IDs, times):
+        /// never a panic, the buffer within its bounds, everything gone after expiry.
+        #[test]
+        fn hostile_fragments_stay_within_bounds(
+            frags in proptest::collection::vec(
+                (0u64..4, 0u32..20_000, 0usize..3000, proptest::bool::ANY, 0u64..20),
+                0..200,
+            ),
+        ) {
+            let mut r = Reassembly::new(16_384, 3, Duration::from_secs(15));
+            let t0 = Instant::now();
+            for (txid, offset, len, last, secs) in frags {
+                let mut h = ForwardingHeader::new(1, 1, 100, txid);
+                h.fragment = Fragment::new(offset, last);
+                let total = h.encoded_len() + len;
+                let mut b = BytesMut::new();
+                h.encode_with_length(&mut b, total as u32).unwrap();
+                b.extend_from_slice(&vec![7u8; len]);
+                let data = b.freeze();
+                let (h, hl) = ForwardingHeader::peek(&data, &opts()).unwrap();
+                let now = t0 + Duration::from_secs(secs);
+                r.expire(now);
+                let _ = r.insert(now, h, hl, data, 40_000);
+                proptest::prop_assert!(r.buffered() <= 16_384);
+                proptest::prop_assert!(r.len() <= 3);
+            }
+            r.expire(t0 + Duration::from_secs(60));
+            proptest::prop_assert_eq!((r.len(), r.buffered()), (0, 0));
+        }
+    }
+
+    proptest::proptest! {
         /// Any size, any MTU chain, any arrival order with repeats: the destination gets
         /// back exactly the original message, and nothing stays buffered.
         #[test]
