@@ -55,8 +55,9 @@ pub struct RunArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, reload_node=trace.
     #[arg(long, default_value = "info")]
     pub log: String,
-    /// Write an NSS key log of the TLS links to FILE (to decrypt captures).
-    #[arg(long, value_name = "FILE")]
+    /// Write an NSS key log of the TLS links to FILE (to decrypt captures; a debugging
+    /// aid, never for production). Also taken from the SSLKEYLOGFILE environment variable.
+    #[arg(long, value_name = "FILE", env = "SSLKEYLOGFILE")]
     pub key_log: Option<PathBuf>,
     /// Keep FILE up to date with this peer's state as JSON (node_id, joined, successors,
     /// predecessors, connected peers), rewritten atomically on every change — for
