@@ -372,11 +372,10 @@ fn assert_signatures_clean(net: &Net) {
 /// Bound on healing after the mass failure, in simulated time: four maximum request
 /// lifetimes (4 × 5 × 3 s). A link to a dead peer goes down within one latency (≤ 40 ms)
 /// in this simulator, so detection is immediate; what takes time is an Attach that
-/// cannot succeed — sent before the failure was seen, or source-routed through a reporter
-/// that died (§10.6) — which only fails after the full lifetime (15 s), then the
-/// plug-in's back-off before it tries that candidate again (2 × request timeout = 30 s),
-/// then one more lifetime for the retry. Measured: 45.25 s (see spec-notes/performance.md
-/// for why it is not less).
+/// cannot succeed — to a dead node that a stale report still listed, dropped silently by
+/// the peer now responsible for its ID (§6.1.1) — which only fails after the full
+/// lifetime (15 s); the live candidate it kept out of the neighbour table is attached to
+/// at once then. Measured: 15.25 s (see spec-notes/performance.md).
 const HEAL_BOUND: Duration = Duration::from_secs(60);
 /// Bound on convergence after the last join.
 const CONVERGE_BOUND: Duration = Duration::from_secs(120);

@@ -1114,6 +1114,13 @@ impl Chord {
                     self.reconsider(now);
                 } else if let Destination::Node(n) = p.target {
                     self.back_off(n, now);
+                    // While pending it counted as a would-be neighbour, so the next live
+                    // node behind it was not attached to: give that one its place now
+                    // (Z3), not when the back-off ends. A joining node does not: its Join
+                    // waits for its neighbour Attaches (Z5), and it re-examines once joined.
+                    if self.joined() {
+                        self.reconsider(now);
+                    }
                 }
             }
             PendingKind::ApLookup => {

@@ -545,6 +545,56 @@ fn failed_attach_never_becomes_a_successor() {
 }
 
 #[test]
+fn a_failed_neighbour_attach_gives_its_place_to_the_next_candidate_at_once() {
+    // 1200 reports 1300 and 1400. With r = 3, the pending Attach to 1300 counts as a
+    // would-be successor, so 1400 (fourth) is not attached to yet.
+    let mut c = joined_with(1000, &[700, 800, 900, 1100, 1200], 3);
+    c.handle(
+        t(1.0),
+        TopologyInput::Update {
+            from: nid(1200),
+            body: neighbors(&[1100, 1000], &[1300, 1400]),
+        },
+    )
+    .unwrap();
+    let first = attaches(&drain(&mut c));
+    assert!(
+        first
+            .iter()
+            .any(|(d, _, _)| *d == Destination::Node(nid(1300))),
+        "{first:?}"
+    );
+    assert!(
+        !first
+            .iter()
+            .any(|(d, _, _)| *d == Destination::Node(nid(1400))),
+        "{first:?}"
+    );
+    // 1300 never answers (it died; its reporter 1200 is still up): 1400 is attached to
+    // right away, not only when the back-off from 1300 ends (2 · request timeout).
+    c.handle(
+        t(4.0),
+        TopologyInput::AttachFailed {
+            target: Destination::Node(nid(1300)),
+            error: None,
+        },
+    )
+    .unwrap();
+    let next = attaches(&drain(&mut c));
+    assert!(
+        next.iter()
+            .any(|(d, v, _)| *d == Destination::Node(nid(1400)) && *v == Some(nid(1200))),
+        "{next:?}"
+    );
+    assert!(
+        !next
+            .iter()
+            .any(|(d, _, _)| *d == Destination::Node(nid(1300))),
+        "the failed candidate is backed off: {next:?}"
+    );
+}
+
+#[test]
 fn an_attach_refused_in_progress_is_retried_soon_and_one_lost_with_its_reporter_at_once() {
     let settings_rt = settings(3).request_timeout;
     // Error_In_Progress (§6.5.1.2): the other side is attaching to us, or its Attach is
