@@ -52,24 +52,31 @@ fn overlay(name: &str, peers: usize, protocol: &str, base_port: u16) {
     });
     let mut ids: Vec<String> = ring.iter().map(|s| s.id.clone()).collect();
     ids.sort();
+    let responsible_for = |id: &str| -> String {
+        ids.iter()
+            .find(|p| p.as_str() >= id)
+            .unwrap_or(&ids[0])
+            .clone()
+    };
+    // Its one link ends up being to its responsible peer (first the bootstrap link, then
+    // both, then that one only).
     let client_status = wait_status(
         &[status_file(&dir, c)],
         Duration::from_secs(60),
-        "client attached",
-        |s| s[0].connected.len() == 1,
+        "client attached to its responsible peer only",
+        |s| s[0].connected == vec![responsible_for(&s[0].id)],
     );
     let client_id = client_status[0].id.clone();
-    let responsible = ids
-        .iter()
-        .find(|id| **id >= client_id)
-        .unwrap_or(&ids[0])
-        .clone();
+    let responsible = responsible_for(&client_id);
     assert!(!client_status[0].joined, "a client is not part of the ring");
-    assert_eq!(
-        client_status[0].connected,
-        vec![responsible.clone()],
-        "attached to its responsible peer"
-    );
+    // Pings across the ring between peers half a ring apart, both ways.
+    let half = |i: usize| {
+        let k = ids.iter().position(|id| *id == ring[i].id).unwrap();
+        ids[(k + peers / 2) % peers].clone()
+    };
+    for i in [0, peers - 1] {
+        ping_ok(&peer_dir(&dir, i), &half(i));
+    }
     let far = ids.iter().find(|id| **id != responsible).unwrap().clone();
     ping_ok(&peer_dir(&dir, c), &far);
     let from_ring = (0..peers).find(|&i| ring[i].id == far).unwrap();
