@@ -22,7 +22,7 @@ use crate::topology::chord::Chord;
 pub struct PeerOptions {
     /// Addresses to listen on, with the link protocol of each.
     pub listen: Vec<(OverlayLinkType, SocketAddr)>,
-    /// Write an NSS key log of the TLS links here (debugging captures).
+    /// Write an NSS key log of the TLS and DTLS links here (debugging captures).
     pub key_log: Option<PathBuf>,
 }
 

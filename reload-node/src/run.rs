@@ -55,7 +55,7 @@ pub struct RunArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, reload_node=trace.
     #[arg(long, default_value = "info")]
     pub log: String,
-    /// Write an NSS key log of the TLS links to FILE (to decrypt captures; a debugging
+    /// Write an NSS key log of the TLS and DTLS links to FILE (to decrypt captures; a debugging
     /// aid, never for production). Also taken from the SSLKEYLOGFILE environment variable.
     #[arg(long, value_name = "FILE", env = "SSLKEYLOGFILE")]
     pub key_log: Option<PathBuf>,

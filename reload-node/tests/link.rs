@@ -78,6 +78,8 @@ struct Net {
     events: [Vec<(Duration, LinkEvent)>; 2],
     /// Every transmit, with its time offset.
     sent: [Vec<(Duration, Bytes)>; 2],
+    /// Every transmit in the order it was sent: (sender, bytes).
+    wire: Vec<(usize, Bytes)>,
     drop: DropFn,
     dropped: [usize; 2],
 }
@@ -92,6 +94,7 @@ impl Net {
             transit: VecDeque::new(),
             events: [Vec::new(), Vec::new()],
             sent: [Vec::new(), Vec::new()],
+            wire: Vec::new(),
             drop: Box::new(|_, _| false),
             dropped: [0, 0],
         }
@@ -107,6 +110,7 @@ impl Net {
             while let Some(b) = self.links[i].poll_transmit() {
                 any = true;
                 self.sent[i].push((self.t(), b.clone()));
+                self.wire.push((i, b.clone()));
                 if (self.drop)(i, &b) {
                     self.dropped[i] += 1;
                     continue;
@@ -391,6 +395,113 @@ fn tls13_key_log_lines() {
     let randoms: std::collections::HashSet<&str> =
         lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
     assert_eq!(randoms.len(), 1);
+}
+
+/// A pcap of UDP datagrams (LINKTYPE_RAW IPv4): sender 0 is 127.0.0.1:6084, sender 1 is
+/// 127.0.0.2:40000.
+fn udp_pcap(wire: &[(usize, Bytes)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
+    for (k, (from, data)) in wire.iter().enumerate() {
+        let (src, dst, sport, dport) = if *from == 0 {
+            ([127, 0, 0, 1], [127, 0, 0, 2], 6084u16, 40000u16)
+        } else {
+            ([127, 0, 0, 2], [127, 0, 0, 1], 40000, 6084)
+        };
+        let total = 20 + 8 + data.len();
+        let mut p = Vec::with_capacity(total);
+        p.extend_from_slice(&[0x45, 0]);
+        p.extend_from_slice(&(total as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        let mut sum: u32 = p
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(data);
+        out.extend_from_slice(&(k as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+#[test]
+fn dtls_key_log_decrypts_in_tshark() {
+    // rtc-dtls has no key log hook; the link writes CLIENT_RANDOM from its state export.
+    // tshark, given that line, decrypts the DTLS records into RELOAD frames.
+    let f = fixture(false);
+    let (sink, lines) = KeyLogSink::collect();
+    let mut sc = config(&f.ca);
+    sc.key_log = Some(sink);
+    let mut net = make_net(true, &f, sc, config(&f.ca));
+    net.settle();
+    net.send(1, pattern(100, 0));
+    net.send(0, pattern(50, 1));
+    net.run_for(ms(1000));
+    assert_eq!(net.messages(0), vec![pattern(100, 0)]);
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let parts: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(parts[0], "CLIENT_RANDOM");
+    assert_eq!((parts[1].len(), parts[2].len()), (64, 96));
+    let dir = std::env::temp_dir().join(format!("reload-dtls-keylog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cap = dir.join("dtls.pcap");
+    let keys = dir.join("keys.log");
+    std::fs::write(&cap, udp_pcap(&net.wire)).unwrap();
+    std::fs::write(&keys, format!("{}\n", lines[0])).unwrap();
+    let fields = |keylog: &std::path::Path| -> String {
+        let out = std::process::Command::new("tshark")
+            .arg("-n")
+            .arg("-r")
+            .arg(&cap)
+            .arg("-o")
+            .arg(format!("tls.keylog_file:{}", keylog.display()))
+            .args(["-d", "udp.port==6084,dtls", "-T", "fields"])
+            .args(["-e", "data.data"])
+            .output()
+            .expect("tshark runs (CI installs it; apt-get install tshark)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The decrypted application data is the framing (§6.6.2): a data frame is type 128,
+    // then its sequence number and 24-bit length (100 and 50 bytes here).
+    let decrypted = fields(&keys);
+    let data_frames = decrypted
+        .lines()
+        .filter(|l| l.starts_with("8000000000000064") || l.starts_with("8000000000000032"))
+        .count();
+    assert!(data_frames >= 2, "decrypted frames:\n{decrypted}");
+    // Without the key log nothing of the framing is visible.
+    let none = dir.join("none.log");
+    std::fs::write(&none, "").unwrap();
+    let opaque = fields(&none);
+    assert!(
+        !opaque.lines().any(|l| l.starts_with("80000000")),
+        "{opaque}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -225,6 +225,8 @@ fn alert_name(d: u8) -> String {
 pub(crate) struct DtlsSession {
     endpoint: Endpoint,
     check: PeerCheck,
+    /// Where the session's secret goes once the handshake completes (debugging only).
+    key_log: Option<super::KeyLogSink>,
     handshaking: bool,
     closed: bool,
     early_records: usize,
@@ -249,6 +251,7 @@ impl DtlsSession {
         Ok(DtlsSession {
             endpoint: Endpoint::new(LOCAL, TransportProtocol::UDP, Some(cfg)),
             check,
+            key_log: ctx.config.key_log.clone(),
             handshaking: true,
             closed: false,
             early_records: 0,
@@ -270,6 +273,7 @@ impl DtlsSession {
         Ok(DtlsSession {
             endpoint,
             check,
+            key_log: ctx.config.key_log.clone(),
             handshaking: true,
             closed: false,
             early_records: 0,
@@ -327,6 +331,7 @@ impl DtlsSession {
             match ev {
                 EndpointEvent::HandshakeComplete => {
                     self.handshaking = false;
+                    self.write_key_log();
                     out.push(SessionEvent::HandshakeComplete);
                 }
                 EndpointEvent::ApplicationData(d) => out.push(SessionEvent::Data(d.freeze())),
@@ -384,6 +389,31 @@ impl DtlsSession {
         let _ = self.endpoint.stop(now, REMOTE);
     }
 
+    /// NSS key log line `CLIENT_RANDOM <client random> <master secret>` (DTLS 1.2), when
+    /// asked for. rtc-dtls has no key log hook; its state export (for resuming a
+    /// connection) carries both randoms and the master secret.
+    fn write_key_log(&self) {
+        let Some(sink) = &self.key_log else {
+            return;
+        };
+        let Some(state) = self.endpoint.get_connection_state(REMOTE) else {
+            return;
+        };
+        match state
+            .marshal_binary()
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                exported_secret(&b).ok_or_else(|| "unexpected state export layout".to_string())
+            }) {
+            Ok((client_random, master_secret)) => sink.write_line(&super::keylog::NssKeyLog::line(
+                "CLIENT_RANDOM",
+                &client_random,
+                &master_secret,
+            )),
+            Err(e) => tracing::warn!("DTLS key log not written: {e}"),
+        }
+    }
+
     /// The negotiated cipher suite, for logs.
     pub(crate) fn describe(&self) -> Option<String> {
         let st = self.endpoint.get_connection_state(REMOTE)?;
@@ -397,4 +427,38 @@ impl DtlsSession {
             .first()
             .map(|c| Bytes::copy_from_slice(c))
     }
+}
+
+/// The layout of rtc-dtls 0.21's `SerializedState` (its `State::marshal_binary`, an rkyv
+/// archive): field for field, so that the archive can be read back here. Checked by
+/// `link.rs::dtls_key_log_decrypts_in_tshark` — a change in rtc-dtls shows there.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ExportedState {
+    local_epoch: u16,
+    remote_epoch: u16,
+    local_random: [u8; 32],
+    remote_random: [u8; 32],
+    cipher_suite_id: u16,
+    master_secret: Vec<u8>,
+    sequence_number: u64,
+    srtp_protection_profile: u16,
+    peer_certificates: Vec<Vec<u8>>,
+    identity_hint: Vec<u8>,
+    is_client: bool,
+}
+
+/// (client random, master secret) from a state export.
+fn exported_secret(bytes: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(bytes);
+    let st = rkyv::access::<ArchivedExportedState, rkyv::rancor::Error>(&aligned).ok()?;
+    if st.master_secret.len() != 48 {
+        return None;
+    }
+    let client = if st.is_client {
+        &st.local_random
+    } else {
+        &st.remote_random
+    };
+    Some((client.to_vec(), st.master_secret.to_vec()))
 }

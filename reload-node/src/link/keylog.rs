@@ -1,5 +1,5 @@
-//! NSS key log (the `SSLKEYLOGFILE` format) for decrypting captures of TLS links with
-//! Wireshark / tshark. Off unless the caller asks for it: the secrets it writes break the
+//! NSS key log (the `SSLKEYLOGFILE` format) for decrypting captures of TLS and DTLS links
+//! with Wireshark / tshark. Off unless the caller asks for it: the secrets it writes break the
 //! confidentiality of every logged session.
 
 use std::fmt;
@@ -46,7 +46,7 @@ impl KeyLogSink {
         (sink, lines)
     }
 
-    fn write_line(&self, line: &str) {
+    pub(crate) fn write_line(&self, line: &str) {
         match self {
             KeyLogSink::Lines(f) => f(line),
             KeyLogSink::File(path) => {

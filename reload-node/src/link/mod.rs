@@ -289,7 +289,7 @@ pub(crate) enum SessionEvent {
 #[derive(Debug)]
 enum Session {
     Tls(Box<tls::TlsSession>),
-    Dtls(dtls::DtlsSession),
+    Dtls(Box<dtls::DtlsSession>),
 }
 
 /// One overlay link (see the module documentation).
@@ -356,7 +356,7 @@ impl Link {
             ctx,
             LinkProtocol::DtlsUdpSrNoIce,
             Role::Server,
-            Session::Dtls(s),
+            Session::Dtls(Box::new(s)),
             check,
             now,
         ))
@@ -374,7 +374,7 @@ impl Link {
             ctx,
             LinkProtocol::DtlsUdpSrNoIce,
             Role::Client,
-            Session::Dtls(s),
+            Session::Dtls(Box::new(s)),
             check,
             now,
         ))
