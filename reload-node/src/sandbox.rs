@@ -309,7 +309,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         // A Ping between two distant peers: from the first to the one half-way round.
         let mut order: Vec<usize> = (0..ring.len()).collect();
         order.sort_by_key(|&i| ring[i].node_id);
-        let (a, b) = (order[0], order[(order.len() * 3) / 8]);
+        let (a, b) = (order[0], order[order.len() / 2]);
         let target = ring[b].node_id;
         println!("== ping {} -> {}", ring[a].node_id, target);
         // The path as measured: Pings with TTL 0, 1, … (each hop where the TTL ran out
