@@ -255,6 +255,18 @@ struct LinkSlot {
     last_activity: Option<Instant>,
 }
 
+/// A message that arrived on a link, its forwarding header parsed.
+struct Received {
+    link: LinkId,
+    /// The peer on that link (the previous hop).
+    from: NodeId,
+    header: ForwardingHeader,
+    header_len: usize,
+    data: Bytes,
+    /// Known only for a whole message or a first fragment (later fragments: false).
+    is_response: bool,
+}
+
 /// Where the answer to an inbound request goes.
 #[derive(Debug, Clone)]
 struct ReplyRoute {
@@ -1445,21 +1457,19 @@ impl Node {
             self.stats.dropped_other += 1;
             return;
         }
-        self.process(now, link, from, header, header_len, data, is_response);
+        let m = Received {
+            link,
+            from,
+            header,
+            header_len,
+            data,
+            is_response,
+        };
+        self.process(now, m);
     }
 
     /// Destination-list processing (§6.1.1–§6.1.3): deliver, forward or drop.
-    #[allow(clippy::too_many_arguments)]
-    fn process(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        from: NodeId,
-        header: ForwardingHeader,
-        header_len: usize,
-        data: Bytes,
-        is_response: bool,
-    ) {
+    fn process(&mut self, now: Instant, m: Received) {
         enum Next {
             Deliver,
             Forward(Vec<Destination>),
@@ -1467,7 +1477,7 @@ impl Node {
             DropOther,
         }
         let me = self.creds.node_id;
-        let mut dest = header.destination_list.clone();
+        let mut dest = m.header.destination_list.clone();
         let next = loop {
             match dest.first() {
                 None => break Next::DropOther,
@@ -1505,12 +1515,8 @@ impl Node {
             }
         };
         match next {
-            Next::Deliver => {
-                self.deliver_or_reassemble(now, link, from, header, header_len, data, is_response)
-            }
-            Next::Forward(dest) => {
-                self.forward(now, from, header, header_len, data, dest, is_response)
-            }
+            Next::Deliver => self.deliver_or_reassemble(now, m),
+            Next::Forward(dest) => self.forward(now, m, dest),
             Next::DropNoRoute => self.stats.dropped_no_route += 1,
             Next::DropOther => self.stats.dropped_other += 1,
         }
@@ -1519,16 +1525,15 @@ impl Node {
     /// Forwards towards `dest[0]` (§6.1.2): TTL decremented, the previous hop appended to
     /// the via list of requests, the contents untouched.
     #[allow(clippy::too_many_arguments)]
-    fn forward(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        header: ForwardingHeader,
-        header_len: usize,
-        data: Bytes,
-        dest: Vec<Destination>,
-        is_response: bool,
-    ) {
+    fn forward(&mut self, now: Instant, m: Received, dest: Vec<Destination>) {
+        let Received {
+            from,
+            header,
+            header_len,
+            data,
+            is_response,
+            ..
+        } = m;
         let tail = header.fragment.offset() != 0;
         if header.ttl == 0 {
             if !is_response && !tail {
@@ -1596,17 +1601,15 @@ impl Node {
     }
 
     /// A message for us: delivered whole, or first reassembled from its fragments (§6.7).
-    #[allow(clippy::too_many_arguments)]
-    fn deliver_or_reassemble(
-        &mut self,
-        now: Instant,
-        link: LinkId,
-        from: NodeId,
-        header: ForwardingHeader,
-        header_len: usize,
-        data: Bytes,
-        is_response: bool,
-    ) {
+    fn deliver_or_reassemble(&mut self, now: Instant, m: Received) {
+        let Received {
+            link,
+            from,
+            header,
+            header_len,
+            data,
+            is_response,
+        } = m;
         if header.fragment.is_whole() {
             return self.deliver(now, link, from, header, data, is_response);
         }
