@@ -218,6 +218,18 @@ fn ping_node(r: &mut Ring, from: usize, to: usize) -> u64 {
     ping(r, from, d)
 }
 
+/// Sends `body` from node `from` to node `to` (by Node-ID); the transaction ID.
+fn request(r: &mut Ring, from: usize, to: usize, body: MessageBody) -> u64 {
+    let now = r.sim.now;
+    let dest = vec![Destination::Node(NodeId::from_u128(r.ids[to]))];
+    let tx = r.sim.nodes[from]
+        .node
+        .send_request(now, dest, body)
+        .unwrap();
+    r.sim.after_input(from);
+    tx
+}
+
 fn response(r: &Ring, node: usize, tx: u64) -> Option<Result<(NodeId, MessageBody), RequestError>> {
     r.sim.nodes[node].events.iter().find_map(|e| match e {
         Event::Response {
@@ -363,20 +375,11 @@ fn configuration_sequence_mismatch_gets_config_errors() {
 #[test]
 fn join_for_someone_else_is_forbidden() {
     let mut r = ring(4, 7, SimNetwork::default(), |_, _| {});
-    let now = r.sim.now;
     let body = MessageBody::JoinReq(JoinReq {
         joining_peer_id: NodeId::from_u128(42),
         overlay_specific_data: Bytes::new(),
     });
-    let tx = r.sim.nodes[0]
-        .node
-        .send_request(
-            now,
-            vec![Destination::Node(NodeId::from_u128(r.ids[1]))],
-            body,
-        )
-        .unwrap();
-    r.sim.after_input(0);
+    let tx = request(&mut r, 0, 1, body);
     match wait(&mut r, 0, tx, Duration::from_secs(5)) {
         Err(RequestError::Error(_, ErrorResponse { error_code, .. })) => {
             assert_eq!(error_code, ErrorCode::FORBIDDEN)
@@ -584,17 +587,8 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
     // one in use: Error_Forbidden, nothing changes.
     let outsider = r.ca.node(false, 0x0bad_0bad, "outsider");
     let (_, forged) = signed_config(&r, &outsider, &outsider, 9);
-    let now = r.sim.now;
     let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Config(forged));
-    let tx = r.sim.nodes[2]
-        .node
-        .send_request(
-            now,
-            vec![Destination::Node(NodeId::from_u128(r.ids[0]))],
-            body,
-        )
-        .unwrap();
-    r.sim.after_input(2);
+    let tx = request(&mut r, 2, 0, body);
     match wait(&mut r, 2, tx, Duration::from_secs(5)) {
         Err(RequestError::Error(_, e)) => {
             assert_eq!(e.error_code, ErrorCode::FORBIDDEN);
@@ -610,16 +604,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
     // An older one, properly signed: refused as well (the sequence must be newer).
     let (_, older) = signed_config(&r, &signer, &signer, 4);
     let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Config(older));
-    let now = r.sim.now;
-    let tx = r.sim.nodes[2]
-        .node
-        .send_request(
-            now,
-            vec![Destination::Node(NodeId::from_u128(r.ids[0]))],
-            body,
-        )
-        .unwrap();
-    r.sim.after_input(2);
+    let tx = request(&mut r, 2, 0, body);
     assert!(
         matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(_, e)) if e.error_code == ErrorCode::FORBIDDEN)
     );
@@ -627,17 +612,10 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
 }
 
 fn big_ping(r: &mut Ring, from: usize, to: usize, padding: usize) -> u64 {
-    let now = r.sim.now;
     let body = MessageBody::PingReq(PingReq {
         padding: Bytes::from(vec![0x5a; padding]),
     });
-    let dest = vec![Destination::Node(NodeId::from_u128(r.ids[to]))];
-    let tx = r.sim.nodes[from]
-        .node
-        .send_request(now, dest, body)
-        .unwrap();
-    r.sim.after_input(from);
-    tx
+    request(r, from, to, body)
 }
 
 /// Message links whose MTU differs per node (1200, 2000, 800 bytes), a max-message-size
@@ -895,16 +873,7 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
     let body = MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Kinds(vec![
         Bytes::from(block),
     ]));
-    let now = r.sim.now;
-    let tx = r.sim.nodes[2]
-        .node
-        .send_request(
-            now,
-            vec![Destination::Node(NodeId::from_u128(r.ids[1]))],
-            body,
-        )
-        .unwrap();
-    r.sim.after_input(2);
+    let tx = request(&mut r, 2, 1, body);
     assert!(
         matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(_, e)) if e.error_code == ErrorCode::FORBIDDEN)
     );
