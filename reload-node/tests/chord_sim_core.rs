@@ -6,28 +6,21 @@
 //! Pings answered by the responsible peer.
 
 mod pki;
+mod simnet;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use pki::*;
-use reload_node::config::OverlayConfig;
-use reload_node::identity::TrustPolicy;
-use reload_node::node::{Event, Node, NodeSettings};
-use reload_node::sim::{Sim, SimNetwork};
+use reload_node::node::Event;
+use reload_node::sim::Sim;
 use reload_node::topology::TopologySettings;
-use reload_node::topology::chord::Chord;
 use reload_wire::body::MessageBody;
-use reload_wire::link::{OverlayLinkType, PingReq};
+use reload_wire::link::PingReq;
 use reload_wire::{Destination, NodeId, ResourceId};
+use simnet::{Net, PROTOCOL, build, live, ring_error, ring_error_of};
 
-const PROTOCOL: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
-
-struct Ring {
-    sim: Sim,
-    ids: Vec<u128>,
-    addrs: Vec<SocketAddr>,
-}
+/// Successor / predecessor list length of [`topo_settings`].
+const NEIGHBORS: usize = 4;
 
 fn topo_settings() -> TopologySettings {
     TopologySettings {
@@ -42,46 +35,21 @@ fn topo_settings() -> TopologySettings {
 }
 
 /// `n` real cores with Chord; none started.
-fn cores(n: usize, seed: u64) -> Ring {
-    let ca = TestCa::new(false);
-    let mut sim = Sim::new(seed, SimNetwork::default());
-    let config = OverlayConfig::new(OVERLAY);
+fn cores(n: usize, seed: u64) -> Net {
     let mut rng = seed | 1;
-    let mut ids = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 0..n {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let id = ((rng as u128) << 64) | (rng.rotate_left(17) as u128) | 1;
-        let addr: SocketAddr = format!("127.0.0.1:{}", 20000 + i).parse().unwrap();
-        let settings = NodeSettings::from_config(&config, vec![(PROTOCOL, addr)]);
-        let creds = ca.node(false, id, &format!("user{i}"));
-        let trust = TrustPolicy {
-            overlay: OVERLAY.into(),
-            node_id_len: 16,
-            roots: vec![ca.der.clone()],
-            bad_nodes: vec![],
-            self_signed: None,
-        };
-        let topo = Box::new(Chord::new(NodeId::from_u128(id), topo_settings()));
-        let node = Node::new(
-            settings,
-            creds,
-            reload_node::sign::Verifier::new(trust, 256),
-            topo,
-            sim.now,
-            SystemTime::now(),
-            seed ^ id as u64,
-        );
-        sim.add(node, addr);
-        ids.push(id);
-        addrs.push(addr);
-    }
-    Ring { sim, ids, addrs }
+    let ids = (0..n)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            ((rng as u128) << 64) | (rng.rotate_left(17) as u128) | 1
+        })
+        .collect();
+    let addr = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", 20000 + i).parse().unwrap() };
+    build(seed, ids, addr, Some(topo_settings()), Some(256))
 }
 
-fn start(r: &mut Ring, i: usize, bootstrap: Option<usize>) {
+fn start(r: &mut Net, i: usize, bootstrap: Option<usize>) {
     let now = r.sim.now;
     match bootstrap {
         None => r.sim.nodes[i].node.start(now, true, &[], false),
@@ -95,45 +63,8 @@ fn start(r: &mut Ring, i: usize, bootstrap: Option<usize>) {
     r.sim.after_input(i);
 }
 
-fn live(r: &Ring) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..r.ids.len()).filter(|&i| r.sim.nodes[i].alive).collect();
-    v.sort_by_key(|&i| r.ids[i]);
-    v
-}
-
-/// Why the live nodes do not form exactly the sorted ring (neighbour lists of 4).
-fn ring_error(r: &Ring) -> Option<String> {
-    ring_error_of(r, &live(r))
-}
-
-/// Why the nodes `m` (sorted by ID) do not form exactly their ring.
-fn ring_error_of(r: &Ring, m: &[usize]) -> Option<String> {
-    let n = m.len();
-    let len = 4.min(n - 1);
-    for (k, &i) in m.iter().enumerate() {
-        let t = r.sim.nodes[i].node.topology();
-        if !t.is_joined() {
-            return Some(format!("node {i} not joined"));
-        }
-        let want_s: Vec<NodeId> = (1..=len)
-            .map(|d| NodeId::from_u128(r.ids[m[(k + d) % n]]))
-            .collect();
-        let want_p: Vec<NodeId> = (1..=len)
-            .map(|d| NodeId::from_u128(r.ids[m[(k + n - d) % n]]))
-            .collect();
-        if t.successors() != want_s || t.predecessors() != want_p {
-            return Some(format!(
-                "node {i}: succ {:?} want {want_s:?}; pred {:?} want {want_p:?}",
-                t.successors(),
-                t.predecessors()
-            ));
-        }
-    }
-    None
-}
-
 /// Pings `key` as a Resource-ID from `from`; the responder.
-fn ping_resource(r: &mut Ring, from: usize, key: u128) -> NodeId {
+fn ping_resource(r: &mut Net, from: usize, key: u128) -> NodeId {
     let now = r.sim.now;
     let dest = Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec()));
     let tx = r.sim.nodes[from]
@@ -163,7 +94,7 @@ fn ping_resource(r: &mut Ring, from: usize, key: u128) -> NodeId {
         .0
 }
 
-fn check_pings(r: &mut Ring, count: usize, seed: u64) {
+fn check_pings(r: &mut Net, count: usize, seed: u64) {
     let m = live(r);
     let mut x = seed | 1;
     for _ in 0..count {
@@ -201,11 +132,11 @@ fn chord_in_real_cores_joins_routes_and_heals() {
         r.sim.run_for(Duration::from_secs(1));
     }
     let mut waited = Duration::ZERO;
-    while ring_error(&r).is_some() && waited < Duration::from_secs(60) {
+    while ring_error(&r, NEIGHBORS).is_some() && waited < Duration::from_secs(60) {
         r.sim.run_for(Duration::from_secs(1));
         waited += Duration::from_secs(1);
     }
-    if let Some(e) = ring_error(&r) {
+    if let Some(e) = ring_error(&r, NEIGHBORS) {
         panic!("ring through real cores: {e}");
     }
     check_pings(&mut r, 60, 3);
@@ -226,18 +157,18 @@ fn chord_in_real_cores_joins_routes_and_heals() {
     r.sim.run_for(Duration::from_millis(500));
     r.sim.kill(8);
     let mut healed = Duration::ZERO;
-    while ring_error(&r).is_some() && healed < Duration::from_secs(60) {
+    while ring_error(&r, NEIGHBORS).is_some() && healed < Duration::from_secs(60) {
         r.sim.run_for(Duration::from_secs(1));
         healed += Duration::from_secs(1);
     }
-    if let Some(e) = ring_error(&r) {
+    if let Some(e) = ring_error(&r, NEIGHBORS) {
         panic!("after failures, through real cores: {e}");
     }
     check_pings(&mut r, 40, 5);
     println!("real cores: 3 failures and 1 leave healed within {healed:?}");
 }
 
-fn start_client(r: &mut Ring, i: usize, bootstrap: usize) {
+fn start_client(r: &mut Net, i: usize, bootstrap: usize) {
     let now = r.sim.now;
     let addr = r.addrs[bootstrap];
     r.sim.nodes[i]
@@ -247,7 +178,7 @@ fn start_client(r: &mut Ring, i: usize, bootstrap: usize) {
 }
 
 /// Pings the Node-ID of `target` from `from`; the responder.
-fn ping_node(r: &mut Ring, from: usize, target: usize) -> NodeId {
+fn ping_node(r: &mut Net, from: usize, target: usize) -> NodeId {
     let now = r.sim.now;
     let dest = Destination::Node(NodeId::from_u128(r.ids[target]));
     let tx = r.sim.nodes[from]
@@ -292,9 +223,9 @@ fn chord_in_real_cores_concurrent_joins_clients_and_failures() {
         }
         r.sim.run_for(Duration::from_secs(5));
     }
-    let peer_ring = |r: &Ring| {
+    let peer_ring = |r: &Net| {
         let m: Vec<usize> = live(r).into_iter().filter(|&i| i < peers).collect();
-        (m.clone(), ring_error_of(r, &m))
+        (m.clone(), ring_error_of(r, &m, NEIGHBORS))
     };
     let mut waited = Duration::ZERO;
     while peer_ring(&r).1.is_some() && waited < Duration::from_secs(120) {
@@ -309,7 +240,7 @@ fn chord_in_real_cores_concurrent_joins_clients_and_failures() {
         start_client(&mut r, c, 0);
     }
     r.sim.run_for(Duration::from_secs(10));
-    let check_clients = |r: &mut Ring| {
+    let check_clients = |r: &mut Net| {
         let m = peer_ring(r).0;
         for c in peers..peers + clients {
             let pos = m.partition_point(|&i| r.ids[i] < r.ids[c]);
@@ -386,9 +317,9 @@ fn a_joining_peer_keeps_trying_its_bootstrap_peer_until_it_is_up() {
         "joined once the bootstrap peer was up"
     );
     let mut waited = Duration::ZERO;
-    while ring_error(&r).is_some() && waited < Duration::from_secs(30) {
+    while ring_error(&r, NEIGHBORS).is_some() && waited < Duration::from_secs(30) {
         r.sim.run_for(Duration::from_secs(1));
         waited += Duration::from_secs(1);
     }
-    assert_eq!(ring_error(&r), None);
+    assert_eq!(ring_error(&r, NEIGHBORS), None);
 }

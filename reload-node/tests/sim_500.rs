@@ -31,273 +31,15 @@
 //! the next via entry) are counted and printed, not asserted.
 
 mod pki;
+mod simnet;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use pki::*;
-use reload_node::config::OverlayConfig;
-use reload_node::identity::TrustPolicy;
-use reload_node::node::{Event, Node, NodeSettings, RequestError};
-use reload_node::sim::{Sim, SimNetwork, SimRng};
-use reload_node::topology::TopologySettings;
-use reload_node::topology::chord::Chord;
-use reload_wire::body::MessageBody;
-use reload_wire::link::OverlayLinkType;
-use reload_wire::topology::RouteQueryReq;
-use reload_wire::{DecodeOptions, Destination, NodeId, ResourceId};
-
-const PROTOCOL: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
-const SEC: Duration = Duration::from_secs(1);
+use simnet::*;
 
 /// Successor / predecessor list length (what `TopologySettings::from_config` gives a
 /// real peer).
 const NEIGHBORS: usize = 5;
-
-struct Net {
-    sim: Sim,
-    ids: Vec<u128>,
-    addrs: Vec<SocketAddr>,
-}
-
-/// `n` full cores (P-256 certificates from one test CA), none started. Node-IDs come from
-/// the seed.
-fn cores(n: usize, seed: u64) -> Net {
-    let ca = TestCa::new(false);
-    let mut sim = Sim::new(seed, SimNetwork::default());
-    let config = OverlayConfig::new(OVERLAY);
-    let mut rng = SimRng::new(seed ^ 0x1d5);
-    let mut ids: Vec<u128> = Vec::with_capacity(n);
-    let mut addrs = Vec::with_capacity(n);
-    let wall = SystemTime::now();
-    while ids.len() < n {
-        let id = ((rng.next_u64() as u128) << 64) | rng.next_u64() as u128;
-        if id == 0 || id == u128::MAX || ids.contains(&id) {
-            continue;
-        }
-        let i = ids.len();
-        let addr = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6084));
-        let settings = NodeSettings::from_config(&config, vec![(PROTOCOL, addr)]);
-        let creds = ca.node(false, id, &format!("user{i}"));
-        let trust = TrustPolicy {
-            overlay: OVERLAY.into(),
-            node_id_len: 16,
-            roots: vec![ca.der.clone()],
-            bad_nodes: vec![],
-            self_signed: None,
-        };
-        let cache = settings.cert_cache_size;
-        // Exactly what `peer::build` gives a real peer: 5 neighbours, 32 fingers,
-        // Update every 600 s, finger Ping every 3600 s, request timeout 15 s, reactive.
-        let topo = Box::new(Chord::new(
-            NodeId::from_u128(id),
-            TopologySettings::from_config(&config),
-        ));
-        let node = Node::new(
-            settings,
-            creds,
-            reload_node::sign::Verifier::new(trust, cache),
-            topo,
-            sim.now,
-            wall,
-            seed ^ id as u64,
-        );
-        sim.add(node, addr);
-        ids.push(id);
-        addrs.push(addr);
-    }
-    Net { sim, ids, addrs }
-}
-
-/// Starts node 0 alone, then every other one `gap` after the previous, each through a
-/// random earlier node.
-fn join_sequentially(net: &mut Net, gap: Duration) {
-    let now = net.sim.now;
-    net.sim.nodes[0].node.start(now, true, &[], false);
-    net.sim.after_input(0);
-    net.sim.run_for(gap);
-    for i in 1..net.ids.len() {
-        let b = net.sim.rng.below(i as u64) as usize;
-        let now = net.sim.now;
-        let boot = [(PROTOCOL, net.addrs[b])];
-        net.sim.nodes[i].node.start(now, false, &boot, false);
-        net.sim.after_input(i);
-        net.sim.run_for(gap);
-        if i % 64 == 0 {
-            clear_events(&mut net.sim);
-        }
-    }
-}
-
-/// Events the test does not read (LinkUp, NeighborsChanged, …) would pile up.
-fn clear_events(sim: &mut Sim) {
-    for n in &mut sim.nodes {
-        n.events.clear();
-    }
-}
-
-/// The live nodes, sorted by Node-ID.
-fn live(net: &Net) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..net.ids.len())
-        .filter(|&i| net.sim.nodes[i].alive)
-        .collect();
-    v.sort_by_key(|&i| net.ids[i]);
-    v
-}
-
-/// Why the live nodes do not form exactly their sorted ring.
-fn ring_error(net: &Net) -> Option<String> {
-    let m = live(net);
-    let n = m.len();
-    let len = NEIGHBORS.min(n - 1);
-    for (k, &i) in m.iter().enumerate() {
-        let t = net.sim.nodes[i].node.topology();
-        if !t.is_joined() {
-            return Some(format!("node {i} not joined"));
-        }
-        let want_s: Vec<NodeId> = (1..=len)
-            .map(|d| NodeId::from_u128(net.ids[m[(k + d) % n]]))
-            .collect();
-        let want_p: Vec<NodeId> = (1..=len)
-            .map(|d| NodeId::from_u128(net.ids[m[(k + n - d) % n]]))
-            .collect();
-        if t.successors() != want_s || t.predecessors() != want_p {
-            return Some(format!(
-                "node {i}: succ {:?} want {want_s:?}; pred {:?} want {want_p:?}",
-                t.successors(),
-                t.predecessors()
-            ));
-        }
-    }
-    None
-}
-
-/// Runs in steps of `step` until the ring is exact; the simulated time it took, or `None`
-/// after `limit`.
-fn converge(net: &mut Net, step: Duration, limit: Duration) -> Option<Duration> {
-    let t0 = net.sim.now;
-    loop {
-        if ring_error(net).is_none() {
-            return Some(net.sim.now - t0);
-        }
-        if net.sim.now - t0 >= limit {
-            return None;
-        }
-        net.sim.run_for(step);
-    }
-}
-
-#[derive(Debug, Default)]
-struct Lookups {
-    count: u64,
-    hops: u64,
-    max_hops: u32,
-    /// Answers that did not come back along the request's path (§6.2.2): a link on it
-    /// went away in between and the answer was routed to the next via entry instead.
-    asymmetric: u64,
-    /// Every lookup's hop count, in order (for the digest).
-    trace: Vec<u8>,
-}
-
-impl Lookups {
-    fn mean(&self) -> f64 {
-        self.hops as f64 / self.count as f64
-    }
-}
-
-/// Removes and returns the answer to `tx` from `from`'s events.
-fn take_response(
-    sim: &mut Sim,
-    from: usize,
-    tx: u64,
-) -> Option<Result<(NodeId, MessageBody), RequestError>> {
-    let ev = &mut sim.nodes[from].events;
-    let k = ev.iter().position(
-        |e| matches!(e, Event::Response { transaction_id, .. } if *transaction_id == tx),
-    )?;
-    match ev.remove(k) {
-        Event::Response { result, .. } => Some(result),
-        _ => unreachable!(),
-    }
-}
-
-/// `count` RouteQueries (application requests) for random Resource-IDs from random live
-/// peers, `batch` of them sent at the same instant: each must be answered by the
-/// responsible peer, naming itself as the next peer.
-fn lookups(net: &mut Net, count: usize, batch: usize, seed: u64) -> Lookups {
-    let m = live(net);
-    let sorted: Vec<u128> = m.iter().map(|&i| net.ids[i]).collect();
-    let mut rng = SimRng::new(seed);
-    let mut out = Lookups::default();
-    let opts = DecodeOptions::default();
-    let mut sent = 0;
-    while sent < count {
-        clear_events(&mut net.sim);
-        let mut pending = Vec::new();
-        for _ in 0..batch.min(count - sent) {
-            let key = ((rng.next_u64() as u128) << 64) | rng.next_u64() as u128;
-            let from = m[rng.below(m.len() as u64) as usize];
-            let want = m[sorted.partition_point(|&v| v < key) % m.len()];
-            let dest = Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec()));
-            let body = MessageBody::RouteQueryReq(RouteQueryReq {
-                send_update: false,
-                destination: dest.clone(),
-                overlay_specific_data: Bytes::new(),
-            });
-            let now = net.sim.now;
-            let tx = net.sim.nodes[from]
-                .node
-                .send_request(now, vec![dest], body)
-                .expect("RouteQuery not sent");
-            net.sim.watch(tx);
-            net.sim.after_input(from);
-            pending.push((from, tx, key, want));
-            sent += 1;
-        }
-        let t0 = net.sim.now;
-        while !pending.is_empty() {
-            assert!(
-                net.sim.now - t0 < 30 * SEC,
-                "{} RouteQueries unanswered after 30 s, e.g. key {:032x}",
-                pending.len(),
-                pending[0].2
-            );
-            net.sim.run_for(Duration::from_millis(50));
-            let mut k = 0;
-            while k < pending.len() {
-                let (from, tx, key, want) = pending[k];
-                let Some(result) = take_response(&mut net.sim, from, tx) else {
-                    k += 1;
-                    continue;
-                };
-                pending.swap_remove(k);
-                let (signer, body) = result
-                    .unwrap_or_else(|e| panic!("RouteQuery {key:032x} from node {from}: {e:?}"));
-                let want_id = NodeId::from_u128(net.ids[want]);
-                assert_eq!(
-                    signer, want_id,
-                    "RouteQuery {key:032x} from node {from} answered by {signer:?}, \
-                     responsible is node {want}"
-                );
-                let ans = body
-                    .chord_route_query_ans(&opts)
-                    .expect("not a RouteQueryAns")
-                    .expect("malformed ChordRouteQueryAns");
-                assert_eq!(ans.next_peer, want_id, "responsible peer's next_peer");
-                let (req_hops, ans_hops) = net.sim.unwatch(tx).unwrap();
-                if req_hops != ans_hops {
-                    out.asymmetric += 1;
-                }
-                out.count += 1;
-                out.hops += req_hops as u64;
-                out.max_hops = out.max_hops.max(req_hops);
-                out.trace.push(req_hops as u8);
-            }
-        }
-    }
-    out
-}
 
 fn hop_bound(n: usize) -> f64 {
     0.5 * (n as f64).log2() + 1.0
@@ -403,12 +145,12 @@ fn scenario(n: usize, seed: u64, count: usize, verbose: bool) -> Run {
     let t = Instant::now();
     let mut net = cores(n, seed);
     let built = t.elapsed();
-    join_sequentially(&mut net, SEC);
+    join_sequentially(&mut net, SEC, |_, _| {});
     let joined_wall = t.elapsed();
-    let converged = converge(&mut net, SEC, CONVERGE_BOUND).unwrap_or_else(|| {
+    let converged = converge(&mut net, NEIGHBORS, SEC, CONVERGE_BOUND).unwrap_or_else(|| {
         panic!(
             "{n} cores: ring not exact {CONVERGE_BOUND:?} after the last join: {}",
-            ring_error(&net).unwrap()
+            ring_error(&net, NEIGHBORS).unwrap()
         )
     });
     let joined_at = net.sim.elapsed();
@@ -435,13 +177,14 @@ fn scenario(n: usize, seed: u64, count: usize, verbose: bool) -> Run {
     }
     let victims = fail_30_percent(&mut net);
     let t_heal = Instant::now();
-    let healed = converge(&mut net, Duration::from_millis(250), HEAL_BOUND).unwrap_or_else(|| {
-        panic!(
-            "{n} cores: {} failed at once, ring not exact within {HEAL_BOUND:?}: {}",
-            victims.len(),
-            ring_error(&net).unwrap()
-        )
-    });
+    let healed = converge(&mut net, NEIGHBORS, Duration::from_millis(250), HEAL_BOUND)
+        .unwrap_or_else(|| {
+            panic!(
+                "{n} cores: {} failed at once, ring not exact within {HEAL_BOUND:?}: {}",
+                victims.len(),
+                ring_error(&net, NEIGHBORS).unwrap()
+            )
+        });
     let heal_wall = t_heal.elapsed();
     let survivors = n - victims.len();
     let t_after = Instant::now();
