@@ -1524,7 +1524,6 @@ impl Node {
 
     /// Forwards towards `dest[0]` (§6.1.2): TTL decremented, the previous hop appended to
     /// the via list of requests, the contents untouched.
-    #[allow(clippy::too_many_arguments)]
     fn forward(&mut self, now: Instant, m: Received, dest: Vec<Destination>) {
         let Received {
             from,

@@ -535,22 +535,27 @@ impl Sim {
                     && self.nodes[i].started
                     && !self.linked(i, b)
                 {
-                    self.make_link(i, b);
-                    let _ = self.input(
-                        b,
-                        TopologyInput::LinkUp {
-                            peer: self.nodes[i].id,
-                        },
-                    );
-                    let _ = self.input(
-                        i,
-                        TopologyInput::LinkUp {
-                            peer: self.nodes[b].id,
-                        },
-                    );
+                    self.link_up_both(i, b);
                 }
             }
         }
+    }
+
+    /// A new link between `i` and `b`, reported up to both plug-ins.
+    fn link_up_both(&mut self, i: usize, b: usize) {
+        self.make_link(i, b);
+        let _ = self.input(
+            b,
+            TopologyInput::LinkUp {
+                peer: self.nodes[i].id,
+            },
+        );
+        let _ = self.input(
+            i,
+            TopologyInput::LinkUp {
+                peer: self.nodes[b].id,
+            },
+        );
     }
 
     fn blocked(&self, a: usize, b: usize) -> bool {
@@ -1128,19 +1133,7 @@ impl Sim {
                 }
                 for b in self.nodes[i].bootstrap.clone() {
                     if self.nodes[b].alive && !self.linked(i, b) && !self.blocked(i, b) {
-                        self.make_link(i, b);
-                        let _ = self.input(
-                            b,
-                            TopologyInput::LinkUp {
-                                peer: self.nodes[i].id,
-                            },
-                        );
-                        let _ = self.input(
-                            i,
-                            TopologyInput::LinkUp {
-                                peer: self.nodes[b].id,
-                            },
-                        );
+                        self.link_up_both(i, b);
                         self.drain(b);
                     }
                 }
