@@ -22,13 +22,7 @@ use reload_wire::{
 use time::{Duration, OffsetDateTime};
 
 fn trust(ca: &TestCa) -> TrustPolicy {
-    TrustPolicy {
-        overlay: OVERLAY.into(),
-        node_id_len: 16,
-        roots: vec![ca.der.clone()],
-        bad_nodes: vec![],
-        self_signed: None,
-    }
+    ca.trust()
 }
 
 fn now() -> SystemTime {

@@ -20,13 +20,7 @@ use time::{Duration as TDuration, OffsetDateTime};
 const MAX: usize = 60_000;
 
 fn trust(ca: &TestCa) -> TrustPolicy {
-    TrustPolicy {
-        overlay: OVERLAY.into(),
-        node_id_len: 16,
-        roots: vec![ca.der.clone()],
-        bad_nodes: vec![],
-        self_signed: None,
-    }
+    ca.trust()
 }
 
 fn config(ca: &TestCa) -> LinkConfig {

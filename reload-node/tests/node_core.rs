@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use pki::*;
 use reload_node::config::OverlayConfig;
-use reload_node::identity::TrustPolicy;
 use reload_node::node::{Event, Node, NodeSettings, RequestError};
 use reload_node::sign::Verifier;
 use reload_node::sim::{Sim, SimNetwork};
@@ -154,13 +153,7 @@ fn ring_over(
         let mut s = NodeSettings::from_config(&config, vec![(protocol, addr)]);
         tweak(i, &mut s);
         let creds = ca.node(false, id, &format!("user{i}"));
-        let trust = TrustPolicy {
-            overlay: OVERLAY.into(),
-            node_id_len: 16,
-            roots: vec![ca.der.clone()],
-            bad_nodes: vec![],
-            self_signed: None,
-        };
+        let trust = ca.trust();
         let topo = Box::new(Oracle {
             me: id,
             ring: shared.clone(),

@@ -29,6 +29,17 @@ pub fn alg(rsa: bool) -> &'static SignatureAlgorithm {
 }
 
 impl TestCa {
+    /// The trust policy of the test overlay: this CA as its only root, 16-byte Node-IDs.
+    pub fn trust(&self) -> reload_node::identity::TrustPolicy {
+        reload_node::identity::TrustPolicy {
+            overlay: OVERLAY.into(),
+            node_id_len: 16,
+            roots: vec![self.der.clone()],
+            bad_nodes: vec![],
+            self_signed: None,
+        }
+    }
+
     pub fn new(rsa: bool) -> Self {
         Self::named(rsa, "test overlay root")
     }

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reload_node::config::OverlayConfig;
-use reload_node::identity::TrustPolicy;
 use reload_node::node::{Event, Node, NodeSettings, RequestError};
 use reload_node::sim::{Sim, SimNetwork, SimRng};
 use reload_node::topology::TopologySettings;
@@ -78,13 +77,7 @@ pub fn build(
         let addr = addr(i);
         let settings = NodeSettings::from_config(&config, vec![(PROTOCOL, addr)]);
         let creds = ca.node(false, id, &format!("user{i}"));
-        let trust = TrustPolicy {
-            overlay: OVERLAY.into(),
-            node_id_len: 16,
-            roots: vec![ca.der.clone()],
-            bad_nodes: vec![],
-            self_signed: None,
-        };
+        let trust = ca.trust();
         let cache = cert_cache.unwrap_or(settings.cert_cache_size);
         let topo = Box::new(Chord::new(NodeId::from_u128(id), topology.clone()));
         let node = Node::new(
