@@ -1068,4 +1068,23 @@ mod tests {
             assert!(parse_destination(bad, &i).is_err(), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Any operator input: an answer or a readable error, never a panic; a Node-ID in
+        /// hex reads back as itself.
+        #[test]
+        fn any_destination_text_is_answered(text in ".{0,200}", raw in proptest::num::u128::ANY) {
+            let i = info();
+            let _ = parse_destination(&text, &i);
+            let _ = parse_destination(&format!("reload://{text}"), &i);
+            let _ = parse_destination(&format!("resource:{text}"), &i);
+            let id = NodeId::from_u128(raw);
+            if !id.is_zero() && !id.is_wildcard() {
+                proptest::prop_assert_eq!(
+                    parse_destination(&id.to_hex(), &i),
+                    Ok(vec![Destination::Node(id)])
+                );
+            }
+        }
+    }
 }
