@@ -86,9 +86,9 @@ impl UdpLinks {
         data: &[u8],
         accept: impl FnOnce() -> Option<LinkId>,
     ) -> Option<LinkId> {
-        let hello = is_client_hello(data);
+        let hello = crate::link::is_client_hello(data);
         match self.by_addr.get(&from).copied() {
-            Some(l) if self.up.contains(&l) && epoch_zero(data) => {
+            Some(l) if self.up.contains(&l) && crate::link::first_record_epoch_zero(data) => {
                 if let Some(n) = self.successor.get(&from) {
                     return Some(*n);
                 }
@@ -151,18 +151,6 @@ impl UdpLinks {
         }
         self.up.remove(link);
     }
-}
-
-/// Whether a datagram starts a new DTLS handshake: its first record is an epoch-0
-/// handshake record holding a ClientHello (RFC 6347 §4.1, §4.2.2). Retransmitted later
-/// flights of a running handshake never start with one once the server answered.
-fn is_client_hello(d: &[u8]) -> bool {
-    d.len() > 13 && d[0] == 22 && d[1] == 0xfe && d[3] == 0 && d[4] == 0 && d[13] == 1
-}
-
-/// Whether a datagram's first DTLS record is of epoch 0 (handshake in the clear).
-fn epoch_zero(d: &[u8]) -> bool {
-    d.len() > 13 && d[1] == 0xfe && d[3] == 0 && d[4] == 0
 }
 
 /// Sockets the shell serves.

@@ -166,6 +166,19 @@ fn well_formed(d: &[u8]) -> bool {
     true
 }
 
+/// Whether a datagram starts a new DTLS handshake: its first record is an epoch-0
+/// handshake record holding a ClientHello (RFC 6347 §4.1, §4.2.2). Retransmitted later
+/// flights of a running handshake never start with one once the server answered. For a
+/// transport that tells associations apart by address (one UDP socket).
+pub fn is_client_hello(d: &[u8]) -> bool {
+    d.len() > RECORD_HEADER && d[0] == 22 && first_record_epoch_zero(d) && d[RECORD_HEADER] == 1
+}
+
+/// Whether a datagram's first DTLS record is of epoch 0 (handshake in the clear).
+pub fn first_record_epoch_zero(d: &[u8]) -> bool {
+    d.len() > RECORD_HEADER && d[1] == 0xfe && d[3] == 0 && d[4] == 0
+}
+
 /// Records of an epoch above 0 in a well-formed datagram.
 fn later_epoch_records(d: &[u8]) -> usize {
     let (mut off, mut n) = (0, 0);

@@ -226,9 +226,6 @@ pub enum FramingEvent {
     TooLarge { prefix: Bytes },
 }
 
-/// The data frame header before a message: type (1), sequence (4), length (3).
-const DATA_FRAME_HEADER: usize = 8;
-
 /// Counters, for tests and operators.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FramingStats {
@@ -464,7 +461,10 @@ impl Framer {
     /// up for an Error_Message_Too_Large and refuse further input; a header that is
     /// itself too large fails the link silently.
     fn too_large(&mut self, e: LinkError, whole: bool) -> Result<(), LinkError> {
-        let body = self.inbuf.get(DATA_FRAME_HEADER..).unwrap_or(&[]);
+        let body = self
+            .inbuf
+            .get(reload_wire::framing::DATA_FRAME_OVERHEAD..)
+            .unwrap_or(&[]);
         let prefix = Bytes::copy_from_slice(body);
         let opts = reload_wire::DecodeOptions::default();
         if reload_wire::ForwardingHeader::peek_prefix(&prefix, &opts).is_ok() {

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use reload_wire::NodeId;
 
 pub use auth::AuthError;
-pub use dtls::{MAX_DTLS_MESSAGE, MAX_RECORD_PLAINTEXT};
+pub use dtls::{MAX_DTLS_MESSAGE, MAX_RECORD_PLAINTEXT, first_record_epoch_zero, is_client_hello};
 pub use framing::{Framer, FramingConfig, FramingEvent, FramingStats, Reliability, RtoEstimator};
 pub use keylog::{KeyLogSink, NssKeyLog};
 
