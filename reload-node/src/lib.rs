@@ -19,8 +19,13 @@
 //! - [`topology`]: the topology plug-in interface, with CHORD-RELOAD (§10);
 //! - [`sim`]: the deterministic simulator that drives many cores on a virtual clock.
 //!
-//! To come: storage (§7), fragmentation (§6.7), the (D)TLS link layer (§6.6) under the
-//! core, and the tokio shell.
+//! - [`link`]: the (D)TLS link layer under the core (§6.6): framing, TLS-TCP-FH-NO-ICE,
+//!   DTLS-UDP-SR-NO-ICE, peers bound to the Node-IDs in their certificates;
+//! - [`shell`] and [`run`]: the tokio shell that moves bytes and time, and `reload-node run`;
+//!   [`control`]: the operator's socket (status, ping, trace); [`sandbox`]: a whole overlay
+//!   on loopback.
+//!
+//! To come: storage (§7), ICE (§6.5.1 with ICE), usages.
 
 pub mod check;
 pub mod config;

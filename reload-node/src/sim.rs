@@ -40,13 +40,10 @@ impl Default for SimNetwork {
 pub struct SimRng(u64);
 
 impl SimRng {
-    /// Every seed gives its own stream: the state is splitmix64 of the seed (a plain
-    /// `seed | 1` made seeds 2k and 2k+1 the same run).
+    /// Every seed gives its own stream (a plain `seed | 1` made seeds 2k and 2k+1 the
+    /// same run).
     pub fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        SimRng((z ^ (z >> 31)) | 1)
+        SimRng(crate::node::seed_state(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;

@@ -279,17 +279,22 @@ struct ReplyRoute {
     max_response_length: u32,
 }
 
+/// A distinct, non-zero xorshift state for any seed (splitmix64 of the seed): seeds that
+/// differ in one bit give unrelated streams.
+pub(crate) fn seed_state(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
+}
+
 /// A tiny deterministic generator (xorshift64*), seeded by the shell.
 #[derive(Debug, Clone)]
 struct Rng(u64);
 
 impl Rng {
-    /// Any seed gives a distinct, non-zero state (splitmix64 of the seed).
     fn seeded(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
+        Rng(seed_state(seed))
     }
 
     fn next(&mut self) -> u64 {
