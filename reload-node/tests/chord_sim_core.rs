@@ -63,10 +63,10 @@ fn start(r: &mut Net, i: usize, bootstrap: Option<usize>) {
     r.sim.after_input(i);
 }
 
-/// Pings `key` as a Resource-ID from `from`; the responder.
-fn ping_resource(r: &mut Net, from: usize, key: u128) -> NodeId {
+/// Pings `dest` from `from` and waits (20 s at most) for the answer; the responder.
+fn ping(r: &mut Net, from: usize, dest: Destination) -> NodeId {
     let now = r.sim.now;
-    let dest = Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec()));
+    let what = format!("ping {dest:?} from node {from}");
     let tx = r.sim.nodes[from]
         .node
         .send_request(now, vec![dest], MessageBody::PingReq(PingReq::default()))
@@ -80,7 +80,7 @@ fn ping_resource(r: &mut Net, from: usize, key: u128) -> NodeId {
     };
     assert!(
         r.sim.run_until(Duration::from_secs(20), answered),
-        "ping {key:032x} unanswered"
+        "{what}: unanswered"
     );
     let res = r.sim.nodes[from].events.iter().find_map(|e| match e {
         Event::Response {
@@ -89,9 +89,13 @@ fn ping_resource(r: &mut Net, from: usize, key: u128) -> NodeId {
         } if *transaction_id == tx => Some(result.clone()),
         _ => None,
     });
-    res.unwrap()
-        .unwrap_or_else(|e| panic!("ping {key:032x} from node {from}: {e:?}"))
-        .0
+    res.unwrap().unwrap_or_else(|e| panic!("{what}: {e:?}")).0
+}
+
+/// Pings `key` as a Resource-ID from `from`; the responder.
+fn ping_resource(r: &mut Net, from: usize, key: u128) -> NodeId {
+    let dest = Destination::Resource(ResourceId::new(key.to_be_bytes().to_vec()));
+    ping(r, from, dest)
 }
 
 fn check_pings(r: &mut Net, count: usize, seed: u64) {
@@ -179,30 +183,8 @@ fn start_client(r: &mut Net, i: usize, bootstrap: usize) {
 
 /// Pings the Node-ID of `target` from `from`; the responder.
 fn ping_node(r: &mut Net, from: usize, target: usize) -> NodeId {
-    let now = r.sim.now;
     let dest = Destination::Node(NodeId::from_u128(r.ids[target]));
-    let tx = r.sim.nodes[from]
-        .node
-        .send_request(now, vec![dest], MessageBody::PingReq(PingReq::default()))
-        .unwrap();
-    r.sim.after_input(from);
-    let answered = |s: &Sim| {
-        s.nodes[from]
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::Response { transaction_id, .. } if *transaction_id == tx))
-    };
-    assert!(r.sim.run_until(Duration::from_secs(20), answered));
-    let res = r.sim.nodes[from].events.iter().find_map(|e| match e {
-        Event::Response {
-            transaction_id,
-            result,
-        } if *transaction_id == tx => Some(result.clone()),
-        _ => None,
-    });
-    res.unwrap()
-        .unwrap_or_else(|e| panic!("ping node {target} from {from}: {e:?}"))
-        .0
+    ping(r, from, dest)
 }
 
 #[test]
