@@ -110,8 +110,6 @@ pub struct Reassembly {
     lifetime: std::time::Duration,
     /// Messages dropped: expired, buffer full, or inconsistent.
     pub dropped: u64,
-    /// Messages reassembled.
-    pub completed: u64,
 }
 
 impl Reassembly {
@@ -123,7 +121,6 @@ impl Reassembly {
             max_messages,
             lifetime,
             dropped: 0,
-            completed: 0,
         }
     }
 
@@ -237,7 +234,6 @@ impl Reassembly {
             return Err(Refused::Inconsistent);
         }
         b.extend_from_slice(&data);
-        self.completed += 1;
         Ok(Some(b.freeze()))
     }
 
