@@ -12,7 +12,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
 };
-use reload_node::identity::{CertRequest, KeyKind, ReloadCertificate, node_id_uri};
+use reload_proto::identity::{CertRequest, KeyKind, ReloadCertificate, node_id_uri};
 use reload_wire::NodeId;
 use time::{Duration, OffsetDateTime};
 

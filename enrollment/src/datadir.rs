@@ -12,7 +12,7 @@
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use reload_node::identity::{from_pem, to_pem, write_private_file};
+use reload_proto::identity::{from_pem, to_pem};
 
 use crate::{Error, Result};
 
@@ -121,19 +121,36 @@ pub fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>> {
         .ok_or_else(|| Error::new(format!("{}: no {label} PEM block", path.display())))
 }
 
+/// Writes `contents` to `path` atomically (a temporary file, synced, renamed over it) with
+/// file mode `mode`, whatever the umask.
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write as _;
+    let fail = |what: &str, e: std::io::Error| {
+        Error::new(format!("cannot {what} {}: {e}", path.display()))
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| fail("create", e))?;
+    f.write_all(contents).map_err(|e| fail("write", e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| fail("set the permissions of", e))?;
+    f.sync_all().map_err(|e| fail("sync", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))
+}
+
 /// Writes a private key (PKCS#8) as PEM, mode 0600, atomically.
 pub fn write_key(path: &Path, pkcs8: &[u8]) -> Result<()> {
-    Ok(write_private_file(
-        path,
-        to_pem("PRIVATE KEY", pkcs8).as_bytes(),
-    )?)
+    write_atomic(path, to_pem("PRIVATE KEY", pkcs8).as_bytes(), 0o600)
 }
 
 /// Writes a public file (certificate, configuration) mode 0644, atomically.
 pub fn write_public(path: &Path, contents: &[u8]) -> Result<()> {
-    write_private_file(path, contents)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| Error::new(format!("cannot set permissions of {}: {e}", path.display())))
+    write_atomic(path, contents, 0o644)
 }
 
 /// Writes a certificate as PEM, mode 0644.

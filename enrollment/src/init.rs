@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use reload_node::check::{CheckOptions, check_document};
-use reload_node::config::{
+use reload_proto::check::{CheckOptions, check_document};
+use reload_proto::config::{
     AccessPolicy, ConfigDocument, KindDataModel, KindDefinition, OverlayConfig, SelfSignedDigest,
     SignatureElement,
 };
-use reload_node::identity::ReloadCertificate;
-use reload_node::sign::{Credentials, SigningKey, sign_blob};
+use reload_proto::identity::ReloadCertificate;
+use reload_proto::sign::{Credentials, SigningKey, sign_blob};
 use reload_wire::NodeId;
 use time::{Duration, OffsetDateTime};
 

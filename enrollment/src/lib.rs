@@ -65,14 +65,14 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-impl From<reload_node::identity::IdentityError> for Error {
-    fn from(e: reload_node::identity::IdentityError) -> Self {
+impl From<reload_proto::identity::IdentityError> for Error {
+    fn from(e: reload_proto::identity::IdentityError) -> Self {
         Error(e.to_string())
     }
 }
 
-impl From<reload_node::sign::SignError> for Error {
-    fn from(e: reload_node::sign::SignError) -> Self {
+impl From<reload_proto::sign::SignError> for Error {
+    fn from(e: reload_proto::sign::SignError) -> Self {
         Error(e.to_string())
     }
 }
@@ -104,6 +104,6 @@ pub fn unix_now() -> i64 {
 /// RFC 3339 form of a Unix time, for listings.
 pub fn fmt_unix(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
-        .map(reload_node::config::format_datetime)
+        .map(reload_proto::config::format_datetime)
         .unwrap_or_else(|_| t.to_string())
 }

@@ -15,7 +15,7 @@ use reload_enroll::server::{ServeOptions, config_of, password_hash, serve};
 use reload_enroll::store::Store;
 use reload_enroll::throttle::ThrottleConfig;
 use reload_enroll::{Error, Result, fmt_unix, sha256_hex};
-use reload_node::config::SelfSignedDigest;
+use reload_proto::config::SelfSignedDigest;
 
 const LONG_ABOUT: &str = "\
 RELOAD (RFC 6940) enrollment and configuration server.
@@ -263,7 +263,7 @@ fn parse_bootstrap(s: &str) -> Result<SocketAddr> {
         return Ok(a);
     }
     s.parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, reload_node::config::DEFAULT_BOOTSTRAP_PORT))
+        .map(|ip| SocketAddr::new(ip, reload_proto::config::DEFAULT_BOOTSTRAP_PORT))
         .map_err(|_| Error::new(format!("--bootstrap {s:?}: not an IP address or IP:PORT")))
 }
 
@@ -461,7 +461,7 @@ fn status(dir: &DataDir) -> Result<()> {
         "  expiration:          {}",
         config
             .expiration
-            .map_or("none".to_string(), reload_node::config::format_datetime)
+            .map_or("none".to_string(), reload_proto::config::format_datetime)
     );
     for e in &config.enrollment_servers {
         println!("  enrollment-server:   {e}");

@@ -32,8 +32,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use reload_node::config::ConfigDocument;
-use reload_node::identity::{CertRequest, IdentityError, ReloadCertificate, from_pem};
+use reload_proto::config::ConfigDocument;
+use reload_proto::identity::{CertRequest, IdentityError, ReloadCertificate, from_pem};
 use reload_wire::NodeId;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
@@ -707,7 +707,7 @@ async fn enroll_inner(
                 user = %account,
                 user_name = %name,
                 serial = %serial,
-                node_ids = %reload_node::identity::node_ids_hex(&ids),
+                node_ids = %reload_proto::identity::node_ids_hex(&ids),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "issued certificate"
             );
@@ -905,7 +905,7 @@ pub async fn serve(
 }
 
 /// Reads the configuration document of a data directory (for `status`).
-pub fn config_of(dir: &DataDir) -> Result<reload_node::config::OverlayConfig> {
+pub fn config_of(dir: &DataDir) -> Result<reload_proto::config::OverlayConfig> {
     let bytes = read(&dir.config())?;
     let doc = ConfigDocument::parse_bytes(&bytes).map_err(|_| {
         Error::new(format!(

@@ -340,13 +340,13 @@ async fn each_bad_request_has_its_error_and_changes_nothing() {
         &rcgen::PKCS_ECDSA_P256_SHA256,
         vec![email("alice@overlay.test")],
     );
-    let pem = reload_node::identity::to_pem("CERTIFICATE REQUEST", &pem_csr).into_bytes();
+    let pem = reload_proto::identity::to_pem("CERTIFICATE REQUEST", &pem_csr).into_bytes();
     let mut f = Form::new("alice", PASSWORD, pem);
     f.nodeids = Some("3");
     let a = post(&http, &url, f, cert).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert_eq!(a.content_type, "application/pkix-cert");
-    let c = reload_node::identity::ReloadCertificate::parse(a.body.clone(), 16).unwrap();
+    let c = reload_proto::identity::ReloadCertificate::parse(a.body.clone(), 16).unwrap();
     assert_eq!(c.node_ids.len(), 3);
     assert_eq!(c.user_name.as_deref(), Some("alice@overlay.test"));
     let after = o.counts();
@@ -360,7 +360,7 @@ fn slow_request(o: &Overlay) -> String {
     use std::io::Write as _;
     use std::sync::Arc;
     let pem = std::fs::read_to_string(o.ca_pem()).unwrap();
-    let ca = reload_node::identity::from_pem("CERTIFICATE", &pem).unwrap();
+    let ca = reload_proto::identity::from_pem("CERTIFICATE", &pem).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.into()).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -9,11 +9,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use clap::Parser;
 use common::*;
-use reload_node::check::{CheckOptions, check_document, trust_policy};
-use reload_node::config::ConfigDocument;
 use reload_node::enroll::{EnrollArgs, load_credentials, sha256_hex};
-use reload_node::identity::{ReloadCertificate, overlay_hash, self_signed_node_id};
-use reload_node::sign::Verifier;
+use reload_proto::check::{CheckOptions, check_document, trust_policy};
+use reload_proto::config::ConfigDocument;
+use reload_proto::identity::{ReloadCertificate, overlay_hash, self_signed_node_id};
+use reload_proto::sign::Verifier;
 use reload_wire::body::MessageBody;
 use reload_wire::link::PingReq;
 use reload_wire::{
@@ -34,7 +34,7 @@ fn parse(argv: &[&str]) -> EnrollArgs {
         .args
 }
 
-fn signed_ping(creds: &reload_node::sign::Credentials) -> Message {
+fn signed_ping(creds: &reload_proto::sign::Credentials) -> Message {
     let mut h = ForwardingHeader::new(overlay_hash(OVERLAY), 1, 100, 0x0102_0304_0506_0708);
     h.destination_list = vec![Destination::Node(NodeId::from_u128(5))];
     let body = MessageBody::PingReq(PingReq {
@@ -90,7 +90,7 @@ async fn init_user_serve_enroll_then_sign_with_the_credentials() {
     assert!(c.kinds.iter().all(|k| k.signature.is_some()));
     // The fingerprint init printed is the configuration-signer's.
     let signer_pem = std::fs::read_to_string(o.dir.join("config-signer.crt")).unwrap();
-    let signer_der = reload_node::identity::from_pem("CERTIFICATE", &signer_pem).unwrap();
+    let signer_der = reload_proto::identity::from_pem("CERTIFICATE", &signer_pem).unwrap();
     let fp = sha256_hex(&signer_der);
     assert!(o.init_stdout.contains(&fp), "{}", o.init_stdout);
     // Keys are private.
@@ -361,7 +361,7 @@ async fn self_signed_credentials_where_the_configuration_permits_them() {
     assert!(cert.self_issued);
     // §11.3.1: the Node-ID is the digest of the SubjectPublicKeyInfo.
     let want = self_signed_node_id(
-        reload_node::identity::SelfSignedDigest::Sha256,
+        reload_proto::identity::SelfSignedDigest::Sha256,
         &cert.spki,
         1,
         1,
@@ -383,7 +383,7 @@ async fn self_signed_credentials_where_the_configuration_permits_them() {
     // Out of band (§11.2 last paragraph): the document as a file, trusted by the pinned
     // signer; no server is contacted.
     let signer_pem = std::fs::read_to_string(o.dir.join("config-signer.crt")).unwrap();
-    let fp = sha256_hex(&reload_node::identity::from_pem("CERTIFICATE", &signer_pem).unwrap());
+    let fp = sha256_hex(&reload_proto::identity::from_pem("CERTIFICATE", &signer_pem).unwrap());
     let mut file = reload_node::enroll::EnrollArgs::for_overlay(OVERLAY);
     file.config_file = Some(o.dir.join("overlay.relo"));
     file.config_signer_sha256 = Some(fp.clone());

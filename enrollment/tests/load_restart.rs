@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use reload_enroll::server::password_hash;
 use reload_enroll::store::Store;
-use reload_node::identity::ReloadCertificate;
+use reload_proto::identity::ReloadCertificate;
 
 const N: usize = 50;
 
@@ -100,12 +100,12 @@ async fn fifty_concurrent_enrollments_then_a_restart_loses_nothing() {
     );
     // It chains to the root that was there before the restart.
     let doc = std::fs::read(o.dir.join("overlay.relo")).unwrap();
-    let config = reload_node::config::ConfigDocument::parse_bytes(&doc)
+    let config = reload_proto::config::ConfigDocument::parse_bytes(&doc)
         .unwrap()
         .configurations[0]
         .config
         .clone();
-    reload_node::check::trust_policy(&config)
+    reload_proto::check::trust_policy(&config)
         .verify(&c, &[], std::time::SystemTime::now())
         .unwrap();
     assert_eq!(o.counts(), (users, node_ids, certs + 1));

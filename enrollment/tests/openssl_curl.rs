@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use reload_node::identity::{ReloadCertificate, node_id_uri};
+use reload_proto::identity::{ReloadCertificate, node_id_uri};
 
 fn tool(name: &str) -> Command {
     assert!(

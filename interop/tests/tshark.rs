@@ -62,7 +62,7 @@ struct Allowed {
     label: &'static str,
     /// tshark's expert message, exactly.
     expert: &'static str,
-    /// The defect's number in /work/shared/notes/external-tools.md ("Dissector defects
+    /// The defect's number in the team's notes on outside tools (`external-tools.md`, "Dissector defects
     /// (Wireshark 4.0.17)").
     defect: u8,
 }
@@ -130,7 +130,7 @@ fn require_tshark() {
         Err(e) => panic!(
             "tshark is not on PATH ({e}). These tests check our RELOAD encoding with \
              Wireshark's dissector and cannot pass without it: install the Debian package \
-             `tshark` (CI does, see /work/shared/notes/external-tools.md)."
+             `tshark` (the README's test command, `.ci/test`, installs it)."
         ),
     }
 }

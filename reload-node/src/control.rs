@@ -65,8 +65,8 @@ use reload_wire::{Destination, NodeId};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::node::{Node, RequestError};
 use crate::shell::{Control, Snapshot};
+use reload_proto::node::{Node, RequestError};
 
 /// The socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -105,7 +105,7 @@ impl PeerInfo {
             topology: node
                 .configuration()
                 .map(|c| c.topology_plugin.clone())
-                .unwrap_or_else(|| crate::config::DEFAULT_TOPOLOGY_PLUGIN.to_string()),
+                .unwrap_or_else(|| reload_proto::config::DEFAULT_TOPOLOGY_PLUGIN.to_string()),
             request_lifetime: s.max_request_lifetime(),
         }
     }
@@ -118,13 +118,16 @@ pub fn parse_destination(text: &str, info: &PeerInfo) -> Result<Vec<Destination>
         if name.is_empty() {
             return Err("resource: needs a resource name, e.g. resource:alice@example.org".into());
         }
-        let id =
-            crate::identity::resource_id_for(&info.topology, info.node_id_length, name.as_bytes())
-                .map_err(|e| e.to_string())?;
+        let id = reload_proto::identity::resource_id_for(
+            &info.topology,
+            info.node_id_length,
+            name.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
         return Ok(vec![Destination::Resource(id)]);
     }
     if text.starts_with("reload:") {
-        let uri = crate::identity::parse_reload_uri(text, info.node_id_length)
+        let uri = reload_proto::identity::parse_reload_uri(text, info.node_id_length)
             .map_err(|e| e.to_string())?;
         if uri.overlay != info.overlay {
             return Err(format!(
@@ -1029,7 +1032,7 @@ mod tests {
         PeerInfo {
             overlay: "example.org".into(),
             node_id_length: 16,
-            topology: crate::config::DEFAULT_TOPOLOGY_PLUGIN.into(),
+            topology: reload_proto::config::DEFAULT_TOPOLOGY_PLUGIN.into(),
             request_lifetime: Duration::from_secs(15),
         }
     }
@@ -1042,9 +1045,9 @@ mod tests {
             parse_destination(&id.to_hex(), &i),
             Ok(vec![Destination::Node(id)])
         );
-        let uri = crate::identity::node_id_uri(&id, "example.org");
+        let uri = reload_proto::identity::node_id_uri(&id, "example.org");
         assert_eq!(parse_destination(&uri, &i), Ok(vec![Destination::Node(id)]));
-        let other = crate::identity::node_id_uri(&id, "other.org");
+        let other = reload_proto::identity::node_id_uri(&id, "other.org");
         assert!(
             parse_destination(&other, &i)
                 .unwrap_err()
@@ -1053,7 +1056,7 @@ mod tests {
         assert_eq!(
             parse_destination("resource:alice", &i),
             Ok(vec![Destination::Resource(
-                crate::identity::chord_resource_id(b"alice")
+                reload_proto::identity::chord_resource_id(b"alice")
             )])
         );
         for bad in [

@@ -13,7 +13,7 @@
 //!    with `--config-signer-sha256` (or a fingerprint recorded earlier), the name is checked
 //!    during the handshake and the chain right after the document is verified, against the
 //!    document's own root-cert; otherwise the system's roots.
-//! 3. **Check the document** completely (`crate::check::check_document`: grammar, the
+//! 3. **Check the document** completely (`reload_proto::check::check_document`: grammar, the
 //!    configuration signature by a configuration-signer, kind signatures, expiry, sequence
 //!    against a stored configuration), require its instance-name to be the overlay name
 //!    (§11.2), and **pin its signer**: the SHA-256 of the configuration-signer's certificate
@@ -49,12 +49,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest as _, Sha256};
 
-use crate::check::{CheckOptions, check_document, trust_policy};
-use crate::config::{ConfigDocument, MAX_DOCUMENT_BYTES, OverlayConfig};
-use crate::identity::{
-    ReloadCertificate, from_pem, node_id_uri, self_signed_node_id, to_pem, write_private_file,
+use reload_proto::check::{CheckOptions, check_document, trust_policy};
+use reload_proto::config::{MAX_DOCUMENT_BYTES, OverlayConfig};
+use reload_proto::identity::{
+    ReloadCertificate, from_pem, node_id_uri, self_signed_node_id, to_pem,
 };
-use crate::sign::{Credentials, KeyAlgorithm, SigningKey, Verifier};
+use reload_proto::sign::{Credentials, KeyAlgorithm, SigningKey, Verifier};
 
 /// Path of the configuration document (RFC 6940 §11.2, §14.1).
 pub const WELL_KNOWN_PATH: &str = "/.well-known/reload-config";
@@ -68,11 +68,7 @@ const DETAIL_HEADER: &str = "reload-enroll-detail";
 /// Largest certificate accepted from an enrollment server.
 const MAX_CERT_BYTES: usize = 64 * 1024;
 
-/// Files of a node's data directory.
-pub const KEY_FILE: &str = crate::sign::KEY_FILE;
-pub const CERT_FILE: &str = crate::sign::CERT_FILE;
-pub const CONFIG_FILE: &str = "overlay.relo";
-pub const PIN_FILE: &str = "config-signer.sha256";
+use crate::datadir::{CERT_FILE, CONFIG_FILE, KEY_FILE, PIN_FILE, write_private_file};
 
 pub const LONG_ABOUT: &str = "\
 Get the overlay's configuration and this node's credentials (RFC 6940 §11.2, §11.3, §11.3.1),
@@ -382,7 +378,7 @@ impl ServerCertVerifier for ServerCheck {
         }))
     }
 
-    crate::link::handshake_signatures_by!(provider.signature_verification_algorithms);
+    reload_proto::handshake_signatures_by!(provider.signature_verification_algorithms);
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -758,24 +754,12 @@ fn check_config(
 }
 
 fn load_previous(dir: &Path) -> Res<Option<(Vec<u8>, OverlayConfig)>> {
-    let path = dir.join(CONFIG_FILE);
-    if !path.exists() {
+    if !dir.join(CONFIG_FILE).exists() {
         return Ok(None);
     }
-    let bytes = read_file(&path)?;
-    let doc = ConfigDocument::parse_bytes(&bytes).map_err(|_| {
-        format!(
-            "{} (the stored configuration) does not parse; remove it to start over",
-            path.display()
-        )
-    })?;
-    let c = doc
-        .configurations
-        .into_iter()
-        .next()
-        .map(|c| c.config)
-        .ok_or_else(|| format!("{} holds no configuration", path.display()))?;
-    Ok(Some((bytes, c)))
+    crate::datadir::load_config(dir)
+        .map(Some)
+        .map_err(|e| format!("{e} (the stored configuration; remove it to start over)"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1320,13 +1304,10 @@ pub async fn enroll(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOu
     let key_path = dir.join(KEY_FILE);
     let cert_path = dir.join(CERT_FILE);
     let config_path = dir.join(CONFIG_FILE);
-    write_private_file(&key_path, to_pem("PRIVATE KEY", &key.pkcs8).as_bytes())
-        .map_err(|e| e.to_string())?;
-    write_private_file(&cert_path, to_pem("CERTIFICATE", &cert_der).as_bytes())
-        .map_err(|e| e.to_string())?;
-    write_private_file(&config_path, &fetched.bytes).map_err(|e| e.to_string())?;
-    write_private_file(&dir.join(PIN_FILE), format!("{pin}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
+    write_private_file(&key_path, to_pem("PRIVATE KEY", &key.pkcs8).as_bytes())?;
+    write_private_file(&cert_path, to_pem("CERTIFICATE", &cert_der).as_bytes())?;
+    write_private_file(&config_path, &fetched.bytes)?;
+    write_private_file(&dir.join(PIN_FILE), format!("{pin}\n").as_bytes())?;
     Ok(EnrollOutcome {
         overlay,
         data_dir: dir,
@@ -1361,29 +1342,8 @@ fn create_dir(dir: &Path) -> Res<()> {
 
 /// The stored credentials and configuration of a data directory, ready to sign with.
 pub fn load_credentials(dir: &Path) -> Res<(OverlayConfig, Credentials)> {
-    let (_, config) = load_previous(dir)?.ok_or_else(|| {
-        format!(
-            "{} holds no configuration: run reload-node enroll",
-            dir.display()
-        )
-    })?;
-    let key_pem = String::from_utf8(read_file(&dir.join(KEY_FILE))?)
-        .map_err(|_| "node.key is not PEM".to_string())?;
-    let key = from_pem("PRIVATE KEY", &key_pem).ok_or("node.key holds no PRIVATE KEY")?;
-    let cert_pem = String::from_utf8(read_file(&dir.join(CERT_FILE))?)
-        .map_err(|_| "node.crt is not PEM".to_string())?;
-    let cert = from_pem("CERTIFICATE", &cert_pem).ok_or("node.crt holds no CERTIFICATE")?;
-    let cert = ReloadCertificate::parse(cert, config.node_id_length).map_err(|e| e.to_string())?;
-    let id = *cert
-        .node_ids
-        .first()
-        .ok_or("the certificate holds no Node-ID")?;
-    let creds = Credentials::new(
-        SigningKey::from_pkcs8(&key).map_err(|e| e.to_string())?,
-        cert,
-        id,
-    )
-    .map_err(|e| e.to_string())?;
+    let (_, config) = crate::datadir::load_config(dir)?;
+    let creds = crate::datadir::load_credentials(dir, config.node_id_length)?;
     Ok((config, creds))
 }
 
@@ -1391,7 +1351,7 @@ pub fn load_credentials(dir: &Path) -> Res<(OverlayConfig, Credentials)> {
 pub fn print_outcome(o: &EnrollOutcome) {
     let fmt = |t: i64| {
         time::OffsetDateTime::from_unix_timestamp(t)
-            .map(crate::config::format_datetime)
+            .map(reload_proto::config::format_datetime)
             .unwrap_or_else(|_| t.to_string())
     };
     println!(

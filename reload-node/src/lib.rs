@@ -27,17 +27,10 @@
 //!
 //! To come: storage (§7), ICE (§6.5.1 with ICE), usages.
 
-pub mod check;
-pub mod config;
 pub mod control;
+pub mod datadir;
 pub mod enroll;
-pub mod identity;
-pub mod link;
-pub mod node;
 pub mod peer;
 pub mod run;
 pub mod sandbox;
 pub mod shell;
-pub mod sign;
-pub mod sim;
-pub mod topology;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
-use reload_node::check::{CheckOptions, check_document, trust_policy};
-use reload_node::config::{ConfigDocument, OverlayConfig};
-use reload_node::identity::{ReloadCertificate, from_pem};
+use reload_proto::check::{CheckOptions, check_document, trust_policy};
+use reload_proto::config::{ConfigDocument, OverlayConfig};
+use reload_proto::identity::{ReloadCertificate, from_pem};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -154,7 +154,7 @@ fn config_check(file: &Path, no_verify: bool, previous: Option<&Path>) -> Result
 
 fn fmt_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(reload_node::config::format_datetime)
+        .map(reload_proto::config::format_datetime)
         .unwrap_or_else(|_| unix.to_string())
 }
 

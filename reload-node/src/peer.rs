@@ -9,13 +9,13 @@ use std::time::{Instant, SystemTime};
 
 use reload_wire::link::OverlayLinkType;
 
-use crate::check::trust_policy;
-use crate::config::OverlayConfig;
-use crate::link::{KeyLogSink, LinkConfig, LinkContext};
-use crate::node::{Node, NodeSettings};
-use crate::sign::{Credentials, Verifier};
-use crate::topology::TopologySettings;
-use crate::topology::chord::Chord;
+use reload_proto::check::trust_policy;
+use reload_proto::config::OverlayConfig;
+use reload_proto::link::{LinkConfig, LinkContext};
+use reload_proto::node::{Node, NodeSettings};
+use reload_proto::sign::{Credentials, Verifier};
+use reload_proto::topology::TopologySettings;
+use reload_proto::topology::chord::Chord;
 
 /// Local choices of one peer.
 #[derive(Clone, Debug, Default)]
@@ -39,12 +39,12 @@ pub fn build(
     creds: Credentials,
     opts: &PeerOptions,
 ) -> Result<Node, String> {
-    crate::identity::check_topology(&config.topology_plugin, config.node_id_length)
+    reload_proto::identity::check_topology(&config.topology_plugin, config.node_id_length)
         .map_err(|e| e.to_string())?;
     let trust = trust_policy(config);
     let mut lc = LinkConfig::new(trust.clone(), config.max_message_size as usize);
     if let Some(path) = &opts.key_log {
-        lc.key_log = Some(KeyLogSink::File(path.clone()));
+        lc.key_log = Some(crate::datadir::key_log_file(path));
     }
     let ctx = LinkContext::new(lc, &creds).map_err(|e| format!("link layer: {e}"))?;
     let settings = NodeSettings::from_config(config, opts.listen.clone());
@@ -66,7 +66,7 @@ pub fn build(
 /// configuration document (sent to peers whose configuration is older, §6.3.2.1).
 pub fn from_data_dir(dir: &Path, opts: &PeerOptions) -> Result<Node, String> {
     let (config, creds) = crate::enroll::load_credentials(dir).map_err(|e| e.to_string())?;
-    let path = dir.join(crate::enroll::CONFIG_FILE);
+    let path = dir.join(crate::datadir::CONFIG_FILE);
     let doc = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(build(&config, creds, opts)?.with_configuration(config, bytes::Bytes::from(doc)))
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use reload_wire::link::OverlayLinkType;
 
-use crate::node::Event;
 use crate::peer::{PeerOptions, from_data_dir};
 use crate::shell::{Listeners, run_with_control};
+use reload_proto::node::Event;
 
 /// Link protocols `run` can listen with (RFC 6940 §6.6: No-ICE overlays).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,7 +72,7 @@ pub struct RunArgs {
 }
 
 /// The JSON written to `--status-file`.
-pub fn status_json(node: &crate::node::Node) -> String {
+pub fn status_json(node: &reload_proto::node::Node) -> String {
     let list = |v: Vec<reload_wire::NodeId>| {
         v.iter()
             .map(|n| format!("\"{n}\""))
@@ -150,8 +150,8 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             }
             match e {
             Event::ConfigurationChanged { sequence, rejoin_because, dropped_kinds, document } => {
-                let path = data_dir.join(crate::enroll::CONFIG_FILE);
-                if let Err(e) = crate::identity::write_private_file(&path, document) {
+                let path = data_dir.join(crate::datadir::CONFIG_FILE);
+                if let Err(e) = crate::datadir::write_private_file(&path, document) {
                     tracing::error!("new configuration {sequence} in force but not saved: {e}");
                 }
                 tracing::info!(sequence, ?dropped_kinds, "new configuration in force (ConfigUpdate, RFC 6940 §6.5.4)");

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::node::{Event, LinkId, Node};
+use reload_proto::node::{Event, LinkId, Node};
 
 /// What the socket tasks tell the core's task.
 #[derive(Debug)]
@@ -86,9 +86,11 @@ impl UdpLinks {
         data: &[u8],
         accept: impl FnOnce() -> Option<LinkId>,
     ) -> Option<LinkId> {
-        let hello = crate::link::is_client_hello(data);
+        let hello = reload_proto::link::is_client_hello(data);
         match self.by_addr.get(&from).copied() {
-            Some(l) if self.up.contains(&l) && crate::link::first_record_epoch_zero(data) => {
+            Some(l)
+                if self.up.contains(&l) && reload_proto::link::first_record_epoch_zero(data) =>
+            {
                 if let Some(n) = self.successor.get(&from) {
                     return Some(*n);
                 }
@@ -197,7 +199,7 @@ pub struct Snapshot {
 
 /// The answer to a [`Control::Request`].
 pub type Answer =
-    Result<(reload_wire::NodeId, reload_wire::MessageBody), crate::node::RequestError>;
+    Result<(reload_wire::NodeId, reload_wire::MessageBody), reload_proto::node::RequestError>;
 
 /// Commands to a running peer.
 #[derive(Debug)]
@@ -351,7 +353,7 @@ pub async fn run_with_control(
                             }
                         }
                         None => {
-                            let _ = reply.send(Err(crate::node::RequestError::Timeout));
+                            let _ = reply.send(Err(reload_proto::node::RequestError::Timeout));
                         }
                     }
                 }

@@ -388,7 +388,7 @@ fn six_tls_processes_status_ping_trace() {
     let (res, owner) = (0..1000)
         .map(|k| format!("resource-{k}@{overlay}"))
         .find_map(|n| {
-            let rid = hex(reload_node::identity::chord_resource_id(n.as_bytes()).as_bytes());
+            let rid = hex(reload_proto::identity::chord_resource_id(n.as_bytes()).as_bytes());
             let o = responsible(&sorted, &rid);
             (o != sorted[0] && o != sorted[1]).then_some((n, o))
         })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use proptest::prelude::*;
-use reload_node::config::*;
+use reload_proto::config::*;
 use reload_wire::security::{HashAlgorithm, SignatureAndHashAlgorithm};
 use reload_wire::storage::{DataModel, KindId};
 use reload_wire::{SecurityBlock, Signature, SignerIdentity};

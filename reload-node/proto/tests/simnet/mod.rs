@@ -1,5 +1,5 @@
-//! Full node cores ([`reload_node::node::Node`], Chord) in the core's deterministic
-//! simulator ([`reload_node::sim`]), shared by `sim_500.rs`, `chord_sim_core.rs` and
+//! Full node cores ([`reload_proto::node::Node`], Chord) in the core's deterministic
+//! simulator ([`reload_proto::sim`]), shared by `sim_500.rs`, `chord_sim_core.rs` and
 //! `benches/sim.rs`: building them (certificates from the test CA of `pki`, which the
 //! including crate declares as `mod pki;` at its root), joining them, checking their
 //! ring, and RouteQuery lookups checked against the responsible peer.
@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reload_node::config::OverlayConfig;
-use reload_node::node::{Event, Node, NodeSettings, RequestError};
-use reload_node::sim::{Sim, SimNetwork, SimRng};
-use reload_node::topology::TopologySettings;
-use reload_node::topology::chord::Chord;
+use reload_proto::config::OverlayConfig;
+use reload_proto::node::{Event, Node, NodeSettings, RequestError};
+use reload_proto::sim::{Sim, SimNetwork, SimRng};
+use reload_proto::topology::TopologySettings;
+use reload_proto::topology::chord::Chord;
 use reload_wire::body::MessageBody;
 use reload_wire::link::OverlayLinkType;
 use reload_wire::topology::RouteQueryReq;
@@ -83,7 +83,7 @@ pub fn build(
         let node = Node::new(
             settings,
             creds,
-            reload_node::sign::Verifier::new(trust, cache),
+            reload_proto::sign::Verifier::new(trust, cache),
             topo,
             sim.now,
             wall,

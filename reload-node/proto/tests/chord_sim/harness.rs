@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reload_node::topology::chord::Chord;
-use reload_node::topology::{
+use reload_proto::topology::chord::Chord;
+use reload_proto::topology::{
     NextHop, StartMode, Topology, TopologyAction, TopologyInput, TopologySettings,
 };
 use reload_wire::{Destination, ErrorCode, NodeId, ResourceId};

@@ -7,8 +7,8 @@ use std::time::{Duration as StdDuration, SystemTime};
 
 use bytes::Bytes;
 use pki::*;
-use reload_node::identity::*;
-use reload_node::sign::*;
+use reload_proto::identity::*;
+use reload_proto::sign::*;
 use reload_wire::body::MessageBody;
 use reload_wire::link::PingReq;
 use reload_wire::security::{HashAlgorithm, SignatureAlgorithm, SignatureAndHashAlgorithm};

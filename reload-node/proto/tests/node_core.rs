@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use pki::*;
-use reload_node::config::OverlayConfig;
-use reload_node::node::{Event, Node, NodeSettings, RequestError};
-use reload_node::sign::Verifier;
-use reload_node::sim::{Sim, SimNetwork};
-use reload_node::topology::*;
+use reload_proto::config::OverlayConfig;
+use reload_proto::node::{Event, Node, NodeSettings, RequestError};
+use reload_proto::sign::Verifier;
+use reload_proto::sim::{Sim, SimNetwork};
+use reload_proto::topology::*;
 use reload_wire::body::MessageBody;
 use reload_wire::link::{OverlayLinkType, PingReq};
 use reload_wire::message::ErrorCode;
@@ -163,8 +163,9 @@ fn ring_over(
         actions.push(topo.actions.clone());
         inputs.push(topo.inputs.clone());
         let ctx = links.map(|_| {
-            let lc = reload_node::link::LinkConfig::new(trust.clone(), s.decode.max_message_size());
-            reload_node::link::LinkContext::new(lc, &creds).unwrap()
+            let lc =
+                reload_proto::link::LinkConfig::new(trust.clone(), s.decode.max_message_size());
+            reload_proto::link::LinkContext::new(lc, &creds).unwrap()
         });
         let mut node = Node::new(
             s,
@@ -403,7 +404,7 @@ fn hostile_input_is_dropped_and_the_node_keeps_working() {
     m.header.length = m.encoded_len() as u32;
     r.sim.inject(0, 1, m.to_bytes().unwrap());
     let mut unsigned = m.clone();
-    unsigned.header.overlay = reload_node::identity::overlay_hash(OVERLAY);
+    unsigned.header.overlay = reload_proto::identity::overlay_hash(OVERLAY);
     unsigned.header.length = unsigned.encoded_len() as u32;
     r.sim.inject(0, 1, unsigned.to_bytes().unwrap());
     let bytes = unsigned.to_bytes().unwrap();
@@ -529,8 +530,8 @@ fn a_request_for_our_own_range_is_answered_locally() {
 /// kind-signer), with `sequence`.
 fn signed_config(
     r: &Ring,
-    signer: &reload_node::sign::Credentials,
-    listed: &reload_node::sign::Credentials,
+    signer: &reload_proto::sign::Credentials,
+    listed: &reload_proto::sign::Credentials,
     sequence: u16,
 ) -> (OverlayConfig, Bytes) {
     let mut c = OverlayConfig::new(OVERLAY);
@@ -538,8 +539,8 @@ fn signed_config(
     c.root_certs = vec![r.ca.der.clone()];
     c.configuration_signers = vec![listed.node_id.as_bytes().to_vec()];
     c.kind_signers = vec![listed.node_id.as_bytes().to_vec()];
-    let doc = reload_node::check::signed_document(&mut c, signer, signer).unwrap();
-    let parsed = reload_node::config::ConfigDocument::parse(&doc).unwrap();
+    let doc = reload_proto::check::signed_document(&mut c, signer, signer).unwrap();
+    let parsed = reload_proto::config::ConfigDocument::parse(&doc).unwrap();
     (parsed.configurations[0].config.clone(), Bytes::from(doc))
 }
 
@@ -696,7 +697,7 @@ fn a_flood_of_incomplete_fragments_is_bounded_and_the_node_keeps_working() {
     // First fragments of 500 different messages for node 1, never completed.
     for txid in 0..500u64 {
         let mut h = reload_wire::ForwardingHeader::new(
-            reload_node::identity::overlay_hash(OVERLAY),
+            reload_proto::identity::overlay_hash(OVERLAY),
             0,
             100,
             txid,
@@ -725,9 +726,9 @@ fn a_flood_of_incomplete_fragments_is_bounded_and_the_node_keeps_working() {
 /// `signed_config` with Kinds (each signed by `signer`, the kind-signer).
 fn signed_config_with_kinds(
     r: &Ring,
-    signer: &reload_node::sign::Credentials,
+    signer: &reload_proto::sign::Credentials,
     sequence: u16,
-    kinds: Vec<reload_node::config::KindDefinition>,
+    kinds: Vec<reload_proto::config::KindDefinition>,
 ) -> (OverlayConfig, Bytes) {
     let mut c = OverlayConfig::new(OVERLAY);
     c.sequence = sequence;
@@ -735,14 +736,14 @@ fn signed_config_with_kinds(
     c.configuration_signers = vec![signer.node_id.as_bytes().to_vec()];
     c.kind_signers = vec![signer.node_id.as_bytes().to_vec()];
     c.kinds = kinds;
-    let doc = reload_node::check::signed_document(&mut c, signer, signer).unwrap();
-    let parsed = reload_node::config::ConfigDocument::parse(&doc).unwrap();
+    let doc = reload_proto::check::signed_document(&mut c, signer, signer).unwrap();
+    let parsed = reload_proto::config::ConfigDocument::parse(&doc).unwrap();
     (parsed.configurations[0].config.clone(), Bytes::from(doc))
 }
 
 #[test]
 fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
-    use reload_node::config::{AccessPolicy, KindDataModel, KindDefinition, KindRef};
+    use reload_proto::config::{AccessPolicy, KindDataModel, KindDefinition, KindRef};
     use reload_wire::storage::{
         FetchReq, KindId, ModelSpecifier, StoredDataSpecifier, UnknownKinds,
     };
@@ -858,7 +859,7 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
     );
     let (_, forged_doc) = signed_config_with_kinds(&r, &outsider, 5, vec![other]);
     let parsed =
-        reload_node::config::ConfigDocument::parse(std::str::from_utf8(&forged_doc).unwrap())
+        reload_proto::config::ConfigDocument::parse(std::str::from_utf8(&forged_doc).unwrap())
             .unwrap();
     let forged_kind = &parsed.configurations[0].config.kinds[0];
     let text = std::str::from_utf8(forged_kind.signed_bytes(&parsed)).unwrap();

@@ -7,7 +7,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,12 +22,7 @@ use reload_wire::{
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::identity::{IdentityError, KeyKind, ReloadCertificate, TrustPolicy, write_private_file};
-
-/// File name of a node's private key in its data directory.
-pub const KEY_FILE: &str = "node.key";
-/// File name of a node's certificate in its data directory.
-pub const CERT_FILE: &str = "node.crt";
+use crate::identity::{IdentityError, KeyKind, ReloadCertificate, TrustPolicy};
 
 /// Why signing or verification failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,41 +266,25 @@ impl Credentials {
         signer_identity(&self.cert, &self.node_id)
     }
 
-    /// Stores the key (`node.key`, PKCS#8 PEM) and certificate (`node.crt`, PEM) in a
-    /// node's data directory, readable by the owner only.
-    pub fn save(&self, dir: &Path) -> Result<(), SignError> {
+    /// The key (PKCS#8) and certificate as PEM texts, as a data directory stores them.
+    pub fn to_pem(&self) -> Result<(String, String), SignError> {
         let key = crate::identity::to_pem("PRIVATE KEY", &self.key.to_pkcs8()?);
-        write_private_file(&dir.join(KEY_FILE), key.as_bytes())?;
         let cert = crate::identity::to_pem("CERTIFICATE", self.cert.der());
-        write_private_file(&dir.join(CERT_FILE), cert.as_bytes())?;
-        Ok(())
+        Ok((key, cert))
     }
 
-    /// Loads what [`Credentials::save`] stored. Signs as `node_id`, or as the certificate's
-    /// first Node-ID.
-    pub fn load(
-        dir: &Path,
+    /// Credentials from a PEM private key (PKCS#8) and PEM certificate. Signs as `node_id`,
+    /// or as the certificate's first Node-ID.
+    pub fn from_pem(
+        key_pem: &str,
+        cert_pem: &str,
         node_id_len: usize,
         node_id: Option<NodeId>,
     ) -> Result<Self, SignError> {
-        let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f))
-                .map_err(|e| SignError::Key(format!("cannot read {}: {e}", dir.join(f).display())))
-        };
-        let key_der =
-            crate::identity::from_pem("PRIVATE KEY", &read(KEY_FILE)?).ok_or_else(|| {
-                SignError::Key(format!(
-                    "{} holds no PRIVATE KEY block",
-                    dir.join(KEY_FILE).display()
-                ))
-            })?;
-        let cert_der =
-            crate::identity::from_pem("CERTIFICATE", &read(CERT_FILE)?).ok_or_else(|| {
-                SignError::Key(format!(
-                    "{} holds no CERTIFICATE block",
-                    dir.join(CERT_FILE).display()
-                ))
-            })?;
+        let key_der = crate::identity::from_pem("PRIVATE KEY", key_pem)
+            .ok_or_else(|| SignError::Key("no PRIVATE KEY PEM block".into()))?;
+        let cert_der = crate::identity::from_pem("CERTIFICATE", cert_pem)
+            .ok_or_else(|| SignError::Key("no CERTIFICATE PEM block".into()))?;
         let cert = ReloadCertificate::parse(cert_der, node_id_len)?;
         let id = match node_id {
             Some(id) => id,

@@ -109,6 +109,8 @@ fn certificate_error(e: &AuthError) -> rustls::Error {
 /// The three handshake-signature methods that rustls's `ServerCertVerifier` and
 /// `ClientCertVerifier` both require, checked with the algorithms at `self.<path>` (the
 /// crypto provider's): certificate checks differ between verifiers, signatures do not.
+/// Exported for the enrollment client's HTTPS verifier.
+#[macro_export]
 macro_rules! handshake_signatures_by {
     ($($algs:ident).+) => {
         fn verify_tls12_signature(
@@ -134,7 +136,6 @@ macro_rules! handshake_signatures_by {
         }
     };
 }
-pub(crate) use handshake_signatures_by;
 
 /// Both verifiers: the chain per the overlay's trust policy, the Node-ID per the Attach.
 #[derive(Debug)]

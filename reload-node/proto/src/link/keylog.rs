@@ -3,66 +3,39 @@
 //! confidentiality of every logged session.
 
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Where key log lines go.
+/// Where key log lines go: each line (without newline) is handed to the callback. Writing
+/// them to a file (`SSLKEYLOGFILE`) is the shell's business.
 #[derive(Clone)]
-pub enum KeyLogSink {
-    /// Each line (without newline) is handed to the callback.
-    Lines(Arc<dyn Fn(&str) + Send + Sync>),
-    /// Lines are appended to this file (created mode 0600), like `SSLKEYLOGFILE`.
-    File(PathBuf),
-}
+pub struct KeyLogSink(Arc<dyn Fn(&str) + Send + Sync>);
 
 impl fmt::Debug for KeyLogSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyLogSink::Lines(_) => f.write_str("KeyLogSink::Lines(..)"),
-            KeyLogSink::File(p) => write!(f, "KeyLogSink::File({})", p.display()),
-        }
+        f.write_str("KeyLogSink(..)")
     }
 }
 
 impl KeyLogSink {
-    /// The file named by the `SSLKEYLOGFILE` environment variable, if set and non-empty.
-    pub fn from_env() -> Option<Self> {
-        std::env::var_os("SSLKEYLOGFILE")
-            .filter(|v| !v.is_empty())
-            .map(|v| KeyLogSink::File(PathBuf::from(v)))
+    /// A sink calling `f` with every line.
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        KeyLogSink(Arc::new(f))
     }
 
     /// A sink that collects lines into a shared vector (handy in tests).
     pub fn collect() -> (Self, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let l = lines.clone();
-        let sink = KeyLogSink::Lines(Arc::new(move |line: &str| {
+        let sink = KeyLogSink::new(move |line: &str| {
             l.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(line.to_string());
-        }));
+        });
         (sink, lines)
     }
 
     pub(crate) fn write_line(&self, line: &str) {
-        match self {
-            KeyLogSink::Lines(f) => f(line),
-            KeyLogSink::File(path) => {
-                let mut o = OpenOptions::new();
-                o.create(true).append(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    o.mode(0o600);
-                }
-                // A debugging aid: failing to write the log must not fail the link.
-                if let Ok(mut f) = o.open(path) {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
-        }
+        (self.0)(line)
     }
 }
 

@@ -1,21 +1,20 @@
-//! Simulator scale and memory (issue 5), reported, never asserted.
+//! Simulator scale and memory, reported, never asserted.
 //!
-//! `cargo bench -p reload-node --bench sim -- [MODE …]`, modes (run in the order given;
-//! without any: `topology 10000 100000`, `full 10000 100000`, `process 5`):
+//! `cargo bench -p reload-proto --bench sim -- [MODE …]`, modes (run in the order given;
+//! without any: `topology 10000 100000`, `full 10000 100000`):
 //!
-//! - `full N L` — N full node cores ([`reload_node::node::Node`]: signing, verification,
+//! - `full N L` — N full node cores ([`reload_proto::node::Node`]: signing, verification,
 //!   Chord with a real peer's settings) in the deterministic simulator
-//!   ([`reload_node::sim`]): wall time to build them, for all to join one after the other
+//!   ([`reload_proto::sim`]): wall time to build them, for all to join one after the other
 //!   (1 s of simulated time apart, each through a random earlier peer) until the ring is
 //!   exactly the sorted Node-IDs, and for L RouteQueries (batches of 1,000 sent at the
 //!   same instant) to random Resource-IDs — each checked to be answered by the
 //!   responsible peer; RSS per core (VmRSS of this process before and after, over N);
 //! - `topology N L` — the same join and L lookups at topology level (Chord plug-ins
 //!   driven by `tests/chord_sim/harness.rs`, no cores, no messages encoded or signed;
-//!   lookups are routed through the plug-ins' tables);
-//! - `process P` — P `reload-node run` processes (enrolled with `reload-enroll` as in
-//!   `tests/processes.rs`, TLS over 127.0.0.x) form a ring; after 10 s idle, each
-//!   process's VmRSS, VmHWM and thread count from `/proc/PID/status`.
+//!   lookups are routed through the plug-ins' tables).
+//!
+//! The idle memory of real peer processes is the `peer_rss` bench of `reload-node`.
 
 #[path = "../tests/pki/mod.rs"]
 mod pki;
@@ -23,15 +22,9 @@ mod pki;
 #[path = "../tests/simnet/mod.rs"]
 mod simnet;
 
-#[path = "../tests/procs/mod.rs"]
-mod procs;
-
 #[path = "../tests/chord_sim/harness.rs"]
 mod harness;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use simnet::*;
@@ -163,65 +156,6 @@ fn topology(n: usize, count: usize) {
     assert!(sim.members().len() == n);
 }
 
-// ---- real processes --------------------------------------------------------------
-
-/// `procs::enroll_bin` would build a missing `reload-enroll` without `--release`, i.e. not
-/// next to the bench's `reload-node`: build it there first.
-fn build_release_enroll() {
-    let dir = PathBuf::from(procs::NODE).parent().unwrap().to_path_buf();
-    if !dir.join("reload-enroll").is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-q", "--release", "-p", "reload-enroll"])
-            .args(["--bin", "reload-enroll"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "building reload-enroll failed");
-    }
-}
-
-fn process(peers: usize) {
-    println!("== real processes: {peers} `reload-node run` peers over TLS on 127.0.0.x");
-    let base_port: u16 = 46084;
-    let dir = procs::scratch_dir("reload-bench-rss");
-    build_release_enroll();
-    let overlay = "rss.bench.test";
-    let addr = |i: usize| SocketAddr::from(([127, 0, 0, 10 + i as u8], base_port + 1));
-    procs::enroll_peers(&dir, overlay, base_port, addr(0), peers);
-    let running = procs::start_peers(&dir, peers, addr, Duration::from_secs(20), |_, cmd| {
-        cmd.args(["--protocol", "tls", "--log", "warn"]);
-    });
-    let files: Vec<PathBuf> = (0..peers).map(|i| procs::status_file(&dir, i)).collect();
-    let st = Instant::now();
-    procs::wait_ring(&files, Duration::from_secs(150));
-    println!("ring formed after {:.1?}; idle 10 s", st.elapsed());
-    std::thread::sleep(Duration::from_secs(10));
-    let mut rss = Vec::new();
-    for (i, p) in running.iter().enumerate() {
-        let pid = p.child.id().to_string();
-        let (r, h, t) = (
-            status_kib(&pid, "VmRSS:").unwrap_or(0),
-            status_kib(&pid, "VmHWM:").unwrap_or(0),
-            status_kib(&pid, "Threads:").unwrap_or(0),
-        );
-        println!(
-            "peer {i} (pid {pid}): VmRSS {:.1} MiB, VmHWM {:.1} MiB, {t} threads",
-            mib(r),
-            mib(h)
-        );
-        rss.push(r);
-    }
-    rss.sort();
-    println!(
-        "idle RSS of one peer in a ring of {peers}: median {:.1} MiB (min {:.1}, max {:.1})",
-        mib(rss[rss.len() / 2]),
-        mib(rss[0]),
-        mib(rss[rss.len() - 1])
-    );
-    drop(running);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; anything else starting with `-` is ignored too.
     let args: Vec<String> = std::env::args()
@@ -230,9 +164,7 @@ fn main() {
         .collect();
     let mut modes: Vec<&str> = args.iter().map(String::as_str).collect();
     if modes.is_empty() {
-        modes = vec![
-            "topology", "10000", "100000", "full", "10000", "100000", "process", "5",
-        ];
+        modes = vec!["topology", "10000", "100000", "full", "10000", "100000"];
     }
     let num = |s: Option<&&str>, default: usize| s.and_then(|v| v.parse().ok()).unwrap_or(default);
     let mut i = 0;
@@ -247,12 +179,8 @@ fn main() {
                 topology(num(a, 10_000), num(b, 100_000));
                 i += 3;
             }
-            "process" => {
-                process(num(a, 5));
-                i += 2;
-            }
             other => {
-                eprintln!("unknown mode {other:?} (full N L | topology N L | process P)");
+                eprintln!("unknown mode {other:?} (full N L | topology N L)");
                 i += 1;
             }
         }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use harness::{Params, Role, Sim, XorShift, at, build_ring};
-use reload_node::topology::Topology;
+use reload_proto::topology::Topology;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -1,5 +1,5 @@
 //! CHORD-RELOAD inside real node cores: the same plug-in as `chord_sim.rs`, but driven by
-//! [`reload_node::node::Node`] in the core's own simulator (`reload_node::sim`). Every
+//! [`reload_proto::node::Node`] in the core's own simulator (`reload_proto::sim`). Every
 //! Attach, Update, Join, Leave and Ping is a signed RELOAD message routed by the cores,
 //! so this checks that the plug-in's conventions match the core's: Join answered through
 //! `answer_join`, Attach answers and `UpdateRequested`, links closed by `ReleaseLink`,
@@ -11,9 +11,9 @@ mod simnet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reload_node::node::Event;
-use reload_node::sim::Sim;
-use reload_node::topology::TopologySettings;
+use reload_proto::node::Event;
+use reload_proto::sim::Sim;
+use reload_proto::topology::TopologySettings;
 use reload_wire::body::MessageBody;
 use reload_wire::link::PingReq;
 use reload_wire::{Destination, NodeId, ResourceId};

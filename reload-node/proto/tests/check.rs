@@ -3,15 +3,14 @@
 
 mod pki;
 
-use std::process::Command;
 use std::time::SystemTime;
 
 use pki::*;
-use reload_node::check::{CheckOptions, check_document, signed_document};
-use reload_node::config::{
+use reload_proto::check::{CheckOptions, check_document, signed_document};
+use reload_proto::config::{
     AccessPolicy, ConfigDocument, KindDataModel, KindDefinition, KindRef, OverlayConfig,
 };
-use reload_node::sign::Credentials;
+use reload_proto::sign::Credentials;
 use reload_wire::storage::KindId;
 use time::{Duration, OffsetDateTime};
 
@@ -193,137 +192,9 @@ fn expired_configuration_is_reported() {
     assert!(check(&doc, None).iter().any(|p| p.contains("expired")));
 }
 
-fn reload_node(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_reload-node"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-#[test]
-fn config_check_command() {
-    let dir = std::env::temp_dir().join(format!("reload-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = fixture();
-    let mut c = config(&f, 3);
-    let good = dir.join("good.relo");
-    std::fs::write(
-        &good,
-        signed_document(&mut c, &f.config_signer, &f.kind_signer).unwrap(),
-    )
-    .unwrap();
-    let (code, out) = reload_node(&["config", "check", good.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("OK (1 configuration)"), "{out}");
-
-    // The RFC's own example: grammatically valid, unusable. Each known defect is reported.
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/rfc6940-example.relo"
-    );
-    let (code, out) = reload_node(&["config", "check", "--no-verify", example]);
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = reload_node(&["config", "check", example]);
-    assert_eq!(code, 1, "{out}");
-    for defect in [
-        "expired at 2002",
-        "not an X.509 certificate",
-        "is 8 bytes; node-id-length is 16",
-        "config-ext1' is not supported",
-        "not a SecurityBlock",
-    ] {
-        assert!(out.contains(defect), "missing {defect:?} in:\n{out}");
-    }
-    // --previous: an older sequence is refused.
-    let mut older = config(&f, 2);
-    let old = dir.join("old.relo");
-    std::fs::write(
-        &old,
-        signed_document(&mut older, &f.config_signer, &f.kind_signer).unwrap(),
-    )
-    .unwrap();
-    let (code, out) = reload_node(&[
-        "config",
-        "check",
-        old.to_str().unwrap(),
-        "--previous",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("is not newer"), "{out}");
-    // A file that is not there: a readable error, exit 2.
-    let (code, out) = reload_node(&["config", "check", "/nonexistent.relo"]);
-    assert_eq!(code, 2);
-    assert!(out.contains("cannot read /nonexistent.relo"), "{out}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn cert_show_command() {
-    let dir = std::env::temp_dir().join(format!("reload-certshow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = fixture();
-    let mut c = config(&f, 3);
-    let conf = dir.join("overlay.relo");
-    std::fs::write(
-        &conf,
-        signed_document(&mut c, &f.config_signer, &f.kind_signer).unwrap(),
-    )
-    .unwrap();
-    let pem = dir.join("node.pem");
-    std::fs::write(
-        &pem,
-        reload_node::identity::to_pem("CERTIFICATE", f.kind_signer.cert.der()),
-    )
-    .unwrap();
-    let (code, out) = reload_node(&[
-        "cert",
-        "show",
-        pem.to_str().unwrap(),
-        "--config",
-        conf.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains(&format!("node-id:    {}", f.kind_signer.node_id)),
-        "{out}"
-    );
-    assert!(
-        out.contains("user name:  kind-signer@test.example.org"),
-        "{out}"
-    );
-    assert!(
-        out.contains("acceptable in overlay test.example.org"),
-        "{out}"
-    );
-    // A certificate from another CA, as DER.
-    let other = TestCa::named(false, "elsewhere").node(false, 1, "x");
-    let der = dir.join("other.der");
-    std::fs::write(&der, other.cert.der()).unwrap();
-    let (code, out) = reload_node(&[
-        "cert",
-        "show",
-        der.to_str().unwrap(),
-        "--config",
-        conf.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 1, "{out}");
-    assert!(
-        out.contains("REFUSED") && out.contains("does not chain"),
-        "{out}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
 #[test]
 fn a_new_configuration_tells_what_to_reconfigure_and_drop() {
-    use reload_node::check::config_change;
+    use reload_proto::check::config_change;
     let f = fixture();
     let mut old = config(&f, 1);
     let old_doc = signed_document(&mut old, &f.config_signer, &f.kind_signer).unwrap();
@@ -375,39 +246,4 @@ fn a_new_configuration_tells_what_to_reconfigure_and_drop() {
         config_change(&old, &doc, 0, SystemTime::now()).dropped_kinds,
         vec![KindId(0xf000_0001)]
     );
-}
-
-#[test]
-fn credentials_are_stored_owner_only_and_load_back() {
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("reload-creds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let f = fixture();
-    f.kind_signer.save(&dir).unwrap();
-    for file in [reload_node::sign::KEY_FILE, reload_node::sign::CERT_FILE] {
-        let mode = std::fs::metadata(dir.join(file))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600, "{file}");
-    }
-    let back = Credentials::load(&dir, 16, None).unwrap();
-    assert_eq!(back.node_id, f.kind_signer.node_id);
-    assert_eq!(back.cert.der(), f.kind_signer.cert.der());
-    // The key really is the same: what it signs verifies with the old certificate.
-    let sig = back.sign_with_identity(b"x").unwrap();
-    let input = [
-        &b"x"[..],
-        &reload_wire::Wire::to_bytes(&sig.identity).unwrap(),
-    ]
-    .concat();
-    reload_node::sign::verify_with_certificate(
-        sig.algorithm,
-        &f.kind_signer.cert,
-        &input,
-        &sig.signature_value,
-    )
-    .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,10 +7,10 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use reload_node::identity::{
+use reload_proto::identity::{
     CertRequest, KeyKind, ReloadCertificate, TrustPolicy, from_pem, node_id_uri,
 };
-use reload_node::sign::{Credentials, SigningKey, Verifier};
+use reload_proto::sign::{Credentials, SigningKey, Verifier};
 use reload_wire::body::MessageBody;
 use reload_wire::link::PingReq;
 use reload_wire::{
@@ -129,7 +129,7 @@ fn ping() -> Message {
         padding: Bytes::new(),
     });
     let mut m = Message {
-        header: ForwardingHeader::new(reload_node::identity::overlay_hash(OVERLAY), 1, 100, 77),
+        header: ForwardingHeader::new(reload_proto::identity::overlay_hash(OVERLAY), 1, 100, 77),
         contents: MessageContents::from_body(&body).unwrap(),
         security: SecurityBlock {
             certificates: vec![],

@@ -4,7 +4,6 @@
 //! files that hold a node's key and certificate.
 
 use std::fmt;
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -538,27 +537,6 @@ pub fn from_pem(label: &str, pem: &str) -> Option<Vec<u8>> {
         .filter(|c| !c.is_whitespace())
         .collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
-}
-
-/// Writes a file readable and writable by its owner only (mode 0600), replacing it
-/// atomically, as node keys and certificates are stored.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), IdentityError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |what: &str, e: std::io::Error| {
-        IdentityError::Io(format!("{what} {}: {e}", path.display()))
-    };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("cannot create", e))?;
-    f.write_all(contents).map_err(|e| io("cannot write", e))?;
-    f.sync_all().map_err(|e| io("cannot sync", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into", e))
 }
 
 /// Hex of a Node-ID list, for logs.

@@ -1,6 +1,6 @@
 //! Issue 5, CHORD-RELOAD (RFC 6940 §10) at 500 peers in FULL node cores: every peer is a
-//! [`reload_node::node::Node`] with its own certificate and key, driven by the core's
-//! deterministic simulator ([`reload_node::sim`]). Every Attach, Join, Update, Leave,
+//! [`reload_proto::node::Node`] with its own certificate and key, driven by the core's
+//! deterministic simulator ([`reload_proto::sim`]). Every Attach, Join, Update, Leave,
 //! Ping and RouteQuery is a signed RELOAD message, routed hop by hop by the cores and
 //! verified at its destination. (`chord_sim.rs` checks the same properties at topology
 //! level, without cores.)

@@ -8,8 +8,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
     KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
 };
-use reload_node::identity::{ReloadCertificate, node_id_uri};
-use reload_node::sign::{Credentials, SigningKey};
+use reload_proto::identity::{ReloadCertificate, node_id_uri};
+use reload_proto::sign::{Credentials, SigningKey};
 use reload_wire::NodeId;
 use time::{Duration, OffsetDateTime};
 
@@ -30,8 +30,8 @@ pub fn alg(rsa: bool) -> &'static SignatureAlgorithm {
 
 impl TestCa {
     /// The trust policy of the test overlay: this CA as its only root, 16-byte Node-IDs.
-    pub fn trust(&self) -> reload_node::identity::TrustPolicy {
-        reload_node::identity::TrustPolicy {
+    pub fn trust(&self) -> reload_proto::identity::TrustPolicy {
+        reload_proto::identity::TrustPolicy {
             overlay: OVERLAY.into(),
             node_id_len: 16,
             roots: vec![self.der.clone()],

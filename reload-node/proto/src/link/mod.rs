@@ -29,7 +29,6 @@ pub mod keylog;
 mod auth;
 mod dtls;
 mod tls;
-pub(crate) use tls::handshake_signatures_by;
 
 use std::collections::VecDeque;
 use std::fmt;
