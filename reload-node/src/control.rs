@@ -55,18 +55,15 @@
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use reload_wire::body::MessageBody;
-use reload_wire::link::PingReq;
-use reload_wire::message::ErrorCode;
 use reload_wire::{Destination, NodeId};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::shell::{Control, Snapshot};
-use reload_proto::node::{Node, RequestError};
+use crate::client::{Hop, NodeHandle, Snapshot};
+use reload_proto::node::Node;
 
 /// The socket's file name in the data directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -98,15 +95,12 @@ pub struct PeerInfo {
 
 impl PeerInfo {
     pub fn of(node: &Node) -> Self {
-        let s = node.settings();
+        let o = node.overlay();
         PeerInfo {
-            overlay: s.overlay_name.clone(),
-            node_id_length: s.decode.node_id_len(),
-            topology: node
-                .configuration()
-                .map(|c| c.topology_plugin.clone())
-                .unwrap_or_else(|| reload_proto::config::DEFAULT_TOPOLOGY_PLUGIN.to_string()),
-            request_lifetime: s.max_request_lifetime(),
+            overlay: o.name().to_string(),
+            node_id_length: o.node_id_len(),
+            topology: o.config().topology_plugin.clone(),
+            request_lifetime: o.request_lifetime(),
         }
     }
 }
@@ -167,211 +161,6 @@ pub fn parse_destination(text: &str, info: &PeerInfo) -> Result<Vec<Destination>
     Err(format!(
         "{shown:?} is not a Node-ID ({digits} hex digits), a reload:// URI or resource:NAME"
     ))
-}
-
-// ---- operations on a running shell --------------------------------------------------
-
-/// Why a ping or trace failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpError {
-    /// The shell stopped.
-    Stopped,
-    /// No answer (at hop `hop` of a trace, counted from 1).
-    Timeout { hop: Option<u8>, after: Duration },
-    /// `from` answered with an error.
-    Refused {
-        from: NodeId,
-        code: ErrorCode,
-        info: String,
-    },
-    /// `from` answered with something that is not a PingAns.
-    Unexpected { from: NodeId, what: String },
-    /// The trace ran out of TTL before the target answered.
-    NotReached { initial_ttl: u8 },
-}
-
-impl OpError {
-    /// The KIND of the protocol's `error KIND: MESSAGE` line.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            OpError::Stopped => "stopped",
-            OpError::Timeout { .. } => "timeout",
-            OpError::Refused { .. } => "refused",
-            OpError::Unexpected { .. } => "unexpected",
-            OpError::NotReached { .. } => "ttl",
-        }
-    }
-}
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpError::Stopped => f.write_str("the peer is shutting down"),
-            OpError::Timeout { hop: None, after } => {
-                write!(f, "no answer within {:.1} s", after.as_secs_f64())
-            }
-            OpError::Timeout {
-                hop: Some(h),
-                after,
-            } => write!(
-                f,
-                "hop {h} did not answer within {:.1} s",
-                after.as_secs_f64()
-            ),
-            OpError::Refused { from, code, info } => {
-                write!(f, "{from} answered {code}")?;
-                if !info.is_empty() {
-                    write!(f, " ({info})")?;
-                }
-                Ok(())
-            }
-            OpError::Unexpected { from, what } => {
-                write!(f, "{from} answered with {what}, not a PingAns")
-            }
-            OpError::NotReached { initial_ttl } => write!(
-                f,
-                "the target did not answer within initial-ttl ({initial_ttl}) hops"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for OpError {}
-
-/// One step of a trace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hop {
-    /// Position on the path, from 1 (the TTL of its Ping + 1).
-    pub number: u8,
-    pub node: NodeId,
-    pub rtt: Duration,
-    /// This is the target's own answer (the last hop).
-    pub target: bool,
-}
-
-/// The peer's neighbourhood.
-pub async fn snapshot(control: &mpsc::Sender<Control>) -> Result<Snapshot, OpError> {
-    let (tx, rx) = oneshot::channel();
-    control
-        .send(Control::Snapshot { reply: tx })
-        .await
-        .map_err(|_| OpError::Stopped)?;
-    rx.await.map_err(|_| OpError::Stopped)
-}
-
-/// Sends one Ping (TTL `ttl`, or `initial-ttl`) and waits at most `limit` for its
-/// answer (the core itself gives up after the request lifetime).
-async fn ping_raw(
-    control: &mpsc::Sender<Control>,
-    destination: Vec<Destination>,
-    ttl: Option<u8>,
-    limit: Duration,
-) -> Result<(crate::shell::Answer, Duration), OpError> {
-    let (tx, rx) = oneshot::channel();
-    let t0 = Instant::now();
-    control
-        .send(Control::Request {
-            destination,
-            body: MessageBody::PingReq(PingReq::default()),
-            ttl,
-            reply: tx,
-        })
-        .await
-        .map_err(|_| OpError::Stopped)?;
-    match tokio::time::timeout(limit, rx).await {
-        Ok(Ok(answer)) => Ok((answer, t0.elapsed())),
-        Ok(Err(_)) => Err(OpError::Stopped),
-        Err(_) => Ok((Err(RequestError::Timeout), t0.elapsed())),
-    }
-}
-
-fn refused(from: NodeId, e: &reload_wire::message::ErrorResponse) -> OpError {
-    OpError::Refused {
-        from,
-        code: e.error_code,
-        info: String::from_utf8_lossy(&e.error_info)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect(),
-    }
-}
-
-fn unexpected(from: NodeId, body: &MessageBody) -> OpError {
-    let what = format!("{body:?}");
-    OpError::Unexpected {
-        from,
-        what: what
-            .split(['(', ' ', '{'])
-            .next()
-            .unwrap_or("?")
-            .to_string(),
-    }
-}
-
-/// Pings `destination`: who answered, and the round-trip time.
-pub async fn ping(
-    control: &mpsc::Sender<Control>,
-    destination: Vec<Destination>,
-    lifetime: Duration,
-) -> Result<(NodeId, Duration), OpError> {
-    let limit = lifetime + Duration::from_secs(5);
-    match ping_raw(control, destination, None, limit).await? {
-        (Ok((from, MessageBody::PingAns(_))), rtt) => Ok((from, rtt)),
-        (Ok((from, body)), _) => Err(unexpected(from, &body)),
-        (Err(RequestError::Error(from, e)), _) => Err(refused(from, &e)),
-        (Err(RequestError::Timeout), rtt) => Err(OpError::Timeout {
-            hop: None,
-            after: rtt,
-        }),
-    }
-}
-
-/// Traces the path to `destination` with Pings of TTL 0, 1, … `initial_ttl`: every hop
-/// where the TTL runs out answers Error_TTL_Exceeded (RFC 6940 §6.3.2), the target
-/// answers the Ping. `on_hop` sees each hop as it is found.
-pub async fn trace(
-    control: &mpsc::Sender<Control>,
-    destination: Vec<Destination>,
-    initial_ttl: u8,
-    lifetime: Duration,
-    mut on_hop: impl FnMut(&Hop),
-) -> Result<Vec<Hop>, OpError> {
-    let limit = lifetime + Duration::from_secs(5);
-    let mut hops = Vec::new();
-    for ttl in 0..=initial_ttl {
-        let number = ttl.saturating_add(1);
-        let (answer, rtt) = ping_raw(control, destination.clone(), Some(ttl), limit).await?;
-        let hop = match answer {
-            Ok((node, MessageBody::PingAns(_))) => Hop {
-                number,
-                node,
-                rtt,
-                target: true,
-            },
-            Ok((from, body)) => return Err(unexpected(from, &body)),
-            Err(RequestError::Error(node, e)) if e.error_code == ErrorCode::TTL_EXCEEDED => Hop {
-                number,
-                node,
-                rtt,
-                target: false,
-            },
-            Err(RequestError::Error(from, e)) => return Err(refused(from, &e)),
-            Err(RequestError::Timeout) => {
-                return Err(OpError::Timeout {
-                    hop: Some(number),
-                    after: rtt,
-                });
-            }
-        };
-        on_hop(&hop);
-        let done = hop.target;
-        hops.push(hop);
-        if done {
-            return Ok(hops);
-        }
-    }
-    Err(OpError::NotReached { initial_ttl })
 }
 
 /// Milliseconds with three decimals.
@@ -489,12 +278,8 @@ impl ControlSocket {
         &self.file.path
     }
 
-    /// Serves the socket (in the current tokio runtime), passing commands to `control`.
-    pub fn serve(
-        self,
-        info: PeerInfo,
-        control: mpsc::Sender<Control>,
-    ) -> Result<ControlServer, String> {
+    /// Serves the socket (in the current tokio runtime) for the node of `handle`.
+    pub fn serve(self, info: PeerInfo, handle: NodeHandle) -> Result<ControlServer, String> {
         let listener = tokio::net::UnixListener::from_std(self.listener)
             .map_err(|e| format!("{}: {e}", self.file.path.display()))?;
         let info = std::sync::Arc::new(info);
@@ -525,7 +310,7 @@ impl ControlSocket {
                     });
                     continue;
                 }
-                clients.spawn(serve_client(stream, info.clone(), control.clone()));
+                clients.spawn(serve_client(stream, info.clone(), handle.clone()));
             }
         });
         Ok(ControlServer {
@@ -538,7 +323,7 @@ impl ControlSocket {
 async fn serve_client(
     stream: tokio::net::UnixStream,
     info: std::sync::Arc<PeerInfo>,
-    control: mpsc::Sender<Control>,
+    handle: NodeHandle,
 ) {
     let (r, mut w) = stream.into_split();
     let mut r = tokio::io::BufReader::new(r);
@@ -567,7 +352,7 @@ async fn serve_client(
         }
         let mut out = Output(&mut w);
         let ok = match std::str::from_utf8(&buf) {
-            Ok(line) => execute(line.trim(), &info, &control, &mut out).await,
+            Ok(line) => execute(line.trim(), &info, &handle, &mut out).await,
             Err(_) => out.line("error usage: the line is not UTF-8").await,
         };
         if !ok || !complete {
@@ -601,12 +386,7 @@ const HELP: &[&str] = &[
 ];
 
 /// Runs one command line; `false` once the client is gone.
-async fn execute(
-    line: &str,
-    info: &PeerInfo,
-    control: &mpsc::Sender<Control>,
-    out: &mut Output<'_>,
-) -> bool {
+async fn execute(line: &str, info: &PeerInfo, node: &NodeHandle, out: &mut Output<'_>) -> bool {
     let words: Vec<&str> = line.split_ascii_whitespace().collect();
     let (command, args) = match words.split_first() {
         Some((c, a)) => (*c, a),
@@ -621,7 +401,7 @@ async fn execute(
             }
             out.line("ok").await
         }
-        ("status", []) => match snapshot(control).await {
+        ("status", []) => match node.snapshot().await {
             Ok(s) => {
                 for l in status_lines(&s, &info.overlay) {
                     if !out.line(&l).await {
@@ -630,7 +410,7 @@ async fn execute(
                 }
                 out.line("ok").await
             }
-            Err(e) => out.error(e.kind(), &e.to_string()).await,
+            Err(_) => out.error("stopped", "the peer is shutting down").await,
         },
         ("ping" | "trace", [dest]) => {
             let dest = match parse_destination(dest, info) {
@@ -638,20 +418,16 @@ async fn execute(
                 Err(e) => return out.error("destination", &e).await,
             };
             if command == "ping" {
-                return match ping(control, dest, info.request_lifetime).await {
+                return match node.ping(dest).await {
                     Ok((who, rtt)) => {
                         out.line(&format!("reply {who} {}", ms(rtt))).await && out.line("ok").await
                     }
                     Err(e) => out.error(e.kind(), &e.to_string()).await,
                 };
             }
-            let initial_ttl = match snapshot(control).await {
-                Ok(s) => s.initial_ttl,
-                Err(e) => return out.error(e.kind(), &e.to_string()).await,
-            };
             // Hops are written as they are found; the trace stops when the client leaves.
             let (hop_tx, mut hop_rx) = mpsc::unbounded_channel::<Hop>();
-            let work = trace(control, dest, initial_ttl, info.request_lifetime, |h| {
+            let work = node.trace(dest, |h| {
                 let _ = hop_tx.send(h.clone());
             });
             tokio::pin!(work);
@@ -731,8 +507,8 @@ pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
         format!("overlay {overlay}"),
         format!("joined {}", s.joined),
         format!("initial-ttl {}", s.initial_ttl),
-        list("successors", &s.successors),
-        list("predecessors", &s.predecessors),
+        list("successors", s.successors()),
+        list("predecessors", s.predecessors()),
         list("routing-table", &s.routing_table),
         list("connected", &connected),
     ]

@@ -27,6 +27,7 @@
 //!
 //! To come: storage (§7), ICE (§6.5.1 with ICE), usages.
 
+pub mod client;
 pub mod control;
 pub mod datadir;
 pub mod enroll;

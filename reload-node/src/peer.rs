@@ -1,72 +1,106 @@
-//! Assembling a running peer from its data directory: configuration, credentials, trust
-//! policy, link layer and CHORD-RELOAD, all taken from the overlay configuration (the
-//! single source of tunables, RFC 6940 §11.1).
+//! Assembling a running peer from its data directory: configuration, credentials, link
+//! layer and topology plug-in, all taken from the overlay configuration (the single source
+//! of tunables, RFC 6940 §11.1) and the operator's local choices.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use reload_proto::config::OverlayConfig;
+use reload_proto::link::{LinkConfig, LinkContext, SecureLinks, WallAnchor};
+use reload_proto::node::{Admission, Node, NodeParts, NodeSettings};
+use reload_proto::overlay::Overlay;
+use reload_proto::sign::Credentials;
+use reload_proto::topology::{Topologies, TopologyContext};
 use reload_wire::link::OverlayLinkType;
 
-use reload_proto::check::trust_policy;
-use reload_proto::config::OverlayConfig;
-use reload_proto::link::{LinkConfig, LinkContext};
-use reload_proto::node::{Node, NodeSettings};
-use reload_proto::sign::{Credentials, Verifier};
-use reload_proto::topology::TopologySettings;
-use reload_proto::topology::chord::Chord;
-
 /// Local choices of one peer.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PeerOptions {
     /// Addresses to listen on, with the link protocol of each.
     pub listen: Vec<(OverlayLinkType, SocketAddr)>,
     /// Write an NSS key log of the TLS and DTLS links here (debugging captures).
     pub key_log: Option<PathBuf>,
+    /// Which new links the peer admits.
+    pub admission: Admission,
+    /// A (D)TLS handshake (and the TCP connect before it) must finish within this.
+    pub handshake_timeout: Duration,
 }
 
-/// A random seed from the operating system, for transaction IDs.
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            listen: Vec::new(),
+            key_log: None,
+            admission: Admission::default(),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A random seed from the operating system.
 pub fn os_seed() -> u64 {
     let mut b = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut b);
     u64::from_be_bytes(b)
 }
 
-/// Builds the core of a peer over real (D)TLS links.
-pub fn build(
-    config: &OverlayConfig,
+/// Builds the core of a peer over real (D)TLS links, with the topology plug-in the
+/// configuration names (from `topologies`).
+pub fn build_with(
+    overlay: std::sync::Arc<Overlay>,
     creds: Credentials,
     opts: &PeerOptions,
+    topologies: &Topologies,
 ) -> Result<Node, String> {
-    reload_proto::identity::check_topology(&config.topology_plugin, config.node_id_length)
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let topology = topologies
+        .build(&TopologyContext {
+            node_id: creds.node_id,
+            overlay: &overlay,
+        })
         .map_err(|e| e.to_string())?;
-    let trust = trust_policy(config);
-    let mut lc = LinkConfig::new(trust.clone(), config.max_message_size as usize);
+    let mut lc = LinkConfig::new(
+        overlay.trust().as_ref().clone(),
+        overlay.max_message_size(),
+        WallAnchor::new(now, wall),
+    );
+    lc.handshake_timeout = opts.handshake_timeout;
     if let Some(path) = &opts.key_log {
         lc.key_log = Some(crate::datadir::key_log_file(path));
     }
     let ctx = LinkContext::new(lc, &creds).map_err(|e| format!("link layer: {e}"))?;
-    let settings = NodeSettings::from_config(config, opts.listen.clone());
-    let topo = Chord::new(creds.node_id, TopologySettings::from_config(config));
-    let verifier = Verifier::new(trust, settings.cert_cache_size);
-    let node = Node::new(
+    let mut settings = NodeSettings::new(opts.listen.clone());
+    settings.admission = opts.admission;
+    let parts = NodeParts {
         settings,
+        overlay,
+        credentials: creds,
+        topology,
+        links: Box::new(SecureLinks::new(ctx)),
+    };
+    Ok(Node::new(parts, now, wall, os_seed()))
+}
+
+/// [`build_with`] the default plug-ins.
+pub fn build(
+    config: OverlayConfig,
+    creds: Credentials,
+    opts: &PeerOptions,
+) -> Result<Node, String> {
+    build_with(
+        Overlay::new(config, None),
         creds,
-        verifier,
-        Box::new(topo),
-        Instant::now(),
-        SystemTime::now(),
-        os_seed(),
-    );
-    Ok(node.with_links(Arc::<LinkContext>::clone(&ctx)))
+        opts,
+        &Topologies::default(),
+    )
 }
 
 /// Loads what `reload-node enroll` stored in `dir` and builds the peer, with its signed
 /// configuration document (sent to peers whose configuration is older, §6.3.2.1).
 pub fn from_data_dir(dir: &Path, opts: &PeerOptions) -> Result<Node, String> {
-    let (config, creds) = crate::enroll::load_credentials(dir).map_err(|e| e.to_string())?;
-    let path = dir.join(crate::datadir::CONFIG_FILE);
-    let doc = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(build(&config, creds, opts)?.with_configuration(config, bytes::Bytes::from(doc)))
+    let (doc, config) = crate::datadir::load_config(dir)?;
+    let creds = crate::datadir::load_credentials(dir, config.node_id_length)?;
+    let overlay = Overlay::new(config, Some(bytes::Bytes::from(doc)));
+    build_with(overlay, creds, opts, &Topologies::default())
 }

@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 use reload_wire::link::OverlayLinkType;
 
 use crate::peer::{PeerOptions, from_data_dir};
-use crate::shell::{Listeners, run_with_control};
-use reload_proto::node::Event;
+use crate::shell::Listeners;
+use reload_proto::node::{Event, Start};
 
 /// Link protocols `run` can listen with (RFC 6940 §6.6: No-ICE overlays).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,21 +73,18 @@ pub struct RunArgs {
 
 /// The JSON written to `--status-file`.
 pub fn status_json(node: &reload_proto::node::Node) -> String {
-    let list = |v: Vec<reload_wire::NodeId>| {
-        v.iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     let t = node.topology();
-    format!(
-        "{{\"node_id\":\"{}\",\"joined\":{},\"successors\":[{}],\"predecessors\":[{}],\"connected\":[{}]}}\n",
-        node.node_id(),
-        t.is_joined(),
-        list(t.successors()),
-        list(t.predecessors()),
-        list(node.connected_peers())
-    )
+    let hex = |v: Vec<reload_wire::NodeId>| v.iter().map(|n| n.to_hex()).collect::<Vec<_>>();
+    let mut connected = node.connected_peers();
+    connected.sort();
+    let status = serde_json::json!({
+        "node_id": node.node_id().to_hex(),
+        "joined": t.is_joined(),
+        "successors": hex(t.neighbor_section("successors")),
+        "predecessors": hex(t.neighbor_section("predecessors")),
+        "connected": hex(connected),
+    });
+    format!("{status}\n")
 }
 
 /// Runs one peer until a signal; then sends Leave and exits.
@@ -106,6 +103,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let opts = PeerOptions {
             listen: vec![(args.protocol.link_type(), args.listen)],
             key_log: args.key_log.clone(),
+            ..PeerOptions::default()
         };
         let mut node = from_data_dir(&args.data_dir, &opts)?;
         let span = tracing::info_span!("node", id = %node.node_id());
@@ -134,7 +132,14 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             return Err("no bootstrap peer: give --bootstrap ADDR, or --first to start a new overlay".into());
         }
         tracing::info!(listen = %args.listen, protocol = ?args.protocol, first = args.first, client = args.client, "starting");
-        node.start(std::time::Instant::now(), args.first, &bootstrap, args.client);
+        let start = if args.first {
+            Start::FirstNode
+        } else if args.client {
+            Start::Client(bootstrap)
+        } else {
+            Start::Join(bootstrap)
+        };
+        node.start(std::time::Instant::now(), start);
         let restart = std::sync::Arc::new(tokio::sync::Notify::new());
         let restart2 = restart.clone();
         let data_dir = args.data_dir.clone();
@@ -162,8 +167,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             }
             Event::Joined => tracing::info!("joined the overlay"),
             Event::NeighborsChanged => tracing::info!(
-                successors = ?node.topology().successors(),
-                predecessors = ?node.topology().predecessors(),
+                neighbors = ?node.topology().neighbors(),
                 "neighbours changed"
             ),
             Event::LinkUp { peer, .. } => tracing::debug!(%peer, "link up"),
@@ -178,11 +182,11 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 _ = restart.notified() => {}
             }
         };
-        let (control_tx, control_rx) = tokio::sync::mpsc::channel(16);
         let info = crate::control::PeerInfo::of(&node);
+        let running = crate::shell::spawn(node, listeners, on_event, stop, Duration::from_secs(2));
         tracing::info!(control = %control_socket.path().display(), "control socket ready");
-        let server = control_socket.serve(info, control_tx)?;
-        run_with_control(node, listeners, on_event, stop, Duration::from_secs(2), control_rx).await;
+        let server = control_socket.serve(info, running.handle.clone())?;
+        let _ = running.task.await;
         // Stops the control server and removes its socket.
         drop(server);
         tracing::info!("stopped");

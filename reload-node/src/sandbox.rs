@@ -11,12 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use reload_proto::node::Start;
 use reload_wire::{Destination, NodeId};
-use tokio::sync::{mpsc, oneshot};
 
+use crate::client::{NodeHandle, Snapshot};
 use crate::peer::{PeerOptions, from_data_dir};
 use crate::run::Protocol;
-use crate::shell::{Control, Listeners, Snapshot, run_with_control};
+use crate::shell::Listeners;
 
 const OVERLAY: &str = "sandbox.reload.test";
 
@@ -117,7 +118,8 @@ pub fn ring_is_correct(snaps: &[Snapshot]) -> bool {
         let (succ, pred) = (ids[(i + 1) % n], ids[(i + n - 1) % n]);
         s.joined
             && (n == 1
-                || (s.successors.first() == Some(&succ) && s.predecessors.first() == Some(&pred)))
+                || (s.successors().first() == Some(&succ)
+                    && s.predecessors().first() == Some(&pred)))
     })
 }
 
@@ -242,30 +244,26 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let protocol = args.protocol.link_type();
-        let mut controls = Vec::new();
-        let mut lifetimes = Vec::new();
+        let mut handles: Vec<NodeHandle> = Vec::new();
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut tasks = Vec::new();
         for (i, u) in users.iter().enumerate() {
             let opts = PeerOptions {
                 listen: vec![(protocol, peer_addr(i))],
-                key_log: None,
+                ..PeerOptions::default()
             };
             let mut node = from_data_dir(&dir.join(u), &opts)?;
-            lifetimes.push(node.settings().max_request_lifetime());
             let listeners = Listeners::bind(&opts.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", peer_addr(i)))?;
-            let boot = if i == 0 {
-                vec![]
+            let start = if i == 0 {
+                Start::FirstNode
             } else {
-                vec![(protocol, peer_addr(0))]
+                Start::Join(vec![(protocol, peer_addr(0))])
             };
-            node.start(Instant::now(), i == 0, &boot, false);
-            let (ctl_tx, ctl_rx) = mpsc::channel(16);
-            controls.push(ctl_tx);
+            node.start(Instant::now(), start);
             let mut stop = stop_tx.subscribe();
-            tasks.push(tokio::spawn(run_with_control(
+            let running = crate::shell::spawn(
                 node,
                 listeners,
                 Box::new(|_, _| {}),
@@ -273,18 +271,16 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                     let _ = stop.recv().await;
                 },
                 Duration::from_millis(500),
-                ctl_rx,
-            )));
+            );
+            handles.push(running.handle);
+            tasks.push(running.task);
             // Joins one after another, as operators start peers.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let snaps = |controls: Vec<mpsc::Sender<Control>>| async move {
+        let snaps = |handles: Vec<NodeHandle>| async move {
             let mut out = Vec::new();
-            for c in &controls {
-                let (tx, rx) = oneshot::channel();
-                if c.send(Control::Snapshot { reply: tx }).await.is_ok()
-                    && let Ok(s) = rx.await
-                {
+            for h in &handles {
+                if let Ok(s) = h.snapshot().await {
                     out.push(s);
                 }
             }
@@ -292,7 +288,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         };
         println!("== waiting for the ring");
         let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-        let mut ring = snaps(controls.clone()).await;
+        let mut ring = snaps(handles.clone()).await;
         while !ring_is_correct(&ring) {
             if Instant::now() > deadline {
                 print_ring(&ring, &peer_addr);
@@ -302,7 +298,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
-            ring = snaps(controls.clone()).await;
+            ring = snaps(handles.clone()).await;
         }
         print_ring(&ring, &peer_addr);
 
@@ -314,15 +310,10 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         println!("== ping {} -> {}", ring[a].node_id, target);
         // The path as measured: Pings with TTL 0, 1, … (each hop where the TTL ran out
         // answers Error_TTL_Exceeded, RFC 6940 §6.3.2), then the Ping itself.
-        let lifetime = lifetimes[a];
         let dest = vec![Destination::Node(target)];
         println!("   trace (TTL-limited Pings):");
-        let hops = crate::control::trace(
-            &controls[a],
-            dest.clone(),
-            ring[a].initial_ttl,
-            lifetime,
-            |h| {
+        let hops = handles[a]
+            .trace(dest.clone(), |h| {
                 println!(
                     "   {:>3}  {}  {:>8} ms{}",
                     h.number,
@@ -330,10 +321,9 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                     crate::control::ms(h.rtt),
                     if h.target { "  (target)" } else { "" }
                 )
-            },
-        )
-        .await
-        .map_err(|e| format!("the trace to {target} failed: {e}"))?;
+            })
+            .await
+            .map_err(|e| format!("the trace to {target} failed: {e}"))?;
         if hops.last().map(|h| h.node) != Some(target) {
             return Err(format!(
                 "the trace ended at {:?}, not at {target}",
@@ -344,7 +334,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             .chain(hops.iter().map(|h| short(&h.node)))
             .collect();
         println!("   path: {}", path.join(" -> "));
-        match crate::control::ping(&controls[a], dest, lifetime).await {
+        match handles[a].ping(dest).await {
             Ok((who, rtt)) if who == target => {
                 println!("   answered by {who} in {} ms", crate::control::ms(rtt))
             }
@@ -379,11 +369,11 @@ fn print_ring(ring: &[Snapshot], addr: &dyn Fn(usize) -> SocketAddr) {
             "   {:<34} {:<17} {:<10} {:<10}",
             s.node_id.to_hex(),
             addr(i).to_string(),
-            s.successors
+            s.successors()
                 .first()
                 .map(short)
                 .unwrap_or_else(|| "-".into()),
-            s.predecessors
+            s.predecessors()
                 .first()
                 .map(short)
                 .unwrap_or_else(|| "-".into())

@@ -25,6 +25,8 @@ pub mod config;
 pub mod identity;
 pub mod link;
 pub mod node;
+pub mod overlay;
+pub mod rand;
 pub mod sign;
 pub mod sim;
 pub mod topology;

@@ -511,7 +511,7 @@ pub struct VerifiedSigner {
 /// Verifies signatures against an overlay's trust policy, caching certificates.
 #[derive(Debug)]
 pub struct Verifier {
-    trust: TrustPolicy,
+    trust: Arc<TrustPolicy>,
     pub cache: CertCache,
     /// Certificates whose chain passed the trust policy, by SHA-256 of their DER, with the
     /// Unix time until which that verdict is reused (at most [`CHAIN_VERDICT_TTL`], never
@@ -524,7 +524,8 @@ pub const CHAIN_VERDICT_TTL: std::time::Duration = std::time::Duration::from_sec
 
 impl Verifier {
     /// A verifier whose certificate cache holds at most `cache_capacity` certificates.
-    pub fn new(trust: TrustPolicy, cache_capacity: usize) -> Self {
+    pub fn new(trust: impl Into<Arc<TrustPolicy>>, cache_capacity: usize) -> Self {
+        let trust = trust.into();
         let cache = CertCache::new(trust.node_id_len, cache_capacity);
         Verifier {
             trust,
@@ -608,8 +609,8 @@ impl Verifier {
 
     /// Replaces the trust policy (a new configuration: roots, bad-nodes …) and forgets
     /// every cached chain verdict.
-    pub fn set_trust(&mut self, trust: TrustPolicy) {
-        self.trust = trust;
+    pub fn set_trust(&mut self, trust: impl Into<Arc<TrustPolicy>>) {
+        self.trust = trust.into();
         self.verified.clear();
     }
 

@@ -1,11 +1,13 @@
 //! A deterministic simulator: many [`Node`] cores in one process on a virtual clock, with
 //! configurable latency, loss and node failure, reproducible from a seed.
 //!
-//! The simulator plays the shell of every node: it carries transmits between linked nodes
-//! after a latency drawn from its seeded generator, answers `Connect` events by linking the
-//! two cores directly (it vouches for both identities, standing in for the (D)TLS
-//! handshake), and calls each core's `handle_timeout` when due. Nothing depends on the real
-//! clock or on hash-map iteration order, so a seed reproduces a run exactly.
+//! The simulator is the network and the shell of every node, nothing more: it carries
+//! streams (TCP) and datagrams (UDP) between the addresses nodes listen on, after a latency
+//! drawn from its seeded generator, and calls each core's `handle_timeout` when due. The
+//! cores run exactly as on real sockets — their endpoints admit links, their links learn
+//! their peers in-band (plain links, [`crate::link::plain`], or real (D)TLS) — so a test
+//! here exercises the same code as a running peer. Nothing depends on the real clock or
+//! on hash-map iteration order, so a seed reproduces a run exactly.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -14,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::node::{Event, LinkId, Node};
+use crate::link::plain;
+use crate::node::{Event, Node, StreamEvent, StreamId, Transport};
+use crate::rand::Prng;
 use reload_wire::NodeId;
 
 /// Network behaviour of the simulation.
@@ -22,7 +26,9 @@ use reload_wire::NodeId;
 pub struct SimNetwork {
     /// One-way latency range.
     pub latency: (Duration, Duration),
-    /// Probability (0..=1) that a message is lost.
+    /// Probability (0..=1) that a datagram, or a stream chunk after a stream's first one,
+    /// is lost. Plain links send one message per chunk after their hello, so this loses
+    /// whole messages, as a lossy hop would; (D)TLS streams do not survive it.
     pub loss: f64,
 }
 
@@ -35,52 +41,18 @@ impl Default for SimNetwork {
     }
 }
 
-/// xorshift64*.
-#[derive(Clone, Debug)]
-pub struct SimRng(u64);
-
-impl SimRng {
-    /// Every seed gives its own stream (a plain `seed | 1` made seeds 2k and 2k+1 the
-    /// same run).
-    pub fn new(seed: u64) -> Self {
-        SimRng(crate::node::seed_state(seed))
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[derive(Debug)]
 enum Delivery {
-    Message {
-        to: usize,
-        link: LinkId,
+    Stream {
+        node: usize,
+        stream: StreamId,
+        event: StreamEvent,
+    },
+    Datagram {
+        node: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
         data: Bytes,
-    },
-    LinkUp {
-        node: usize,
-        link: LinkId,
-        peer: NodeId,
-    },
-    LinkDown {
-        node: usize,
-        link: LinkId,
-    },
-    /// A real-link transport came up: the connecting side starts its (D)TLS handshake.
-    TransportUp {
-        node: usize,
-        link: LinkId,
     },
     Timer {
         node: usize,
@@ -91,6 +63,7 @@ enum Delivery {
 #[derive(Debug)]
 pub struct SimNode {
     pub node: Node,
+    /// Where it listens (streams and datagrams).
     pub addr: SocketAddr,
     pub alive: bool,
     /// Events the simulator did not consume (for the test to inspect).
@@ -102,20 +75,22 @@ pub struct SimNode {
 pub struct Sim {
     pub base: Instant,
     pub now: Instant,
-    pub rng: SimRng,
+    pub rng: Prng,
     pub net: SimNetwork,
     pub nodes: Vec<SimNode>,
     by_addr: HashMap<SocketAddr, usize>,
-    /// (node, link) → (peer node, peer link).
-    wires: BTreeMap<(usize, LinkId), (usize, LinkId)>,
+    /// (node, stream) → (peer node, peer stream).
+    wires: BTreeMap<(usize, StreamId), (usize, StreamId)>,
+    /// Streams whose first chunk was sent (loss spares the first).
+    started: std::collections::BTreeSet<(usize, StreamId)>,
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     pending: HashMap<usize, Delivery>,
     seq: u64,
     /// Scheduled timer per node, to avoid duplicates.
     timers: HashMap<usize, Instant>,
-    /// Latest scheduled arrival per (node, link): links deliver in order, as TCP does.
-    fifo: HashMap<(usize, LinkId), Instant>,
-    /// Messages delivered and lost.
+    /// Latest scheduled arrival per (node, stream): streams deliver in order.
+    fifo: HashMap<(usize, StreamId), Instant>,
+    /// Chunks and datagrams delivered and lost.
     pub delivered: u64,
     pub lost: u64,
     /// Watched transactions (see [`Sim::watch`]): deliveries of their request and of
@@ -124,16 +99,18 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// A simulation whose clock starts now (any instant would do: only differences count).
     pub fn new(seed: u64, net: SimNetwork) -> Self {
         let base = Instant::now();
         Sim {
             base,
             now: base,
-            rng: SimRng::new(seed),
+            rng: Prng::new(seed),
             net,
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             wires: BTreeMap::new(),
+            started: Default::default(),
             queue: BinaryHeap::new(),
             pending: HashMap::new(),
             seq: 0,
@@ -150,7 +127,7 @@ impl Sim {
         self.now - self.base
     }
 
-    /// Adds a node listening at `addr` (its host candidate).
+    /// Adds a node listening at `addr` (streams and datagrams).
     pub fn add(&mut self, node: Node, addr: SocketAddr) -> usize {
         let i = self.nodes.len();
         self.nodes.push(SimNode {
@@ -177,100 +154,78 @@ impl Sim {
         lo + Duration::from_micros(self.rng.below(span + 1))
     }
 
+    fn lose(&mut self) -> bool {
+        if self.net.loss > 0.0 && self.rng.unit() < self.net.loss {
+            self.lost += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Schedules a stream event in order with the data already on its way.
+    fn schedule_stream(&mut self, node: usize, stream: StreamId, event: StreamEvent) {
+        let mut at = self.now + self.latency();
+        let last = self.fifo.entry((node, stream)).or_insert(at);
+        at = at.max(*last);
+        *last = at;
+        self.schedule(
+            at,
+            Delivery::Stream {
+                node,
+                stream,
+                event,
+            },
+        );
+    }
+
     /// Collects what node `i` produced after an input, and reschedules its timer.
     pub fn after_input(&mut self, i: usize) {
         if !self.nodes[i].alive {
             return;
         }
         while let Some(t) = self.nodes[i].node.poll_transmit() {
-            let Some(&(to, link)) = self.wires.get(&(i, t.link)) else {
-                continue;
-            };
-            if self.net.loss > 0.0 && self.rng.unit() < self.net.loss {
-                self.lost += 1;
-                continue;
-            }
-            let mut at = self.now + self.latency();
-            // In order per link (a stream never reorders; datagrams rarely do).
-            let last = self.fifo.entry((to, link)).or_insert(at);
-            at = at.max(*last);
-            *last = at;
-            self.schedule(
-                at,
-                Delivery::Message {
-                    to,
-                    link,
-                    data: t.data,
-                },
-            );
-        }
-        while let Some(e) = self.nodes[i].node.poll_event() {
-            if matches!(e, Event::Connect { .. }) {
-                // Recorded too: tests check who opened a transport.
-                self.nodes[i].events.push(e.clone());
-            }
-            match e {
-                Event::Connect {
-                    link,
-                    addr,
-                    protocol,
-                    ..
-                } => {
-                    let at = self.now + self.latency() * 2;
-                    let target = self
-                        .by_addr
-                        .get(&addr)
-                        .copied()
-                        .filter(|&j| self.nodes[j].alive && j != i);
-                    if let Some(j) = target.filter(|&j| self.nodes[j].node.has_real_links()) {
-                        // Real (D)TLS links: carry the handshake bytes; identities come
-                        // from the certificates.
-                        let now = self.now;
-                        match self.nodes[j].node.accept_transport(now, protocol) {
-                            Some(peer_link) => {
-                                self.wires.insert((i, link), (j, peer_link));
-                                self.wires.insert((j, peer_link), (i, link));
-                                self.schedule(at, Delivery::TransportUp { node: i, link });
-                                self.after_input(j);
-                            }
-                            None => self.schedule(at, Delivery::LinkDown { node: i, link }),
-                        }
+            match t.transport {
+                Transport::Stream(s) => {
+                    let Some(&(j, peer)) = self.wires.get(&(i, s)) else {
+                        continue;
+                    };
+                    if !self.started.insert((i, s)) && self.lose() {
                         continue;
                     }
-                    match target {
-                        Some(j) => {
-                            let peer_link = self.nodes[j].node.accept();
-                            self.wires.insert((i, link), (j, peer_link));
-                            self.wires.insert((j, peer_link), (i, link));
-                            let (a, b) =
-                                (self.nodes[i].node.node_id(), self.nodes[j].node.node_id());
-                            self.schedule(
-                                at,
-                                Delivery::LinkUp {
-                                    node: i,
-                                    link,
-                                    peer: b,
-                                },
-                            );
-                            self.schedule(
-                                at,
-                                Delivery::LinkUp {
-                                    node: j,
-                                    link: peer_link,
-                                    peer: a,
-                                },
-                            );
-                        }
-                        None => self.schedule(at, Delivery::LinkDown { node: i, link }),
-                    }
+                    self.schedule_stream(j, peer, StreamEvent::Data(t.data));
                 }
-                Event::Close { link } => {
-                    if let Some((j, pl)) = self.wires.remove(&(i, link)) {
+                Transport::Datagram { local, remote } => {
+                    let Some(&j) = self.by_addr.get(&remote) else {
+                        continue;
+                    };
+                    if self.lose() {
+                        continue;
+                    }
+                    let at = self.now + self.latency();
+                    self.schedule(
+                        at,
+                        Delivery::Datagram {
+                            node: j,
+                            local: remote,
+                            remote: local,
+                            data: t.data,
+                        },
+                    );
+                }
+            }
+        }
+        while let Some(e) = self.nodes[i].node.poll_event() {
+            match e {
+                Event::OpenStream { stream, remote } => {
+                    // Recorded too: tests check who opened a transport.
+                    self.nodes[i].events.push(e.clone());
+                    self.open_stream(i, stream, remote);
+                }
+                Event::CloseStream { stream } => {
+                    if let Some((j, peer)) = self.wires.remove(&(i, stream)) {
                         // The other end learns it after the bytes already on their way
                         // (a FIN follows the data), and forgets its end of the wire then.
-                        let at = (self.now + self.latency())
-                            .max(self.fifo.get(&(j, pl)).copied().unwrap_or(self.now));
-                        self.schedule(at, Delivery::LinkDown { node: j, link: pl });
+                        self.schedule_stream(j, peer, StreamEvent::Closed { error: None });
                     }
                 }
                 other => self.nodes[i].events.push(other),
@@ -289,6 +244,44 @@ impl Sim {
         }
     }
 
+    /// Node `i` connects `stream` to `remote`: the node listening there accepts (or its
+    /// endpoint refuses); either way the answer comes back after a round trip.
+    fn open_stream(&mut self, i: usize, stream: StreamId, remote: SocketAddr) {
+        let target = self
+            .by_addr
+            .get(&remote)
+            .copied()
+            .filter(|&j| self.nodes[j].alive && j != i);
+        let outcome = match target {
+            Some(j) => {
+                let (now, from) = (self.now, self.nodes[i].addr);
+                match self.nodes[j].node.accept_stream(now, remote, from) {
+                    Ok(peer) => {
+                        self.wires.insert((i, stream), (j, peer));
+                        self.wires.insert((j, peer), (i, stream));
+                        self.after_input(j);
+                        StreamEvent::Connected
+                    }
+                    Err(why) => StreamEvent::Closed {
+                        error: Some(format!("refused: {why}")),
+                    },
+                }
+            }
+            None => StreamEvent::Closed {
+                error: Some("connection refused".into()),
+            },
+        };
+        let at = self.now + self.latency() * 2;
+        self.schedule(
+            at,
+            Delivery::Stream {
+                node: i,
+                stream,
+                event: outcome,
+            },
+        );
+    }
+
     /// Processes the next scheduled delivery; `false` when nothing is left before
     /// `deadline`.
     pub fn step(&mut self, deadline: Instant) -> bool {
@@ -305,41 +298,45 @@ impl Sim {
         self.now = self.now.max(at);
         let now = self.now;
         let i = match d {
-            Delivery::Message { to, link, data } => {
-                if !self.nodes[to].alive || !self.wires.contains_key(&(to, link)) {
+            Delivery::Stream {
+                node,
+                stream,
+                event,
+            } => {
+                if !self.nodes[node].alive {
+                    return true;
+                }
+                match &event {
+                    StreamEvent::Data(data) => {
+                        if !self.wires.contains_key(&(node, stream)) {
+                            return true;
+                        }
+                        self.delivered += 1;
+                        if !self.watched.is_empty() {
+                            self.count_watched(node, data);
+                        }
+                    }
+                    StreamEvent::Closed { .. } => {
+                        self.wires.remove(&(node, stream));
+                    }
+                    _ => {}
+                }
+                self.nodes[node].node.handle_stream(now, stream, event);
+                node
+            }
+            Delivery::Datagram {
+                node,
+                local,
+                remote,
+                data,
+            } => {
+                if !self.nodes[node].alive {
                     return true;
                 }
                 self.delivered += 1;
-                if !self.watched.is_empty() {
-                    self.count_watched(to, &data);
-                }
-                self.nodes[to].node.handle_input(now, link, data);
-                to
-            }
-            Delivery::LinkUp { node, link, peer } => {
-                if !self.nodes[node].alive {
-                    return true;
-                }
-                self.nodes[node].node.link_up(now, link, peer);
-                node
-            }
-            Delivery::LinkDown { node, link } => {
-                if !self.nodes[node].alive {
-                    return true;
-                }
-                self.wires.remove(&(node, link));
-                if self.nodes[node].node.has_real_links() {
-                    self.nodes[node].node.transport_closed(now, link);
-                } else {
-                    self.nodes[node].node.link_down(now, link);
-                }
-                node
-            }
-            Delivery::TransportUp { node, link } => {
-                if !self.nodes[node].alive {
-                    return true;
-                }
-                self.nodes[node].node.transport_connected(now, link);
+                self.nodes[node]
+                    .node
+                    .handle_datagram(now, local, remote, data);
                 node
             }
             Delivery::Timer { node } => {
@@ -377,21 +374,26 @@ impl Sim {
         }
     }
 
-    /// Node `i` fails: it stops, and every peer linked to it sees its link go down after
-    /// a latency (as a TLS/TCP or DTLS link would time out).
+    /// Node `i` fails: it stops, and every peer with a stream to it sees the stream end
+    /// after a latency (as a TCP connection to a dead host eventually does). Datagram links
+    /// to it notice by their own timeouts.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
-        let linked: Vec<((usize, LinkId), (usize, LinkId))> = self
+        let linked: Vec<((usize, StreamId), (usize, StreamId))> = self
             .wires
             .iter()
             .filter(|((n, _), _)| *n == i)
             .map(|(a, b)| (*a, *b))
             .collect();
-        for (a, (j, pl)) in linked {
+        for (a, (j, peer)) in linked {
             self.wires.remove(&a);
-            self.wires.remove(&(j, pl));
-            let at = self.now + self.latency();
-            self.schedule(at, Delivery::LinkDown { node: j, link: pl });
+            self.schedule_stream(
+                j,
+                peer,
+                StreamEvent::Closed {
+                    error: Some("connection lost".into()),
+                },
+            );
         }
     }
 
@@ -401,62 +403,40 @@ impl Sim {
         self.nodes[i].alive = true;
     }
 
-    /// Links nodes `i` and `j` directly (as a completed Attach would), after a latency.
+    /// Node `i` opens a link to node `j` (as a completed Attach would), expecting `j`'s
+    /// Node-ID.
     pub fn connect(&mut self, i: usize, j: usize) {
-        if self.nodes[i].node.has_real_links() {
-            let addr = self.nodes[j].addr;
-            let protocol = self.nodes[j].node.settings().listen.first().map_or(
-                reload_wire::link::OverlayLinkType::TLS_TCP_FH_NO_ICE,
-                |(p, _)| *p,
-            );
-            let expected = self.nodes[j].node.node_id();
-            self.nodes[i].node.open_link(addr, protocol, Some(expected));
-            self.after_input(i);
-            return;
-        }
-        let li = self.nodes[i].node.accept();
-        let lj = self.nodes[j].node.accept();
-        self.wires.insert((i, li), (j, lj));
-        self.wires.insert((j, lj), (i, li));
-        let at = self.now + self.latency();
-        let (a, b) = (self.nodes[i].node.node_id(), self.nodes[j].node.node_id());
-        self.schedule(
-            at,
-            Delivery::LinkUp {
-                node: i,
-                link: li,
-                peer: b,
-            },
+        let addr = self.nodes[j].addr;
+        let protocol = self.nodes[j].node.settings().listen.first().map_or(
+            reload_wire::link::OverlayLinkType::TLS_TCP_FH_NO_ICE,
+            |(p, _)| *p,
         );
-        self.schedule(
-            at,
-            Delivery::LinkUp {
-                node: j,
-                link: lj,
-                peer: a,
-            },
-        );
+        let expected = self.nodes[j].node.node_id();
+        let now = self.now;
+        self.nodes[i]
+            .node
+            .open_link(now, addr, protocol, Some(expected));
+        self.after_input(i);
     }
 
-    /// Delivers raw bytes to node `to` as if they arrived on its link from `from`
-    /// (for hostile-input tests). Returns whether such a link exists.
-    pub fn inject(&mut self, from: usize, to: usize, data: Bytes) -> bool {
-        let Some(link) = self
+    /// Delivers one raw RELOAD message to node `to` as if it arrived on its plain link from
+    /// `from` (for hostile-input tests). Returns whether such a stream exists.
+    pub fn inject(&mut self, from: usize, to: usize, message: Bytes) -> bool {
+        let Some(&(_, stream)) = self
             .wires
             .iter()
             .find(|((n, _), (m, _))| *n == from && *m == to)
-            .map(|(_, (_, l))| *l)
+            .map(|(_, b)| b)
         else {
             return false;
         };
-        let at = self.now + self.latency();
-        self.schedule(at, Delivery::Message { to, link, data });
+        self.schedule_stream(to, stream, StreamEvent::Data(plain::frame(&message)));
         true
     }
 
-    /// Counts, from now on, every delivery over a link of a message with transaction ID
-    /// `tx`: the hops its request and its answers take (overlay links crossed; a
-    /// retransmission counts again). For message links only.
+    /// Counts, from now on, every delivery over a plain link of a message with
+    /// transaction ID `tx`: the hops its request and its answers take (overlay links
+    /// crossed; a retransmission counts again).
     pub fn watch(&mut self, tx: u64) {
         self.watched.entry(tx).or_insert((0, 0));
     }
@@ -466,9 +446,13 @@ impl Sim {
         self.watched.remove(&tx)
     }
 
-    fn count_watched(&mut self, to: usize, data: &Bytes) {
-        let decode = &self.nodes[to].node.settings().decode;
-        let Ok((h, len)) = reload_wire::ForwardingHeader::peek(data, decode) else {
+    fn count_watched(&mut self, to: usize, chunk: &Bytes) {
+        // A plain link's chunk: a 4-byte length, then one message.
+        let Some(data) = chunk.get(4..).map(|d| chunk.slice_ref(d)) else {
+            return;
+        };
+        let decode = self.nodes[to].node.overlay().decode().clone();
+        let Ok((h, len)) = reload_wire::ForwardingHeader::peek(&data, &decode) else {
             return;
         };
         let Some(c) = self.watched.get_mut(&h.transaction_id) else {

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use reload_proto::node::Event;
+use reload_proto::node::Start;
 use reload_proto::sim::Sim;
-use reload_proto::topology::TopologySettings;
+use reload_proto::topology::chord::ChordSettings;
 use reload_wire::body::MessageBody;
 use reload_wire::link::PingReq;
 use reload_wire::{Destination, NodeId, ResourceId};
@@ -22,8 +23,8 @@ use simnet::{Net, PROTOCOL, build, live, ring_error, ring_error_of};
 /// Successor / predecessor list length of [`topo_settings`].
 const NEIGHBORS: usize = 4;
 
-fn topo_settings() -> TopologySettings {
-    TopologySettings {
+fn topo_settings() -> ChordSettings {
+    ChordSettings {
         node_id_len: 16,
         update_interval: Duration::from_secs(30),
         ping_interval: Duration::from_secs(60),
@@ -52,12 +53,12 @@ fn cores(n: usize, seed: u64) -> Net {
 fn start(r: &mut Net, i: usize, bootstrap: Option<usize>) {
     let now = r.sim.now;
     match bootstrap {
-        None => r.sim.nodes[i].node.start(now, true, &[], false),
+        None => r.sim.nodes[i].node.start(now, Start::FirstNode),
         Some(b) => {
             let addr = r.addrs[b];
             r.sim.nodes[i]
                 .node
-                .start(now, false, &[(PROTOCOL, addr)], false)
+                .start(now, Start::Join(vec![(PROTOCOL, addr)]))
         }
     }
     r.sim.after_input(i);
@@ -177,7 +178,7 @@ fn start_client(r: &mut Net, i: usize, bootstrap: usize) {
     let addr = r.addrs[bootstrap];
     r.sim.nodes[i]
         .node
-        .start(now, false, &[(PROTOCOL, addr)], true);
+        .start(now, Start::Client(vec![(PROTOCOL, addr)]));
     r.sim.after_input(i);
 }
 
@@ -229,7 +230,7 @@ fn chord_in_real_cores_concurrent_joins_clients_and_failures() {
             let want = NodeId::from_u128(r.ids[m[pos % m.len()]]);
             let t = r.sim.nodes[c].node.topology();
             assert!(!t.is_joined());
-            assert_eq!(t.successors(), vec![want], "client {c}");
+            assert_eq!(t.neighbor_section("successors"), vec![want], "client {c}");
             // Its Node-ID is reachable through its peer.
             let from = m[(c * 7) % m.len()];
             assert_eq!(ping_node(r, from, c), NodeId::from_u128(r.ids[c]));

@@ -24,7 +24,11 @@ fn trust(ca: &TestCa) -> TrustPolicy {
 }
 
 fn config(ca: &TestCa) -> LinkConfig {
-    LinkConfig::new(trust(ca), MAX)
+    LinkConfig::new(
+        trust(ca),
+        MAX,
+        WallAnchor::new(Instant::now(), SystemTime::now()),
+    )
 }
 
 fn ctx(cfg: LinkConfig, creds: &Credentials) -> Arc<LinkContext> {
@@ -693,7 +697,10 @@ fn check_refusal(dtls: bool) {
 
     // The same certificate is fine for a server whose wall clock says it is still valid.
     let mut sc = config(&f.ca);
-    sc.wall_clock = Arc::new(|| SystemTime::now() - Duration::from_secs(5 * 86400));
+    sc.anchor = WallAnchor::new(
+        Instant::now(),
+        SystemTime::now() - Duration::from_secs(5 * 86400),
+    );
     let net = refused(dtls, &f, sc, config(&f.ca), Some(cid()), Some(sid()));
     assert_eq!(net.established(0), Some(vec![cid()]), "{:?}", net.events[0]);
 

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use pki::*;
 use reload_proto::config::OverlayConfig;
-use reload_proto::node::{Event, Node, NodeSettings, RequestError};
-use reload_proto::sign::Verifier;
+use reload_proto::link::plain::PlainLinks;
+use reload_proto::link::{LinkConfig, LinkContext, LinkFactory, SecureLinks, WallAnchor};
+use reload_proto::node::{Event, InboundRequest, Node, NodeParts, NodeSettings, RequestError};
+use reload_proto::overlay::Overlay;
 use reload_proto::sim::{Sim, SimNetwork};
 use reload_proto::topology::*;
 use reload_wire::body::MessageBody;
@@ -105,11 +107,15 @@ impl Topology for Oracle {
     fn routing_table(&self) -> Vec<NodeId> {
         vec![]
     }
-    fn predecessors(&self) -> Vec<NodeId> {
-        vec![NodeId::from_u128(self.pred())]
+    fn may_answer(&self, signer: &NodeId, id: &ResourceId) -> bool {
+        id.as_u128()
+            .is_some_and(|k| NodeId::from_u128(self.responsible(k)) == *signer)
     }
-    fn successors(&self) -> Vec<NodeId> {
-        vec![]
+    fn resource_id(&self, name: &[u8]) -> ResourceId {
+        reload_proto::identity::chord_resource_id(name)
+    }
+    fn neighbors(&self) -> Vec<(&'static str, Vec<NodeId>)> {
+        vec![("predecessors", vec![NodeId::from_u128(self.pred())])]
     }
     fn replica_set(&self) -> Vec<NodeId> {
         vec![]
@@ -129,7 +135,15 @@ struct Ring {
 
 /// `n` nodes evenly spaced on the ring, each linked to its successor and to the node
 /// `n/4` ahead (so paths take several hops).
-fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut NodeSettings)) -> Ring {
+/// What a test may change about node `i` before it is built: its local settings, the
+/// overlay configuration it has, and the MTU of its plain links.
+struct Build {
+    settings: NodeSettings,
+    config: OverlayConfig,
+    mtu: Option<usize>,
+}
+
+fn ring(n: usize, seed: u64, net: SimNetwork, tweak: impl Fn(usize, &mut Build)) -> Ring {
     ring_over(n, seed, net, tweak, None)
 }
 
@@ -137,7 +151,7 @@ fn ring_over(
     n: usize,
     seed: u64,
     net: SimNetwork,
-    tweak: impl Fn(usize, &mut NodeSettings),
+    tweak: impl Fn(usize, &mut Build),
     links: Option<OverlayLinkType>,
 ) -> Ring {
     let ca = TestCa::new(false);
@@ -145,15 +159,20 @@ fn ring_over(
     let ids: Vec<u128> = (0..n as u128).map(|i| (i + 1) * step - 7).collect();
     let shared = Arc::new(ids.clone());
     let mut sim = Sim::new(seed, net);
-    let config = OverlayConfig::new(OVERLAY);
     let (mut actions, mut inputs) = (vec![], vec![]);
+    let anchor = WallAnchor::new(sim.now, SystemTime::now());
     for (i, &id) in ids.iter().enumerate() {
         let addr: SocketAddr = format!("127.0.0.1:{}", 10000 + i).parse().unwrap();
         let protocol = links.unwrap_or(OverlayLinkType::TLS_TCP_FH_NO_ICE);
-        let mut s = NodeSettings::from_config(&config, vec![(protocol, addr)]);
-        tweak(i, &mut s);
+        let mut b = Build {
+            settings: NodeSettings::new(vec![(protocol, addr)]),
+            config: ca.config(),
+            mtu: None,
+        };
+        b.settings.cert_cache_size = 256;
+        tweak(i, &mut b);
+        let overlay = Overlay::new(b.config, None);
         let creds = ca.node(false, id, &format!("user{i}"));
-        let trust = ca.trust();
         let topo = Box::new(Oracle {
             me: id,
             ring: shared.clone(),
@@ -162,23 +181,29 @@ fn ring_over(
         });
         actions.push(topo.actions.clone());
         inputs.push(topo.inputs.clone());
-        let ctx = links.map(|_| {
-            let lc =
-                reload_proto::link::LinkConfig::new(trust.clone(), s.decode.max_message_size());
-            reload_proto::link::LinkContext::new(lc, &creds).unwrap()
-        });
-        let mut node = Node::new(
-            s,
-            creds,
-            Verifier::new(trust, 256),
-            topo,
-            sim.now,
-            SystemTime::now(),
-            seed ^ id as u64,
-        );
-        if let Some(ctx) = ctx {
-            node = node.with_links(ctx);
-        }
+        let links: Box<dyn LinkFactory> = match links {
+            Some(_) => {
+                let lc = LinkConfig::new(
+                    overlay.trust().as_ref().clone(),
+                    overlay.max_message_size(),
+                    anchor,
+                );
+                Box::new(SecureLinks::new(LinkContext::new(lc, &creds).unwrap()))
+            }
+            None => {
+                let mut plain = PlainLinks::new(&creds.cert, &overlay, anchor);
+                plain.mtu = b.mtu;
+                Box::new(plain)
+            }
+        };
+        let parts = NodeParts {
+            settings: b.settings,
+            overlay,
+            credentials: creds,
+            topology: topo,
+            links,
+        };
+        let node = Node::new(parts, sim.now, anchor.wall, seed ^ id as u64);
         sim.add(node, addr);
     }
     for i in 0..n {
@@ -333,7 +358,9 @@ fn an_unanswered_request_times_out_after_five_transmissions() {
 fn ttl_exhaustion_is_answered_with_error_ttl_exceeded() {
     // All nodes share initial-ttl 3 (as the configuration makes them); node 0 → node 11
     // takes five hops.
-    let mut r = ring(16, 5, SimNetwork::default(), |_, s| s.initial_ttl = 3);
+    let mut r = ring(16, 5, SimNetwork::default(), |_, b| {
+        b.config.initial_ttl = 3
+    });
     let tx = ping_node(&mut r, 0, 11);
     match wait(&mut r, 0, tx, Duration::from_secs(20)) {
         Err(RequestError::Error(_, e)) => assert_eq!(e.error_code, ErrorCode::TTL_EXCEEDED),
@@ -343,8 +370,8 @@ fn ttl_exhaustion_is_answered_with_error_ttl_exceeded() {
 
 #[test]
 fn configuration_sequence_mismatch_gets_config_errors() {
-    let mut r = ring(4, 6, SimNetwork::default(), |i, s| {
-        s.configuration_sequence = if i == 0 {
+    let mut r = ring(4, 6, SimNetwork::default(), |i, b| {
+        b.config.sequence = if i == 0 {
             3
         } else if i == 1 {
             9
@@ -550,11 +577,12 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
     let signer = r.ca.node(false, 0x5160_5160, "config-signer");
     let (c3, d3) = signed_config(&r, &signer, &signer, 3);
     let (c5, d5) = signed_config(&r, &signer, &signer, 5);
-    r.sim.nodes[0].node.set_configuration(c3, d3);
+    let now = r.sim.now;
+    r.sim.nodes[0].node.set_configuration(now, c3, d3);
     for i in 1..4 {
         r.sim.nodes[i]
             .node
-            .set_configuration(c5.clone(), d5.clone());
+            .set_configuration(now, c5.clone(), d5.clone());
     }
     // Node 0 is behind: Error_Config_Too_Old, and node 1 sends it the configuration
     // (§6.3.2.1), which it checks and puts in force (§6.5.4.2).
@@ -570,7 +598,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
             .iter()
             .any(|e| matches!(e, Event::ConfigurationChanged { sequence: 5, .. }))
     }));
-    assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
+    assert_eq!(r.sim.nodes[0].node.overlay().sequence(), 5);
     let tx = ping_node(&mut r, 0, 1);
     assert!(
         wait(&mut r, 0, tx, Duration::from_secs(5)).is_ok(),
@@ -593,7 +621,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
+    assert_eq!(r.sim.nodes[0].node.overlay().sequence(), 5);
 
     // An older one, properly signed: refused as well (the sequence must be newer).
     let (_, older) = signed_config(&r, &signer, &signer, 4);
@@ -602,7 +630,7 @@ fn a_stale_peer_gets_the_configuration_by_config_update() {
     assert!(
         matches!(wait(&mut r, 2, tx, Duration::from_secs(5)), Err(RequestError::Error(_, e)) if e.error_code == ErrorCode::FORBIDDEN)
     );
-    assert_eq!(r.sim.nodes[0].node.settings().configuration_sequence, 5);
+    assert_eq!(r.sim.nodes[0].node.overlay().sequence(), 5);
 }
 
 fn big_ping(r: &mut Ring, from: usize, to: usize, padding: usize) -> u64 {
@@ -614,9 +642,9 @@ fn big_ping(r: &mut Ring, from: usize, to: usize, padding: usize) -> u64 {
 
 /// Message links whose MTU differs per node (1200, 2000, 800 bytes), a max-message-size
 /// of 40,000 bytes.
-fn small_links(i: usize, s: &mut NodeSettings) {
-    s.message_link_mtu = Some([1200, 2000, 800][i % 3]);
-    s.decode = s.decode.clone().with_max_message_size(40_000);
+fn small_links(i: usize, b: &mut Build) {
+    b.mtu = Some([1200, 2000, 800][i % 3]);
+    b.config.max_message_size = 40_000;
 }
 
 #[test]
@@ -688,10 +716,10 @@ fn fragments_lost_in_transit_are_recovered_by_end_to_end_retransmission() {
 
 #[test]
 fn a_flood_of_incomplete_fragments_is_bounded_and_the_node_keeps_working() {
-    let mut r = ring(4, 43, SimNetwork::default(), |i, s| {
-        small_links(i, s);
-        s.reassembly_messages = 64;
-        s.reassembly_buffer = 100_000;
+    let mut r = ring(4, 43, SimNetwork::default(), |i, b| {
+        small_links(i, b);
+        b.settings.reassembly_messages = 64;
+        b.settings.reassembly_buffer = 100_000;
     });
     let now = r.sim.now;
     // First fragments of 500 different messages for node 1, never completed.
@@ -759,14 +787,19 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
     );
     let (with, with_doc) = signed_config_with_kinds(&r, &signer, 5, vec![def]);
     let (without, without_doc) = signed_config_with_kinds(&r, &signer, 5, vec![]);
-    r.sim.nodes[0].node.set_configuration(with, with_doc);
+    let now = r.sim.now;
+    r.sim.nodes[0].node.set_configuration(now, with, with_doc);
     for i in 1..4 {
         r.sim.nodes[i]
             .node
-            .set_configuration(without.clone(), without_doc.clone());
+            .set_configuration(now, without.clone(), without_doc.clone());
     }
-    // Node 0 fetches data of the Kind from node 1's range; node 1 (its application)
-    // does not know the Kind and answers Error_Unknown_Kind listing it (§7.4.1.2).
+    // Node 0 fetches data of the Kind from node 1's range; node 1 (its application, which
+    // serves Fetch) does not know the Kind and answers Error_Unknown_Kind listing it
+    // (§7.4.1.2).
+    r.sim.nodes[1]
+        .node
+        .serve(reload_wire::message::MessageCode::FETCH_REQ);
     let key = r.ids[1] - 9;
     let fetch = MessageBody::FetchReq(FetchReq {
         resource: ResourceId::new(key.to_be_bytes().to_vec()),
@@ -787,10 +820,10 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
         s.nodes[1].events.iter().any(|e| {
             matches!(
                 e,
-                Event::Request {
+                Event::Request(InboundRequest {
                     body: MessageBody::FetchReq(_),
                     ..
-                }
+                })
             )
         })
     }));
@@ -798,11 +831,11 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
         .events
         .iter()
         .find_map(|e| match e {
-            Event::Request {
+            Event::Request(InboundRequest {
                 id,
                 body: MessageBody::FetchReq(_),
                 ..
-            } => Some(*id),
+            }) => Some(*id),
             _ => None,
         })
         .unwrap();
@@ -833,10 +866,13 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
     assert!(r.sim.run_until(Duration::from_secs(5), |s| {
         s.nodes[1]
             .node
-            .configuration()
-            .is_some_and(|c| c.kinds.iter().any(|k| k.kind_id() == Some(kind)))
+            .overlay()
+            .config()
+            .kinds
+            .iter()
+            .any(|k| k.kind_id() == Some(kind))
     }));
-    let learned = r.sim.nodes[1].node.configuration().unwrap().clone();
+    let learned = r.sim.nodes[1].node.overlay().config().clone();
     let k = learned
         .kinds
         .iter()
@@ -874,8 +910,8 @@ fn a_peer_answering_unknown_kind_gets_the_kind_definition_by_config_update() {
     assert!(
         !r.sim.nodes[1]
             .node
-            .configuration()
-            .unwrap()
+            .overlay()
+            .config()
             .kinds
             .iter()
             .any(|k| k.kind_id() == Some(KindId(0xf000_0043)))
@@ -947,21 +983,22 @@ fn simultaneous_attaches_make_one_link_and_the_smaller_node_id_yields() {
         !r.sim.nodes[2]
             .events
             .iter()
-            .any(|e| matches!(e, Event::Close { .. })),
+            .any(|e| matches!(e, Event::CloseStream { .. })),
         "no second link to close"
     );
 
     // Only the side that answered opened a transport: node 0 (yielding) answered
     // node 2's Attach and connected; node 2 refused node 0's with Error_In_Progress and
     // did not (without the rule both would have connected).
-    let connects = |i: usize, to: NodeId| {
+    let connects = |i: usize, to: usize| {
+        let addr = r.sim.nodes[to].addr;
         r.sim.nodes[i]
             .events
             .iter()
-            .filter(|e| matches!(e, Event::Connect { expected_peer: Some(p), .. } if *p == to))
+            .filter(|e| matches!(e, Event::OpenStream { remote, .. } if *remote == addr))
             .count()
     };
-    assert_eq!((connects(0, b), connects(2, a)), (1, 0));
+    assert_eq!((connects(0, 2), connects(2, 0)), (1, 0));
 }
 
 #[test]
@@ -973,9 +1010,9 @@ fn a_message_over_max_message_size_is_answered_with_error_message_too_large_and_
         4,
         46,
         SimNetwork::default(),
-        |i, s| {
+        |i, b| {
             if i == 0 {
-                s.decode = s.decode.clone().with_max_message_size(40_000);
+                b.config.max_message_size = 40_000;
             }
         },
         Some(OverlayLinkType::TLS_TCP_FH_NO_ICE),

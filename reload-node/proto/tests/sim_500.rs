@@ -26,7 +26,7 @@
 //!   other seeds give two other digests (at 100 peers, to keep the test short).
 //!
 //! The peers run exactly the plug-in settings a real peer gets from its configuration
-//! (`TopologySettings::from_config`: RFC defaults). Answers that did not come back along
+//! (`ChordSettings::from_config`: RFC defaults). Answers that did not come back along
 //! the request's path (a link on it was released in between, so the answer was routed to
 //! the next via entry) are counted and printed, not asserted.
 
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use simnet::*;
 
-/// Successor / predecessor list length (what `TopologySettings::from_config` gives a
+/// Successor / predecessor list length (what `ChordSettings::from_config` gives a
 /// real peer).
 const NEIGHBORS: usize = 5;
 
@@ -75,7 +75,11 @@ fn digest(net: &Net, lookups: &[&Lookups]) -> u64 {
         let t = n.node.topology();
         eat(n.node.node_id().as_bytes());
         eat(&[n.alive as u8, t.is_joined() as u8]);
-        for list in [t.successors(), t.predecessors(), t.routing_table()] {
+        for list in [
+            t.neighbor_section("successors"),
+            t.neighbor_section("predecessors"),
+            t.routing_table(),
+        ] {
             eat(&(list.len() as u32).to_be_bytes());
             for x in list {
                 eat(x.as_bytes());

@@ -48,20 +48,38 @@ pub(crate) type Verdict = Result<Arc<ReloadCertificate>, AuthError>;
 
 /// The check one link runs on its peer's certificate, and where the outcome is kept so the
 /// link can report the precise reason (TLS libraries only carry an alert code).
+///
+/// It also holds the link's wall-clock time, set by the link from the `now` of each call
+/// (the (D)TLS libraries read it through their time hooks): certificate validity is judged
+/// at the time the core was given, never by reading the system clock.
 #[derive(Clone, Debug)]
 pub(crate) struct PeerCheck {
     trust: Arc<TrustPolicy>,
     expected: Option<NodeId>,
     slot: Arc<Mutex<Option<Verdict>>>,
+    /// The intermediates the peer sent with the certificate that passed.
+    chain: Arc<Mutex<Vec<Bytes>>>,
+    wall: Arc<Mutex<SystemTime>>,
 }
 
 impl PeerCheck {
-    pub(crate) fn new(trust: Arc<TrustPolicy>, expected: Option<NodeId>) -> Self {
+    pub(crate) fn new(trust: Arc<TrustPolicy>, expected: Option<NodeId>, wall: SystemTime) -> Self {
         PeerCheck {
             trust,
             expected,
             slot: Arc::new(Mutex::new(None)),
+            chain: Arc::new(Mutex::new(Vec::new())),
+            wall: Arc::new(Mutex::new(wall)),
         }
+    }
+
+    /// The wall-clock time certificates are checked at.
+    pub(crate) fn wall(&self) -> SystemTime {
+        *self.wall.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_wall(&self, t: SystemTime) {
+        *self.wall.lock().unwrap_or_else(|e| e.into_inner()) = t;
     }
 
     /// Checks `end_entity` (with `intermediates`) at wall-clock `now` and records the outcome.
@@ -72,8 +90,16 @@ impl PeerCheck {
         now: SystemTime,
     ) -> Verdict {
         let v = self.evaluate(end_entity, intermediates, now);
+        if v.is_ok() {
+            *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = intermediates.to_vec();
+        }
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
         v
+    }
+
+    /// The intermediates that came with the certificate that passed.
+    pub(crate) fn chain(&self) -> Vec<Bytes> {
+        self.chain.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Records a refusal found elsewhere (e.g. no certificate at all).

@@ -59,6 +59,7 @@ const REMOTE: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
 ));
 
 /// Our key and certificate for rtc-dtls, loaded once.
+#[derive(Clone)]
 pub(crate) struct DtlsCredentials {
     provider: Arc<dyn RTCCryptoProvider>,
     cert: Certificate,
@@ -102,7 +103,6 @@ fn handshake_config(
     is_client: bool,
 ) -> Result<Arc<HandshakeConfig>, LinkError> {
     let check = check.clone();
-    let clock = ctx.config.wall_clock.clone();
     let verify: VerifyPeerCertificateFn = Arc::new(
         move |certs: &[Vec<u8>], _chains: &[CertificateDer<'static>]| {
             let Some((ee, rest)) = certs.split_first() else {
@@ -111,7 +111,7 @@ fn handshake_config(
             };
             let inter: Vec<Bytes> = rest.iter().map(|c| Bytes::copy_from_slice(c)).collect();
             check
-                .check(ee, &inter, clock())
+                .check(ee, &inter, check.wall())
                 .map(|_| ())
                 .map_err(|e| DtlsError::Other(e.to_string()))
         },

@@ -396,6 +396,12 @@ impl Framer {
         self.cfg.max_message_size
     }
 
+    /// A new max-message-size (a ConfigUpdate changed it): applies to what is sent and
+    /// received from now on.
+    pub fn set_max_message_size(&mut self, max: usize) {
+        self.cfg.max_message_size = max.min(MAX_FRAMED_MESSAGE);
+    }
+
     /// Queues one RELOAD message. Refuses (without failing the link) messages over the
     /// max-message-size and messages beyond the queue bounds.
     pub fn send(&mut self, now: Instant, message: Bytes) -> Result<(), LinkError> {

@@ -10,8 +10,8 @@
 //! [`Link::handle_input`], writes whatever [`Link::poll_transmit`] returns (TLS: one chunk per
 //! `write`, ideally with `TCP_NODELAY`; DTLS: one datagram each), calls
 //! [`Link::handle_timeout`] at [`Link::poll_timeout`], and reads [`Link::poll_event`]. Time
-//! is the `now: Instant` passed in; certificate validity uses the wall clock of
-//! [`LinkConfig::wall_clock`].
+//! is the `now: Instant` passed in; certificate validity is judged at the wall-clock time
+//! [`LinkConfig::anchor`] gives for that instant.
 //!
 //! Roles (§6.5.1.13 L4167–L4171): the node that sent the Attach request is the (D)TLS
 //! **server** ([`Link::accept_tls`], [`Link::accept_dtls`]) and requires a client certificate;
@@ -25,6 +25,7 @@
 
 pub mod framing;
 pub mod keylog;
+pub mod plain;
 
 mod auth;
 mod dtls;
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reload_wire::NodeId;
+use reload_wire::link::OverlayLinkType;
 
 pub use auth::AuthError;
 pub use dtls::{MAX_DTLS_MESSAGE, MAX_RECORD_PLAINTEXT, first_record_epoch_zero, is_client_hello};
@@ -44,6 +46,7 @@ pub use framing::{Framer, FramingConfig, FramingEvent, FramingStats, Reliability
 pub use keylog::{KeyLogSink, NssKeyLog};
 
 use crate::identity::{ReloadCertificate, TrustPolicy};
+use crate::overlay::Overlay;
 use crate::sign::Credentials;
 
 /// The overlay link protocols this module implements (§6.6, names of §14.11).
@@ -56,6 +59,23 @@ pub enum LinkProtocol {
 }
 
 impl LinkProtocol {
+    /// The OverlayLinkType code point (§14.11).
+    pub fn link_type(self) -> OverlayLinkType {
+        match self {
+            LinkProtocol::TlsTcpFhNoIce => OverlayLinkType::TLS_TCP_FH_NO_ICE,
+            LinkProtocol::DtlsUdpSrNoIce => OverlayLinkType::DTLS_UDP_SR_NO_ICE,
+        }
+    }
+
+    /// The protocol of an OverlayLinkType code point, if this module implements it.
+    pub fn of(t: OverlayLinkType) -> Option<Self> {
+        match t {
+            OverlayLinkType::TLS_TCP_FH_NO_ICE => Some(LinkProtocol::TlsTcpFhNoIce),
+            OverlayLinkType::DTLS_UDP_SR_NO_ICE => Some(LinkProtocol::DtlsUdpSrNoIce),
+            _ => None,
+        }
+    }
+
     /// The OverlayLinkType name (§14.11).
     pub fn name(self) -> &'static str {
         match self {
@@ -142,8 +162,35 @@ impl fmt::Display for LinkError {
 
 impl std::error::Error for LinkError {}
 
-/// Wall clock for certificate validity checks.
-pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+/// The wall-clock time at one monotonic instant: the wall time of any later `now` follows
+/// from it, so links (like the core) never read the system clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WallAnchor {
+    pub instant: Instant,
+    pub wall: SystemTime,
+}
+
+impl WallAnchor {
+    pub fn new(instant: Instant, wall: SystemTime) -> Self {
+        WallAnchor { instant, wall }
+    }
+
+    /// The wall-clock time at `now`.
+    pub fn at(&self, now: Instant) -> SystemTime {
+        match now.checked_duration_since(self.instant) {
+            Some(d) => self.wall + d,
+            None => self.wall - self.instant.duration_since(now),
+        }
+    }
+}
+
+/// The largest UDP payload a DTLS link sends by default: the IPv6 minimum MTU (1280, RFC
+/// 8200 §5) less the IPv6 (40) and UDP (8) headers.
+pub const DEFAULT_DTLS_MTU: usize = 1232;
+
+/// What a DTLS record adds to its plaintext: header (13), explicit nonce (8) and tag (16) of
+/// the AEAD suites, with room to spare.
+const DTLS_RECORD_OVERHEAD: usize = 45;
 
 /// Settings shared by every link of a node.
 #[derive(Clone)]
@@ -160,9 +207,12 @@ pub struct LinkConfig {
     pub tls13: bool,
     /// NSS key log for TLS links (debugging only).
     pub key_log: Option<KeyLogSink>,
-    /// Certificate validity is checked against this clock.
-    pub wall_clock: WallClock,
-    /// DTLS handshake fragmentation size.
+    /// The wall-clock time at one instant: certificate validity is checked at the wall time
+    /// of each call's `now`.
+    pub anchor: WallAnchor,
+    /// The largest UDP payload a DTLS link sends: handshake messages are fragmented to fit
+    /// it, and a RELOAD message that does not fit one record of it is fragmented (§6.7, see
+    /// [`LinkSession::mtu`]).
     pub dtls_mtu: usize,
     /// DTLS handshake flight retransmission interval.
     pub dtls_flight_interval: Duration,
@@ -186,8 +236,9 @@ impl fmt::Debug for LinkConfig {
 }
 
 impl LinkConfig {
-    /// RFC defaults for an overlay with this trust policy and max-message-size.
-    pub fn new(trust: TrustPolicy, max_message_size: usize) -> Self {
+    /// RFC defaults for an overlay with this trust policy and max-message-size, checking
+    /// certificates at the wall-clock time `anchor` gives.
+    pub fn new(trust: TrustPolicy, max_message_size: usize, anchor: WallAnchor) -> Self {
         LinkConfig {
             trust,
             framing: FramingConfig::new(max_message_size),
@@ -195,8 +246,8 @@ impl LinkConfig {
             tls12: true,
             tls13: true,
             key_log: None,
-            wall_clock: Arc::new(SystemTime::now),
-            dtls_mtu: 1200,
+            anchor,
+            dtls_mtu: DEFAULT_DTLS_MTU,
             dtls_flight_interval: Duration::from_secs(1),
             max_pending_transmit: 8 << 20,
             intermediates: Vec::new(),
@@ -231,6 +282,18 @@ impl LinkContext {
         &self.config
     }
 
+    /// The same credentials under new settings (a new trust policy or limits after a
+    /// ConfigUpdate): links made from it check peers against `config`.
+    pub fn reconfigured(&self, config: LinkConfig) -> Arc<Self> {
+        Arc::new(LinkContext {
+            trust: Arc::new(config.trust.clone()),
+            config,
+            node_id: self.node_id,
+            tls: self.tls.clone(),
+            dtls: self.dtls.clone(),
+        })
+    }
+
     /// Our Node-ID.
     pub fn node_id(&self) -> NodeId {
         self.node_id
@@ -242,6 +305,8 @@ impl LinkContext {
 pub struct PeerIdentity {
     pub node_ids: Vec<NodeId>,
     pub cert: Arc<ReloadCertificate>,
+    /// The intermediates sent with it (to check it again under a new trust policy).
+    pub chain: Vec<Bytes>,
 }
 
 /// What a link reports.
@@ -253,6 +318,9 @@ pub enum LinkEvent {
     Established {
         peer_node_ids: Vec<NodeId>,
         peer_cert: Arc<ReloadCertificate>,
+        /// The intermediates the peer sent (to check the certificate again under a new
+        /// trust policy, §6.5.4).
+        peer_chain: Vec<Bytes>,
     },
     /// One RELOAD message from the peer.
     Message(Bytes),
@@ -304,6 +372,9 @@ pub struct Link {
     events: VecDeque<LinkEvent>,
     handshake_deadline: Instant,
     max_pending_transmit: usize,
+    anchor: WallAnchor,
+    /// The largest message sent in one piece (DTLS: what one record of the MTU carries).
+    mtu: Option<usize>,
 }
 
 impl Link {
@@ -313,7 +384,8 @@ impl Link {
         expected_peer: Option<NodeId>,
         now: Instant,
     ) -> Result<Link, LinkError> {
-        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let check =
+            auth::PeerCheck::new(ctx.trust.clone(), expected_peer, ctx.config.anchor.at(now));
         let s = Box::new(tls::TlsSession::server(ctx, check.clone())?);
         Ok(Link::new(
             ctx,
@@ -331,7 +403,8 @@ impl Link {
         expected_peer: Option<NodeId>,
         now: Instant,
     ) -> Result<Link, LinkError> {
-        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let check =
+            auth::PeerCheck::new(ctx.trust.clone(), expected_peer, ctx.config.anchor.at(now));
         let s = Box::new(tls::TlsSession::client(ctx, check.clone())?);
         Ok(Link::new(
             ctx,
@@ -349,7 +422,8 @@ impl Link {
         expected_peer: Option<NodeId>,
         now: Instant,
     ) -> Result<Link, LinkError> {
-        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let check =
+            auth::PeerCheck::new(ctx.trust.clone(), expected_peer, ctx.config.anchor.at(now));
         let s = dtls::DtlsSession::server(ctx, check.clone())?;
         Ok(Link::new(
             ctx,
@@ -367,7 +441,8 @@ impl Link {
         expected_peer: Option<NodeId>,
         now: Instant,
     ) -> Result<Link, LinkError> {
-        let check = auth::PeerCheck::new(ctx.trust.clone(), expected_peer);
+        let check =
+            auth::PeerCheck::new(ctx.trust.clone(), expected_peer, ctx.config.anchor.at(now));
         let s = dtls::DtlsSession::client(ctx, check.clone(), now)?;
         Ok(Link::new(
             ctx,
@@ -402,6 +477,12 @@ impl Link {
             events: VecDeque::new(),
             handshake_deadline: framing::later(now, ctx.config.handshake_timeout),
             max_pending_transmit: ctx.config.max_pending_transmit,
+            anchor: ctx.config.anchor,
+            mtu: (protocol == LinkProtocol::DtlsUdpSrNoIce).then(|| {
+                ctx.config.dtls_mtu.saturating_sub(
+                    DTLS_RECORD_OVERHEAD + reload_wire::framing::DATA_FRAME_OVERHEAD,
+                )
+            }),
         }
     }
 
@@ -430,6 +511,17 @@ impl Link {
     /// at most [`MAX_DTLS_MESSAGE`] (larger messages need §6.7 fragmentation).
     pub fn max_message_size(&self) -> usize {
         self.framer.max_message_size()
+    }
+
+    /// The largest message sent in one piece: on DTLS what one record of the configured
+    /// MTU carries; `None` on TLS (a stream carries any size).
+    pub fn mtu(&self) -> Option<usize> {
+        self.mtu
+    }
+
+    /// The peer's certificate as checked at the handshake, once established.
+    pub fn peer_certificate(&self) -> Option<&Arc<ReloadCertificate>> {
+        self.peer.as_ref().map(|p| &p.cert)
     }
 
     /// The current RTO of the framing layer.
@@ -476,6 +568,7 @@ impl Link {
         if self.done() {
             return;
         }
+        self.check.set_wall(self.anchor.at(now));
         let mut evs = Vec::new();
         let r = match &mut self.session {
             Session::Tls(s) => s.handle_input(data, &mut evs),
@@ -574,6 +667,7 @@ impl Link {
         if self.done() {
             return;
         }
+        self.check.set_wall(self.anchor.at(now));
         if self.state == LinkState::Handshaking && now >= self.handshake_deadline {
             self.fail(now, LinkError::HandshakeTimeout);
             return;
@@ -627,13 +721,16 @@ impl Link {
             );
         }
         self.state = LinkState::Established;
+        let chain = self.check.chain();
         self.peer = Some(PeerIdentity {
             node_ids: cert.node_ids.clone(),
             cert: cert.clone(),
+            chain: chain.clone(),
         });
         self.events.push_back(LinkEvent::Established {
             peer_node_ids: cert.node_ids.clone(),
             peer_cert: cert,
+            peer_chain: chain,
         });
         self.framer.open(now);
     }
@@ -682,5 +779,163 @@ impl Link {
         }
         self.state = LinkState::Failed;
         self.events.push_back(LinkEvent::Failed(e));
+    }
+}
+
+// ---- the interface the node core drives ------------------------------------------------
+
+/// How a link's bytes travel: the transport the shell provides under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// A byte stream (TCP): chunks in order, no boundaries kept.
+    Stream,
+    /// Datagrams on a UDP socket, told apart by their addresses (RFC 7983).
+    Datagram,
+}
+
+impl TransportKind {
+    /// The transport an overlay link type runs on (§6.6, §14.11).
+    pub fn of(t: OverlayLinkType) -> Option<Self> {
+        match t {
+            OverlayLinkType::TLS_TCP_FH_NO_ICE => Some(TransportKind::Stream),
+            OverlayLinkType::DTLS_UDP_SR_NO_ICE | OverlayLinkType::DTLS_UDP_SR => {
+                Some(TransportKind::Datagram)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One overlay link as the node core drives it, whatever it is made of: (D)TLS
+/// ([`Link`]), the simulator's [`plain::PlainLink`], and later ICE + DTLS. A sans-IO state
+/// machine: transport bytes in, transport bytes and [`LinkEvent`]s out, time passed in.
+pub trait LinkSession: fmt::Debug + Send {
+    /// The overlay link type it speaks (§14.11).
+    fn link_type(&self) -> OverlayLinkType;
+    /// Bytes from the transport: a chunk of the stream, or one datagram.
+    fn handle_input(&mut self, now: Instant, data: &[u8]);
+    /// The stream ended (the peer closed its side).
+    fn handle_eof(&mut self, now: Instant);
+    /// Queues one RELOAD message (held until the link is established).
+    fn send(&mut self, now: Instant, message: Bytes) -> Result<(), LinkError>;
+    /// Bytes for the transport: one write, or one datagram.
+    fn poll_transmit(&mut self) -> Option<Bytes>;
+    fn poll_event(&mut self) -> Option<LinkEvent>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    /// Closes (a close_notify where the protocol has one); [`LinkEvent::Closed`] follows.
+    fn close(&mut self, now: Instant);
+    fn is_established(&self) -> bool;
+    /// The largest message sent in one piece; larger ones are fragmented (§6.7). `None`:
+    /// any size up to max-message-size.
+    fn mtu(&self) -> Option<usize>;
+    /// A new max-message-size is in force (ConfigUpdate).
+    fn set_max_message_size(&mut self, max: usize);
+    /// Protocol version and cipher suite, once known, for status displays.
+    fn describe(&self) -> Option<String>;
+}
+
+impl LinkSession for Link {
+    fn link_type(&self) -> OverlayLinkType {
+        self.protocol.link_type()
+    }
+    fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        Link::handle_input(self, now, data)
+    }
+    fn handle_eof(&mut self, now: Instant) {
+        Link::handle_eof(self, now)
+    }
+    fn send(&mut self, now: Instant, message: Bytes) -> Result<(), LinkError> {
+        Link::send(self, now, message)
+    }
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        Link::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<LinkEvent> {
+        Link::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Link::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Link::handle_timeout(self, now)
+    }
+    fn close(&mut self, now: Instant) {
+        Link::close(self, now)
+    }
+    fn is_established(&self) -> bool {
+        Link::is_established(self)
+    }
+    fn mtu(&self) -> Option<usize> {
+        self.mtu
+    }
+    fn set_max_message_size(&mut self, max: usize) {
+        let max = match self.protocol {
+            LinkProtocol::DtlsUdpSrNoIce => max.min(MAX_DTLS_MESSAGE),
+            LinkProtocol::TlsTcpFhNoIce => max,
+        };
+        self.framer.set_max_message_size(max);
+    }
+    fn describe(&self) -> Option<String> {
+        Link::describe(self)
+    }
+}
+
+/// Makes the links of a node: the core asks for one when a transport is accepted or when
+/// it opens one. Role (§6.5.1.13): the node that sent the Attach is the (D)TLS server.
+pub trait LinkFactory: fmt::Debug + Send {
+    /// A link over a transport of `kind`; the peer must prove `expected_peer` when given.
+    fn link(
+        &self,
+        kind: TransportKind,
+        role: Role,
+        expected_peer: Option<NodeId>,
+        now: Instant,
+    ) -> Result<Box<dyn LinkSession>, LinkError>;
+
+    /// A new overlay configuration is in force: links made from now on check their peers
+    /// against its trust policy and apply its limits.
+    fn reconfigure(&mut self, overlay: &Overlay);
+}
+
+/// The real links: TLS-TCP-FH-NO-ICE on streams, DTLS-UDP-SR-NO-ICE on datagrams.
+#[derive(Debug)]
+pub struct SecureLinks {
+    ctx: Arc<LinkContext>,
+}
+
+impl SecureLinks {
+    pub fn new(ctx: Arc<LinkContext>) -> Self {
+        SecureLinks { ctx }
+    }
+
+    pub fn context(&self) -> &Arc<LinkContext> {
+        &self.ctx
+    }
+}
+
+impl LinkFactory for SecureLinks {
+    fn link(
+        &self,
+        kind: TransportKind,
+        role: Role,
+        expected_peer: Option<NodeId>,
+        now: Instant,
+    ) -> Result<Box<dyn LinkSession>, LinkError> {
+        let ctx = &self.ctx;
+        let link = match (kind, role) {
+            (TransportKind::Stream, Role::Server) => Link::accept_tls(ctx, expected_peer, now),
+            (TransportKind::Stream, Role::Client) => Link::connect_tls(ctx, expected_peer, now),
+            (TransportKind::Datagram, Role::Server) => Link::accept_dtls(ctx, expected_peer, now),
+            (TransportKind::Datagram, Role::Client) => Link::connect_dtls(ctx, expected_peer, now),
+        }?;
+        Ok(Box::new(link))
+    }
+
+    fn reconfigure(&mut self, overlay: &Overlay) {
+        let mut config = self.ctx.config().clone();
+        config.trust = overlay.trust().as_ref().clone();
+        config.framing.max_message_size = overlay.max_message_size();
+        self.ctx = self.ctx.reconfigured(config);
     }
 }

@@ -35,12 +35,12 @@ use rustls::{
 
 use super::auth::{AuthError, PeerCheck};
 use super::keylog::NssKeyLog;
-use super::{LinkContext, LinkError, SessionEvent, WallClock};
+use super::{LinkContext, LinkError, SessionEvent};
 use crate::identity::IdentityError;
 use crate::sign::Credentials;
 
 /// Our key and certificate, loaded once for every TLS link.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct TlsCredentials {
     provider: Arc<CryptoProvider>,
     key: Arc<CertifiedKey>,
@@ -69,7 +69,7 @@ impl TlsCredentials {
 }
 
 /// rustls' clock is the link's wall clock (certificate validity), not the system's.
-struct Clock(WallClock);
+struct Clock(PeerCheck);
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,7 +79,8 @@ impl fmt::Debug for Clock {
 
 impl TimeProvider for Clock {
     fn current_time(&self) -> Option<UnixTime> {
-        (self.0)()
+        self.0
+            .wall()
             .duration_since(UNIX_EPOCH)
             .ok()
             .map(UnixTime::since_unix_epoch)
@@ -261,7 +262,7 @@ impl TlsSession {
     pub(crate) fn server(ctx: &LinkContext, check: PeerCheck) -> Result<Self, LinkError> {
         let mut cfg = ServerConfig::builder_with_details(
             ctx.tls.provider.clone(),
-            Arc::new(Clock(ctx.config.wall_clock.clone())),
+            Arc::new(Clock(check.clone())),
         )
         .with_protocol_versions(&versions(ctx)?)
         .map_err(config_error)?
@@ -280,7 +281,7 @@ impl TlsSession {
     pub(crate) fn client(ctx: &LinkContext, check: PeerCheck) -> Result<Self, LinkError> {
         let mut cfg = ClientConfig::builder_with_details(
             ctx.tls.provider.clone(),
-            Arc::new(Clock(ctx.config.wall_clock.clone())),
+            Arc::new(Clock(check.clone())),
         )
         .with_protocol_versions(&versions(ctx)?)
         .map_err(config_error)?

@@ -124,6 +124,12 @@ impl Reassembly {
         }
     }
 
+    /// A new maximum request lifetime (ConfigUpdate): messages started from now on
+    /// expire after it.
+    pub fn set_lifetime(&mut self, lifetime: std::time::Duration) {
+        self.lifetime = lifetime;
+    }
+
     /// Bytes held for partial messages.
     pub fn buffered(&self) -> usize {
         self.bytes

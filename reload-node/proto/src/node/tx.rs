@@ -152,6 +152,11 @@ impl AnswerCache {
         }
     }
 
+    /// A new maximum request lifetime (ConfigUpdate).
+    pub fn set_lifetime(&mut self, lifetime: Duration) {
+        self.lifetime = lifetime;
+    }
+
     pub fn get(&self, tx: (u64, NodeId), now: Instant) -> Option<&Bytes> {
         self.answers
             .get(&tx)

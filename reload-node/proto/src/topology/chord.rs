@@ -45,8 +45,48 @@ use bytes::Bytes;
 use reload_wire::chord::{ChordLeaveData, ChordRouteQueryAns, ChordUpdate, ChordUpdateBody};
 use reload_wire::{DecodeOptions, Destination, ErrorCode, NodeId, ResourceId, Wire};
 
-use super::{NextHop, StartMode, Topology, TopologyAction, TopologyInput, TopologySettings};
-use ring::{Prng, dist, finger_slot, finger_span, finger_start, in_open_closed, pos};
+use super::{NextHop, StartMode, Topology, TopologyAction, TopologyContext, TopologyInput};
+use crate::overlay::Overlay;
+use crate::rand::Prng;
+use ring::{dist, finger_slot, finger_span, finger_start, in_open_closed, pos};
+
+/// CHORD-RELOAD's settings: from the overlay configuration (RFC 6940 §10.7.4, §11.1) and
+/// this implementation's local choices.
+#[derive(Clone, Debug)]
+pub struct ChordSettings {
+    pub node_id_len: usize,
+    /// `chord-update-interval` (§10.7.4.1).
+    pub update_interval: Duration,
+    /// `chord-ping-interval` (§10.7.4.2).
+    pub ping_interval: Duration,
+    /// `chord-reactive` (§10.7.4.1).
+    pub reactive: bool,
+    /// Size of the successor and predecessor lists (at least 3, §10.3).
+    pub neighbor_list_size: usize,
+    /// Largest finger table (§10.3: SHOULD reach at least 16; up to 128).
+    pub max_fingers: usize,
+    /// How long an unanswered request of the plug-in is waited for (the overlay's
+    /// maximum request lifetime, §3, §6.2.1).
+    pub request_timeout: Duration,
+}
+
+impl ChordSettings {
+    /// The settings an overlay configuration gives, with this implementation's local
+    /// defaults: neighbour lists of 5 (RFC 6940 §10.3 asks for at least 3), up to 32
+    /// fingers (§10.3: SHOULD reach at least 16).
+    pub fn from_overlay(overlay: &Overlay) -> Self {
+        let config = overlay.config();
+        ChordSettings {
+            node_id_len: overlay.node_id_len(),
+            update_interval: config.chord_update_interval,
+            ping_interval: config.chord_ping_interval,
+            reactive: config.chord_reactive,
+            neighbor_list_size: 5,
+            max_fingers: 32,
+            request_timeout: overlay.request_lifetime(),
+        }
+    }
+}
 
 /// Largest neighbour list we keep, whatever the settings say (bounded memory).
 const MAX_NEIGHBORS: usize = 64;
@@ -180,7 +220,7 @@ enum Phase {
 pub struct Chord {
     me: NodeId,
     at: u128,
-    settings: TopologySettings,
+    settings: ChordSettings,
     opts: DecodeOptions,
     /// Started with [`StartMode::FirstNode`]: may be alone in the overlay.
     first_node: bool,
@@ -224,7 +264,7 @@ impl Chord {
     /// (§10.7: at least three), the finger table to 1..=128 entries, the intervals and
     /// the request timeout to 1 ms..=30 days (so timer arithmetic cannot overflow).
     /// Node-IDs are decoded with the length of `node_id`.
-    pub fn new(node_id: NodeId, settings: TopologySettings) -> Chord {
+    pub fn new(node_id: NodeId, settings: ChordSettings) -> Chord {
         let mut settings = settings;
         settings.neighbor_list_size = settings.neighbor_list_size.clamp(3, MAX_NEIGHBORS);
         settings.max_fingers = settings.max_fingers.clamp(1, 128);
@@ -260,7 +300,7 @@ impl Chord {
             reports: BTreeMap::new(),
             failure: false,
             actions: VecDeque::new(),
-            rng: Prng::from_seed(at),
+            rng: Prng::from_bytes(&at.to_be_bytes()),
             next_update: None,
             repair_at: None,
             next_finger: None,
@@ -1868,19 +1908,39 @@ impl Topology for Chord {
         out
     }
 
-    fn predecessors(&self) -> Vec<NodeId> {
-        if self.is_client() {
-            Vec::new()
-        } else {
-            self.preds.clone()
+    fn neighbors(&self) -> Vec<(&'static str, Vec<NodeId>)> {
+        let mut fingers: Vec<NodeId> = Vec::new();
+        for f in self.fingers.iter().flatten() {
+            if !fingers.contains(f) {
+                fingers.push(*f);
+            }
         }
+        vec![
+            ("successors", self.successors()),
+            ("predecessors", self.predecessors()),
+            ("fingers", fingers),
+        ]
     }
 
-    fn successors(&self) -> Vec<NodeId> {
-        match &self.phase {
-            Phase::Client(c) => c.peer.into_iter().collect(),
-            _ => self.succs.clone(),
+    /// §6.3.4: an answer for a Resource-ID must come from a node at least as close to it
+    /// as every node of our neighbour table (clockwise distance on the ring).
+    fn may_answer(&self, signer: &NodeId, id: &ResourceId) -> bool {
+        if signer.len() != self.me.len() || id.as_bytes().len() != self.me.len() {
+            return true;
         }
+        let r = pos(id.as_bytes());
+        let d = |n: &NodeId| pos(n.as_bytes()).wrapping_sub(r);
+        let ds = d(signer);
+        let mut known = self.predecessors();
+        known.extend(self.successors());
+        if self.is_joined() {
+            known.push(self.me);
+        }
+        known.iter().all(|n| ds <= d(n))
+    }
+
+    fn resource_id(&self, resource_name: &[u8]) -> ResourceId {
+        crate::identity::chord_resource_id(resource_name)
     }
 
     fn replica_set(&self) -> Vec<NodeId> {
@@ -1906,6 +1966,37 @@ impl Topology for Chord {
 }
 
 impl Chord {
+    /// The plug-in for a node of the overlay (CHORD-RELOAD needs 128-bit Node-IDs, §10).
+    pub fn plugin(cx: &TopologyContext<'_>) -> Result<Box<dyn Topology + Send>, String> {
+        if cx.overlay.node_id_len() != 16 {
+            return Err(format!(
+                "CHORD-RELOAD needs 16-byte Node-IDs (RFC 6940 §10), the configuration has node-id-length {}",
+                cx.overlay.node_id_len()
+            ));
+        }
+        Ok(Box::new(Chord::new(
+            cx.node_id,
+            ChordSettings::from_overlay(cx.overlay),
+        )))
+    }
+
+    /// Predecessors, nearest first.
+    pub fn predecessors(&self) -> Vec<NodeId> {
+        if self.is_client() {
+            Vec::new()
+        } else {
+            self.preds.clone()
+        }
+    }
+
+    /// Successors, nearest first (a client: the peer it is attached to).
+    pub fn successors(&self) -> Vec<NodeId> {
+        match &self.phase {
+            Phase::Client(c) => c.peer.into_iter().collect(),
+            _ => self.succs.clone(),
+        }
+    }
+
     fn set_bootstrap(&mut self, now: Instant, bootstrap: Vec<NodeId>) {
         let mut seen = BTreeSet::new();
         self.bootstrap = bootstrap

@@ -17,11 +17,16 @@
 //! - the plug-in decides, the core executes and reports back.
 
 pub mod chord;
+pub mod xor;
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Instant;
 
 use bytes::Bytes;
 use reload_wire::{Destination, ErrorCode, NodeId, ResourceId};
+
+use crate::overlay::Overlay;
 
 /// How a node enters the overlay.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,43 +147,6 @@ pub enum NextHop {
     None,
 }
 
-/// Local settings of a plug-in, from the overlay configuration (RFC 6940 §11.1) and the
-/// node's own tuning.
-#[derive(Clone, Debug)]
-pub struct TopologySettings {
-    pub node_id_len: usize,
-    /// `chord-update-interval` (§10.7.4.1).
-    pub update_interval: Duration,
-    /// `chord-ping-interval` (§10.7.4.2).
-    pub ping_interval: Duration,
-    /// `chord-reactive` (§10.7.4.1).
-    pub reactive: bool,
-    /// Size of the successor and predecessor lists (at least 3, §10.3).
-    pub neighbor_list_size: usize,
-    /// Largest finger table (§10.3: SHOULD reach at least 16; up to 128).
-    pub max_fingers: usize,
-    /// How long an unanswered request of the plug-in is waited for (the core's maximum
-    /// request lifetime, from overlay-reliability-timer, §3, §6.2.1).
-    pub request_timeout: Duration,
-}
-
-impl TopologySettings {
-    /// The settings an overlay configuration gives, with this implementation's local
-    /// defaults: neighbour lists of 5 (RFC 6940 §10.3 asks for at least 3), up to 32
-    /// fingers (§10.3: SHOULD reach at least 16).
-    pub fn from_config(config: &crate::config::OverlayConfig) -> Self {
-        TopologySettings {
-            node_id_len: config.node_id_length,
-            update_interval: config.chord_update_interval,
-            ping_interval: config.chord_ping_interval,
-            reactive: config.chord_reactive,
-            neighbor_list_size: 5,
-            max_fingers: 32,
-            request_timeout: config.overlay_reliability_timer * crate::node::MAX_TRANSMISSIONS,
-        }
-    }
-}
-
 /// A topology plug-in (RFC 6940 §5.3).
 pub trait Topology {
     /// Our Node-ID.
@@ -198,6 +166,13 @@ pub trait Topology {
 
     /// Where a message for `id` goes next; `connected` says which peers have a link.
     fn next_hop(&self, id: &[u8], connected: &dyn Fn(&NodeId) -> bool) -> NextHop;
+
+    /// Whether `signer` may answer a request we sent to the Resource-ID `id` (§6.3.4): it
+    /// must be at least as close to `id` as every node we know of.
+    fn may_answer(&self, signer: &NodeId, id: &ResourceId) -> bool;
+
+    /// The Resource-ID of a resource name under the overlay's hash function (§5.2, §10.2).
+    fn resource_id(&self, resource_name: &[u8]) -> ResourceId;
 
     /// The body of our RouteQueryAns for `destination` (§6.4.2.4, §10.8).
     fn route_query_answer(
@@ -225,11 +200,19 @@ pub trait Topology {
     /// management and for diagnostics.
     fn routing_table(&self) -> Vec<NodeId>;
 
-    /// Predecessors, nearest first.
-    fn predecessors(&self) -> Vec<NodeId>;
+    /// The neighbour table by section, each nearest first, for status displays and tests
+    /// (CHORD-RELOAD: `successors`, `predecessors`, `fingers`).
+    fn neighbors(&self) -> Vec<(&'static str, Vec<NodeId>)>;
 
-    /// Successors, nearest first.
-    fn successors(&self) -> Vec<NodeId>;
+    /// One section of [`Topology::neighbors`] (empty when the plug-in has none by that
+    /// name).
+    fn neighbor_section(&self, name: &str) -> Vec<NodeId> {
+        self.neighbors()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
 
     /// The replica set for data this node is responsible for (§10.4): the next peers to
     /// store copies on.
@@ -238,4 +221,99 @@ pub trait Topology {
     /// Share of the ID space this node is responsible for, in parts per billion (Probe
     /// responsible_set, §6.4.2.5).
     fn responsible_ppb(&self) -> u32;
+}
+
+/// What a plug-in is built from: our Node-ID and the overlay (its configuration carries
+/// the plug-in's parameters, e.g. `chord-update-interval`).
+#[derive(Clone, Copy, Debug)]
+pub struct TopologyContext<'a> {
+    pub node_id: NodeId,
+    pub overlay: &'a Overlay,
+}
+
+/// Builds a plug-in, or says why it cannot run with this configuration.
+pub type TopologyConstructor = fn(&TopologyContext<'_>) -> Result<Box<dyn Topology + Send>, String>;
+
+/// Why no plug-in could be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopologyError {
+    /// The configuration names a plug-in this node does not have.
+    Unknown { name: String, known: Vec<String> },
+    /// The plug-in refused the configuration (e.g. its Node-ID length).
+    Refused { name: String, why: String },
+}
+
+impl fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopologyError::Unknown { name, known } => write!(
+                f,
+                "the configuration's topology-plugin {name:?} is not supported by this node (it has: {})",
+                known.join(", ")
+            ),
+            TopologyError::Refused { name, why } => write!(f, "topology plug-in {name}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TopologyError {}
+
+/// The plug-ins a node can run, by the name the configuration's `topology-plugin` gives
+/// (§11.1). The default set holds CHORD-RELOAD; an application may register others.
+#[derive(Clone)]
+pub struct Topologies {
+    plugins: BTreeMap<String, TopologyConstructor>,
+}
+
+impl fmt::Debug for Topologies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.plugins.keys()).finish()
+    }
+}
+
+impl Default for Topologies {
+    fn default() -> Self {
+        let mut t = Topologies::empty();
+        t.register(crate::config::DEFAULT_TOPOLOGY_PLUGIN, chord::Chord::plugin);
+        t
+    }
+}
+
+impl Topologies {
+    /// No plug-in at all.
+    pub fn empty() -> Self {
+        Topologies {
+            plugins: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) the plug-in called `name`.
+    pub fn register(&mut self, name: &str, constructor: TopologyConstructor) -> &mut Self {
+        self.plugins.insert(name.to_string(), constructor);
+        self
+    }
+
+    /// The names of the plug-ins.
+    pub fn names(&self) -> Vec<String> {
+        self.plugins.keys().cloned().collect()
+    }
+
+    /// The plug-in the overlay's configuration names, for this node.
+    pub fn build(
+        &self,
+        cx: &TopologyContext<'_>,
+    ) -> Result<Box<dyn Topology + Send>, TopologyError> {
+        let name = &cx.overlay.config().topology_plugin;
+        let constructor = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| TopologyError::Unknown {
+                name: name.clone(),
+                known: self.names(),
+            })?;
+        constructor(cx).map_err(|why| TopologyError::Refused {
+            name: name.clone(),
+            why,
+        })
+    }
 }

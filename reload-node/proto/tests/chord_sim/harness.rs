@@ -22,41 +22,33 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use reload_proto::rand::Prng;
 use reload_proto::topology::chord::Chord;
-use reload_proto::topology::{
-    NextHop, StartMode, Topology, TopologyAction, TopologyInput, TopologySettings,
-};
+use reload_proto::topology::chord::ChordSettings;
+use reload_proto::topology::{NextHop, StartMode, Topology, TopologyAction, TopologyInput};
 use reload_wire::{Destination, ErrorCode, NodeId, ResourceId};
 
-/// xorshift64*: the single source of randomness of a simulation.
+/// The single source of randomness of a simulation: the core's seeded generator, with the
+/// draws the harness needs.
 #[derive(Clone, Debug)]
-pub struct XorShift(u64);
+pub struct XorShift(Prng);
 
 impl XorShift {
     pub fn new(seed: u64) -> XorShift {
-        let mut z = seed ^ 0x9e37_79b9_7f4a_7c15;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        XorShift(if z == 0 { 1 } else { z })
+        XorShift(Prng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
     pub fn next_u128(&mut self) -> u128 {
-        ((self.next_u64() as u128) << 64) | self.next_u64() as u128
+        self.0.next_u128()
     }
 
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
+        self.0.below(n)
     }
 
     /// True with probability `permille / 1000`.
@@ -128,8 +120,8 @@ impl Default for Params {
 }
 
 impl Params {
-    pub fn settings(&self) -> TopologySettings {
-        TopologySettings {
+    pub fn settings(&self) -> ChordSettings {
+        ChordSettings {
             node_id_len: 16,
             update_interval: self.update_interval,
             ping_interval: self.ping_interval,

@@ -44,6 +44,18 @@ impl TestCa {
         Self::named(rsa, "test overlay root")
     }
 
+    /// The test overlay's configuration: this CA as its only root (RFC defaults otherwise).
+    pub fn config(&self) -> reload_proto::config::OverlayConfig {
+        let mut c = reload_proto::config::OverlayConfig::new(OVERLAY);
+        c.root_certs = vec![self.der.clone()];
+        c
+    }
+
+    /// The test overlay, [`TestCa::config`] in force.
+    pub fn overlay(&self) -> std::sync::Arc<reload_proto::overlay::Overlay> {
+        reload_proto::overlay::Overlay::new(self.config(), None)
+    }
+
     pub fn named(rsa: bool, name: &str) -> Self {
         let key = KeyPair::generate_for(alg(rsa)).unwrap();
         let mut p = CertificateParams::default();

@@ -11,17 +11,20 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use reload_proto::config::OverlayConfig;
+use reload_proto::link::WallAnchor;
+use reload_proto::link::plain::PlainLinks;
 use reload_proto::node::{Event, Node, NodeSettings, RequestError};
-use reload_proto::sim::{Sim, SimNetwork, SimRng};
-use reload_proto::topology::TopologySettings;
+use reload_proto::node::{NodeParts, Start};
+use reload_proto::rand::Prng;
+use reload_proto::sim::{Sim, SimNetwork};
 use reload_proto::topology::chord::Chord;
+use reload_proto::topology::chord::ChordSettings;
 use reload_wire::body::MessageBody;
 use reload_wire::link::OverlayLinkType;
 use reload_wire::topology::RouteQueryReq;
 use reload_wire::{DecodeOptions, Destination, NodeId, ResourceId};
 
-use crate::pki::{OVERLAY, TestCa};
+use crate::pki::TestCa;
 
 pub const PROTOCOL: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
 pub const SEC: Duration = Duration::from_secs(1);
@@ -34,7 +37,7 @@ pub struct Net {
 
 /// `n` distinct Node-IDs (never 0 or all ones) drawn from the seed.
 pub fn random_ids(n: usize, seed: u64) -> Vec<u128> {
-    let mut rng = SimRng::new(seed ^ 0x1d5);
+    let mut rng = Prng::new(seed ^ 0x1d5);
     let mut ids: Vec<u128> = Vec::with_capacity(n);
     let mut seen = std::collections::BTreeSet::new();
     while ids.len() < n {
@@ -58,37 +61,37 @@ pub fn cores(n: usize, seed: u64) -> Net {
 
 /// A full core (P-256 certificate from one test CA) for each of `ids`, none started;
 /// node `i` listens on `addr(i)`. Its Chord runs `topology` (`None`: what
-/// `TopologySettings::from_config` gives a real peer), its verifier caches `cert_cache`
+/// `ChordSettings::from_overlay` gives a real peer), its verifier caches `cert_cache`
 /// certificates (`None`: the node settings' `cert_cache_size`).
 pub fn build(
     seed: u64,
     ids: Vec<u128>,
     addr: impl Fn(usize) -> SocketAddr,
-    topology: Option<TopologySettings>,
+    topology: Option<ChordSettings>,
     cert_cache: Option<usize>,
 ) -> Net {
     let ca = TestCa::new(false);
     let mut sim = Sim::new(seed, SimNetwork::default());
-    let config = OverlayConfig::new(OVERLAY);
-    let topology = topology.unwrap_or_else(|| TopologySettings::from_config(&config));
+    let overlay = ca.overlay();
+    let topology = topology.unwrap_or_else(|| ChordSettings::from_overlay(&overlay));
     let mut addrs = Vec::with_capacity(ids.len());
-    let wall = SystemTime::now();
+    let anchor = WallAnchor::new(sim.now, SystemTime::now());
     for (i, &id) in ids.iter().enumerate() {
         let addr = addr(i);
-        let settings = NodeSettings::from_config(&config, vec![(PROTOCOL, addr)]);
+        let mut settings = NodeSettings::new(vec![(PROTOCOL, addr)]);
+        if let Some(c) = cert_cache {
+            settings.cert_cache_size = c;
+        }
         let creds = ca.node(false, id, &format!("user{i}"));
-        let trust = ca.trust();
-        let cache = cert_cache.unwrap_or(settings.cert_cache_size);
-        let topo = Box::new(Chord::new(NodeId::from_u128(id), topology.clone()));
-        let node = Node::new(
+        let links = PlainLinks::new(&creds.cert, &overlay, anchor);
+        let parts = NodeParts {
             settings,
-            creds,
-            reload_proto::sign::Verifier::new(trust, cache),
-            topo,
-            sim.now,
-            wall,
-            seed ^ id as u64,
-        );
+            overlay: overlay.clone(),
+            credentials: creds,
+            topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
+            links: Box::new(links),
+        };
+        let node = Node::new(parts, sim.now, anchor.wall, seed ^ id as u64);
         sim.add(node, addr);
         addrs.push(addr);
     }
@@ -99,14 +102,14 @@ pub fn build(
 /// random earlier node; `each(i, net)` after node `i` (≥ 1) has had its `gap`.
 pub fn join_sequentially(net: &mut Net, gap: Duration, mut each: impl FnMut(usize, &Net)) {
     let now = net.sim.now;
-    net.sim.nodes[0].node.start(now, true, &[], false);
+    net.sim.nodes[0].node.start(now, Start::FirstNode);
     net.sim.after_input(0);
     net.sim.run_for(gap);
     for i in 1..net.ids.len() {
         let b = net.sim.rng.below(i as u64) as usize;
         let now = net.sim.now;
-        let boot = [(PROTOCOL, net.addrs[b])];
-        net.sim.nodes[i].node.start(now, false, &boot, false);
+        let boot = vec![(PROTOCOL, net.addrs[b])];
+        net.sim.nodes[i].node.start(now, Start::Join(boot));
         net.sim.after_input(i);
         net.sim.run_for(gap);
         if i % 64 == 0 {
@@ -154,11 +157,13 @@ pub fn ring_error_of(net: &Net, m: &[usize], neighbors: usize) -> Option<String>
         let want_p: Vec<NodeId> = (1..=len)
             .map(|d| NodeId::from_u128(net.ids[m[(k + n - d) % n]]))
             .collect();
-        if t.successors() != want_s || t.predecessors() != want_p {
+        let (succ, pred) = (
+            t.neighbor_section("successors"),
+            t.neighbor_section("predecessors"),
+        );
+        if succ != want_s || pred != want_p {
             return Some(format!(
-                "node {i}: succ {:?} want {want_s:?}; pred {:?} want {want_p:?}",
-                t.successors(),
-                t.predecessors()
+                "node {i}: succ {succ:?} want {want_s:?}; pred {pred:?} want {want_p:?}"
             ));
         }
     }
@@ -226,7 +231,7 @@ pub fn take_response(
 pub fn lookups(net: &mut Net, count: usize, batch: usize, seed: u64) -> Lookups {
     let m = live(net);
     let sorted: Vec<u128> = m.iter().map(|&i| net.ids[i]).collect();
-    let mut rng = SimRng::new(seed);
+    let mut rng = Prng::new(seed);
     let mut out = Lookups::default();
     let opts = DecodeOptions::default();
     let mut sent = 0;

@@ -1,5 +1,5 @@
 //! Ring arithmetic of CHORD-RELOAD (RFC 6940 §10.1, §10.3, §10.7.4.2) on 128-bit
-//! positions, and the deterministic PRNG of the plug-in.
+//! positions.
 //!
 //! Every ID is placed on the ring by its first 16 bytes, big-endian (Node-IDs of 16
 //! bytes and Chord Resource-IDs, SHA-1 truncated to 128 bits, §10.2, map exactly; longer
@@ -72,54 +72,4 @@ pub(crate) fn finger_slot(d: u128) -> Option<usize> {
 pub(crate) fn random_in_finger(me: u128, i: usize, r: u128) -> u128 {
     let span = finger_span(i);
     finger_start(me, i).wrapping_add(r & (span - 1))
-}
-
-/// xorshift64* seeded (through splitmix64) from the Node-ID: deterministic, so a
-/// simulation with the same Node-IDs and inputs reproduces exactly. Not cryptographic:
-/// it only spreads timers and finger probes.
-#[derive(Clone, Debug)]
-pub(crate) struct Prng(u64);
-
-impl Prng {
-    pub(crate) fn from_seed(seed: u128) -> Prng {
-        let mut z = (seed as u64) ^ ((seed >> 64) as u64).rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        Prng(if z == 0 { 0x2545_f491_4f6c_dd1d } else { z })
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub(crate) fn next_u128(&mut self) -> u128 {
-        ((self.next_u64() as u128) << 64) | self.next_u64() as u128
-    }
-
-    /// Uniform in `0..n` (0 for n ≤ 1), by rejection so there is no modulo bias; the
-    /// rejection loop is bounded (each round rejects with probability < 1/2).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n <= 1 {
-            return 0;
-        }
-        let zone = u64::MAX - (u64::MAX % n);
-        let mut v = self.next_u64();
-        for _ in 0..64 {
-            if v < zone {
-                break;
-            }
-            v = self.next_u64();
-        }
-        v % n
-    }
-
-    pub(crate) fn coin(&mut self) -> bool {
-        self.next_u64() >> 63 == 1
-    }
 }

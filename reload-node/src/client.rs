@@ -1,0 +1,461 @@
+//! The async client API of a running node: a [`NodeHandle`] sends requests through the
+//! overlay and waits for their answers, reads the node's state, and lets an application (a
+//! usage) serve the requests the core does not answer itself.
+//!
+//! ```no_run
+//! # async fn demo(node: reload_node::client::NodeHandle) -> Result<(), Box<dyn std::error::Error>> {
+//! use reload_wire::message::{ErrorCode, ErrorResponse, MessageCode};
+//! // Ping the peer responsible for a Resource-ID.
+//! let id = node.resource_id(b"alice@example.org").await?;
+//! let (who, rtt) = node.ping(vec![reload_wire::Destination::Resource(id)]).await?;
+//! println!("{who} answered in {rtt:?}");
+//! // Serve a method: every request for it arrives here, with its signer's certificate.
+//! let mut requests = node.serve(&[MessageCode::APP_ATTACH_REQ]).await?;
+//! while let Some(request) = requests.next().await {
+//!     let user = request.signer().cert.user_name.clone();
+//!     request.answer(Err(ErrorResponse::new(ErrorCode::NOT_FOUND, format!("no app for {user:?}")))).await;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The handle talks to the shell's task over a channel; it is cheap to clone, and every
+//! call fails with [`ClientError::Stopped`] once the node has stopped.
+
+use std::time::{Duration, Instant};
+
+use reload_proto::node::{InboundId, InboundRequest, LinkInfo, NodeStats, RequestError};
+use reload_proto::sign::VerifiedSigner;
+use reload_wire::body::MessageBody;
+use reload_wire::link::PingReq;
+use reload_wire::message::{ErrorCode, ErrorResponse, MessageCode};
+use reload_wire::{Destination, NodeId, ResourceId};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a running node looks like.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub node_id: NodeId,
+    pub overlay: String,
+    pub joined: bool,
+    /// The topology plug-in's neighbour table by section (CHORD-RELOAD: `successors`,
+    /// `predecessors`, `fingers`), nearest first.
+    pub neighbors: Vec<(String, Vec<NodeId>)>,
+    pub routing_table: Vec<NodeId>,
+    /// Peers with a link up.
+    pub connected: Vec<NodeId>,
+    pub links: Vec<LinkInfo>,
+    /// `initial-ttl` of the configuration in force (the longest path a trace may find).
+    pub initial_ttl: u8,
+    /// The configuration's sequence number.
+    pub sequence: u16,
+    pub stats: NodeStats,
+}
+
+impl Snapshot {
+    /// One section of the neighbour table (empty when the plug-in has none by that name).
+    pub fn section(&self, name: &str) -> &[NodeId] {
+        self.neighbors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
+    }
+
+    pub fn successors(&self) -> &[NodeId] {
+        self.section("successors")
+    }
+
+    pub fn predecessors(&self) -> &[NodeId] {
+        self.section("predecessors")
+    }
+}
+
+/// The answer to a request: who answered and with what.
+pub type Answer = Result<(NodeId, MessageBody), RequestError>;
+
+/// What the handle asks of the shell's task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Request {
+        destination: Vec<Destination>,
+        body: MessageBody,
+        /// A TTL below `initial-ttl` (for a hop-by-hop trace), or `None`.
+        ttl: Option<u8>,
+        reply: oneshot::Sender<Answer>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
+    },
+    ResourceId {
+        name: Vec<u8>,
+        reply: oneshot::Sender<ResourceId>,
+    },
+    Serve {
+        codes: Vec<MessageCode>,
+        requests: mpsc::Sender<InboundRequest>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Respond {
+        id: InboundId,
+        answer: Result<MessageBody, ErrorResponse>,
+    },
+    Shutdown,
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// The node stopped (or is shutting down).
+    Stopped,
+    /// The request got no answer, or an error answer, or could not be sent.
+    Request(RequestError),
+    /// The answer is not of the kind asked for.
+    Unexpected { from: NodeId, what: String },
+    /// The node refused the call (e.g. another usage serves that method already).
+    Refused(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Stopped => f.write_str("the node is not running"),
+            ClientError::Request(e) => write!(f, "{e}"),
+            ClientError::Unexpected { from, what } => {
+                write!(f, "{from} answered with {what}")
+            }
+            ClientError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Why a ping or trace failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpError {
+    /// The node stopped.
+    Stopped,
+    /// No answer (at hop `hop` of a trace, counted from 1).
+    Timeout { hop: Option<u8>, after: Duration },
+    /// `from` answered with an error.
+    Refused {
+        from: NodeId,
+        code: ErrorCode,
+        info: String,
+    },
+    /// `from` answered with something that is not a PingAns.
+    Unexpected { from: NodeId, what: String },
+    /// The request could not be sent.
+    Unsendable(String),
+    /// The trace ran out of TTL before the target answered.
+    NotReached { initial_ttl: u8 },
+}
+
+impl OpError {
+    /// A short word for the kind of failure (the control protocol's `error KIND:`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpError::Stopped => "stopped",
+            OpError::Timeout { .. } => "timeout",
+            OpError::Refused { .. } => "refused",
+            OpError::Unexpected { .. } => "unexpected",
+            OpError::Unsendable(_) => "unsendable",
+            OpError::NotReached { .. } => "ttl",
+        }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::Stopped => f.write_str("the peer is shutting down"),
+            OpError::Timeout { hop: None, after } => {
+                write!(f, "no answer within {:.1} s", after.as_secs_f64())
+            }
+            OpError::Timeout {
+                hop: Some(h),
+                after,
+            } => write!(
+                f,
+                "hop {h} did not answer within {:.1} s",
+                after.as_secs_f64()
+            ),
+            OpError::Refused { from, code, info } => {
+                write!(f, "{from} answered {code}")?;
+                if !info.is_empty() {
+                    write!(f, " ({info})")?;
+                }
+                Ok(())
+            }
+            OpError::Unexpected { from, what } => {
+                write!(f, "{from} answered with {what}, not a PingAns")
+            }
+            OpError::Unsendable(why) => write!(f, "not sent: {why}"),
+            OpError::NotReached { initial_ttl } => write!(
+                f,
+                "the target did not answer within initial-ttl ({initial_ttl}) hops"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// One step of a trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hop {
+    /// Position on the path, from 1 (the TTL of its Ping + 1).
+    pub number: u8,
+    pub node: NodeId,
+    pub rtt: Duration,
+    /// This is the target's own answer (the last hop).
+    pub target: bool,
+}
+
+fn refused(from: NodeId, e: &ErrorResponse) -> OpError {
+    OpError::Refused {
+        from,
+        code: e.error_code,
+        info: String::from_utf8_lossy(&e.error_info)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
+    }
+}
+
+/// The name of a body's method, for messages.
+fn body_name(body: &MessageBody) -> String {
+    body.code()
+        .name()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("message code {}", body.code()))
+}
+
+/// A handle to a running node (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    pub(crate) fn new(tx: mpsc::Sender<Command>) -> Self {
+        NodeHandle { tx }
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sends a request to `destination` (a destination list, RFC 6940 §6.2.1) and waits
+    /// for its answer; the core retransmits it and gives up after the request lifetime.
+    pub async fn request(
+        &self,
+        destination: Vec<Destination>,
+        body: MessageBody,
+    ) -> Result<(NodeId, MessageBody), ClientError> {
+        self.request_with_ttl(destination, body, None).await
+    }
+
+    /// [`NodeHandle::request`] with a TTL below `initial-ttl` (§6.3.2).
+    pub async fn request_with_ttl(
+        &self,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        ttl: Option<u8>,
+    ) -> Result<(NodeId, MessageBody), ClientError> {
+        self.call(|reply| Command::Request {
+            destination,
+            body,
+            ttl,
+            reply,
+        })
+        .await?
+        .map_err(ClientError::Request)
+    }
+
+    /// The node's state.
+    pub async fn snapshot(&self) -> Result<Snapshot, ClientError> {
+        self.call(|reply| Command::Snapshot { reply }).await
+    }
+
+    /// The Resource-ID of a resource name under the overlay's hash (§5.2, §10.2).
+    pub async fn resource_id(&self, name: &[u8]) -> Result<ResourceId, ClientError> {
+        let name = name.to_vec();
+        self.call(|reply| Command::ResourceId { name, reply }).await
+    }
+
+    /// Serves requests with these message codes: each arrives on the returned
+    /// [`Requests`] and must be answered (the core answers Error_Request_Timeout for those
+    /// not answered by their deadline). Refused if another caller serves one of them.
+    /// Dropping the [`Requests`] stops serving.
+    pub async fn serve(&self, codes: &[MessageCode]) -> Result<Requests, ClientError> {
+        let (tx, rx) = mpsc::channel(256);
+        let codes = codes.to_vec();
+        self.call(|reply| Command::Serve {
+            codes,
+            requests: tx,
+            reply,
+        })
+        .await?
+        .map_err(ClientError::Refused)?;
+        Ok(Requests {
+            rx,
+            handle: self.clone(),
+        })
+    }
+
+    /// Asks the node to leave the overlay and stop.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+
+    /// Sends one Ping (TTL `ttl`, or `initial-ttl`); the answer and the round-trip time.
+    async fn ping_raw(
+        &self,
+        destination: Vec<Destination>,
+        ttl: Option<u8>,
+    ) -> Result<(Answer, Duration), OpError> {
+        let t0 = Instant::now();
+        let body = MessageBody::PingReq(PingReq::default());
+        match self.request_with_ttl(destination, body, ttl).await {
+            Ok(a) => Ok((Ok(a), t0.elapsed())),
+            Err(ClientError::Request(RequestError::Unsendable(why))) => {
+                Err(OpError::Unsendable(why))
+            }
+            Err(ClientError::Request(e)) => Ok((Err(e), t0.elapsed())),
+            Err(_) => Err(OpError::Stopped),
+        }
+    }
+
+    /// Pings `destination` (§6.5.3): who answered, and the round-trip time.
+    pub async fn ping(&self, destination: Vec<Destination>) -> Result<(NodeId, Duration), OpError> {
+        match self.ping_raw(destination, None).await? {
+            (Ok((from, MessageBody::PingAns(_))), rtt) => Ok((from, rtt)),
+            (Ok((from, body)), _) => Err(OpError::Unexpected {
+                from,
+                what: body_name(&body),
+            }),
+            (Err(RequestError::Error(from, e)), _) => Err(refused(from, &e)),
+            (Err(_), rtt) => Err(OpError::Timeout {
+                hop: None,
+                after: rtt,
+            }),
+        }
+    }
+
+    /// Traces the path to `destination` with Pings of TTL 0, 1, … `initial-ttl`: every hop
+    /// where the TTL runs out answers Error_TTL_Exceeded (RFC 6940 §6.3.2), the target
+    /// answers the Ping. `on_hop` sees each hop as it is found.
+    pub async fn trace(
+        &self,
+        destination: Vec<Destination>,
+        mut on_hop: impl FnMut(&Hop),
+    ) -> Result<Vec<Hop>, OpError> {
+        let initial_ttl = self
+            .snapshot()
+            .await
+            .map_err(|_| OpError::Stopped)?
+            .initial_ttl;
+        let mut hops = Vec::new();
+        for ttl in 0..=initial_ttl {
+            let number = ttl.saturating_add(1);
+            let (answer, rtt) = self.ping_raw(destination.clone(), Some(ttl)).await?;
+            let hop = match answer {
+                Ok((node, MessageBody::PingAns(_))) => Hop {
+                    number,
+                    node,
+                    rtt,
+                    target: true,
+                },
+                Ok((from, body)) => {
+                    return Err(OpError::Unexpected {
+                        from,
+                        what: body_name(&body),
+                    });
+                }
+                Err(RequestError::Error(node, e)) if e.error_code == ErrorCode::TTL_EXCEEDED => {
+                    Hop {
+                        number,
+                        node,
+                        rtt,
+                        target: false,
+                    }
+                }
+                Err(RequestError::Error(from, e)) => return Err(refused(from, &e)),
+                Err(_) => {
+                    return Err(OpError::Timeout {
+                        hop: Some(number),
+                        after: rtt,
+                    });
+                }
+            };
+            on_hop(&hop);
+            let done = hop.target;
+            hops.push(hop);
+            if done {
+                return Ok(hops);
+            }
+        }
+        Err(OpError::NotReached { initial_ttl })
+    }
+}
+
+/// Requests for a served method ([`NodeHandle::serve`]).
+#[derive(Debug)]
+pub struct Requests {
+    rx: mpsc::Receiver<InboundRequest>,
+    handle: NodeHandle,
+}
+
+impl Requests {
+    /// The next request; `None` once the node stopped.
+    pub async fn next(&mut self) -> Option<IncomingRequest> {
+        let request = self.rx.recv().await?;
+        Some(IncomingRequest {
+            request,
+            tx: self.handle.tx.clone(),
+        })
+    }
+}
+
+/// One request to answer.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    request: InboundRequest,
+    tx: mpsc::Sender<Command>,
+}
+
+impl IncomingRequest {
+    /// Everything known about the request.
+    pub fn request(&self) -> &InboundRequest {
+        &self.request
+    }
+
+    pub fn body(&self) -> &MessageBody {
+        &self.request.body
+    }
+
+    /// The verified signer, with its certificate (user name, Node-IDs).
+    pub fn signer(&self) -> &VerifiedSigner {
+        &self.request.signer
+    }
+
+    /// Answers with a body or any RELOAD error. Answers after the deadline are dropped
+    /// (the core has answered Error_Request_Timeout).
+    pub async fn answer(self, answer: Result<MessageBody, ErrorResponse>) {
+        let cmd = Command::Respond {
+            id: self.request.id,
+            answer,
+        };
+        let _ = self.tx.send(cmd).await;
+    }
+}
