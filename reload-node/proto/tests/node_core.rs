@@ -1070,3 +1070,328 @@ fn a_request_source_routed_through_a_peer_whose_link_fails_fails_at_once() {
         r.sim.now - start
     );
 }
+
+// ---- the usage seam ----------------------------------------------------------------
+
+const EXP_A_REQ: reload_wire::message::MessageCode = reload_wire::message::MessageCode::EXP_A_REQ;
+const EXP_A_ANS: reload_wire::message::MessageCode = reload_wire::message::MessageCode::EXP_A_ANS;
+
+fn exp_a(code: reload_wire::message::MessageCode, payload: &'static [u8]) -> MessageBody {
+    MessageBody::Unknown {
+        code,
+        body: Bytes::from_static(payload),
+    }
+}
+
+/// Takes the requests node `i` handed to its application.
+fn take_requests(r: &mut Ring, i: usize) -> Vec<InboundRequest> {
+    let mut out = Vec::new();
+    r.sim.nodes[i].events.retain(|e| match e {
+        Event::Request(req) => {
+            out.push(req.clone());
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+#[test]
+fn an_application_request_reaches_the_usage_with_its_signer_and_is_answered_through_the_core() {
+    let mut r = ring(8, 51, SimNetwork::default(), |_, _| {});
+    r.sim.nodes[5].node.serve(EXP_A_REQ);
+    let tx = request(&mut r, 0, 5, exp_a(EXP_A_REQ, b"hello"));
+    assert!(r.sim.run_until(Duration::from_secs(5), |s| {
+        s.nodes[5]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Request(_)))
+    }));
+    let reqs = take_requests(&mut r, 5);
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    let me = NodeId::from_u128(r.ids[5]);
+    assert_eq!(req.body, exp_a(EXP_A_REQ, b"hello"));
+    assert_eq!(req.signer.node_id, NodeId::from_u128(r.ids[0]));
+    assert_eq!(
+        req.signer.cert.user_name.as_deref(),
+        Some("user0@test.example.org"),
+        "the signer's certificate comes with the request (access control, §7.3)"
+    );
+    assert_eq!(req.destination, Destination::Node(me));
+    assert_eq!(
+        req.via.first(),
+        Some(&Destination::Node(NodeId::from_u128(r.ids[0]))),
+        "several hops: the via list starts with the originator"
+    );
+    assert_eq!(req.transaction_id, tx);
+    let now = r.sim.now;
+    r.sim.nodes[5]
+        .node
+        .respond(now, req.id, Ok(exp_a(EXP_A_ANS, b"olleh")));
+    r.sim.after_input(5);
+    let (who, body) = wait(&mut r, 0, tx, Duration::from_secs(5)).unwrap();
+    assert_eq!((who, body), (me, exp_a(EXP_A_ANS, b"olleh")));
+}
+
+#[test]
+fn a_method_nobody_serves_is_refused_at_once() {
+    let mut r = ring(8, 52, SimNetwork::default(), |_, _| {});
+    let tx = request(&mut r, 0, 5, exp_a(EXP_A_REQ, b"anyone?"));
+    match wait(&mut r, 0, tx, Duration::from_secs(20)) {
+        Err(RequestError::Error(who, e)) => {
+            assert_eq!(who, NodeId::from_u128(r.ids[5]));
+            assert_eq!(e.error_code, ErrorCode::FORBIDDEN);
+            assert!(
+                String::from_utf8_lossy(&e.error_info).contains("exp_a_req"),
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(take_requests(&mut r, 5).is_empty());
+    assert_eq!(r.sim.nodes[5].node.stats().unserved_requests, 1);
+    assert_eq!(r.sim.nodes[0].node.stats().retransmissions, 0);
+}
+
+#[test]
+fn an_unanswered_request_expires_with_an_error_at_the_requester_and_is_delivered_once() {
+    let mut r = ring(8, 53, SimNetwork::default(), |_, _| {});
+    r.sim.nodes[5].node.serve(EXP_A_REQ);
+    let tx = request(&mut r, 0, 5, exp_a(EXP_A_REQ, b"slow"));
+    // The usage never answers: the core answers Error_Request_Timeout before the
+    // requester gives up (§6.2.1), and the requester's retransmissions meanwhile are
+    // never handed up again.
+    match wait(&mut r, 0, tx, Duration::from_secs(20)) {
+        Err(RequestError::Error(who, e)) => {
+            assert_eq!(who, NodeId::from_u128(r.ids[5]));
+            assert_eq!(e.error_code, ErrorCode::REQUEST_TIMEOUT);
+        }
+        other => panic!("expected Error_Request_Timeout, got {other:?}"),
+    }
+    let reqs = take_requests(&mut r, 5);
+    assert_eq!(reqs.len(), 1, "handed to the application exactly once");
+    let stats = r.sim.nodes[5].node.stats().clone();
+    assert_eq!(stats.expired_requests, 1);
+    assert!(stats.duplicate_requests >= 3, "{stats:?}");
+    assert!(r.sim.nodes[0].node.stats().retransmissions >= 3);
+    // A late answer is dropped: nothing more reaches the requester.
+    let answered = stats.answered;
+    let now = r.sim.now;
+    r.sim.nodes[5]
+        .node
+        .respond(now, reqs[0].id, Ok(exp_a(EXP_A_ANS, b"late")));
+    r.sim.after_input(5);
+    r.sim.run_for(Duration::from_secs(2));
+    assert_eq!(r.sim.nodes[5].node.stats().answered, answered);
+}
+
+#[test]
+fn retransmissions_of_a_served_request_are_answered_from_the_cache() {
+    // Half the messages are lost: requests are retransmitted, some after their answer
+    // was sent (and lost). The usage sees each request once; the core answers the
+    // retransmissions from its cache (§6.2.1).
+    let net = SimNetwork {
+        loss: 0.5,
+        ..SimNetwork::default()
+    };
+    let mut r = ring(4, 54, net, |_, _| {});
+    r.sim.nodes[1].node.serve(EXP_A_REQ);
+    let mut served = Vec::new();
+    for _ in 0..6 {
+        let tx = request(&mut r, 0, 1, exp_a(EXP_A_REQ, b"once"));
+        let deadline = r.sim.now + Duration::from_secs(20);
+        while r.sim.now < deadline && response(&r, 0, tx).is_none() {
+            r.sim.run_for(Duration::from_millis(100));
+            for req in take_requests(&mut r, 1) {
+                served.push(req.transaction_id);
+                let now = r.sim.now;
+                r.sim.nodes[1]
+                    .node
+                    .respond(now, req.id, Ok(exp_a(EXP_A_ANS, b"done")));
+                r.sim.after_input(1);
+            }
+        }
+    }
+    let mut unique = served.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), served.len(), "no request served twice");
+    assert!(r.sim.nodes[1].node.stats().duplicate_requests > 0);
+}
+
+// ---- one trust policy ---------------------------------------------------------------
+
+#[test]
+fn a_configuration_update_naming_a_bad_node_drops_its_links_on_every_peer() {
+    let mut r = ring(8, 55, SimNetwork::default(), |_, _| {});
+    let signer = r.ca.node(false, 0x5160_5162, "config-signer");
+    let (c1, d1) = signed_config(&r, &signer, &signer, 1);
+    let now = r.sim.now;
+    for i in 0..8 {
+        r.sim.nodes[i]
+            .node
+            .set_configuration(now, c1.clone(), d1.clone());
+    }
+    let bad = NodeId::from_u128(r.ids[3]);
+    let linked_to_bad: Vec<usize> = (0..8)
+        .filter(|&i| r.sim.nodes[i].node.connected_peers().contains(&bad))
+        .collect();
+    assert!(linked_to_bad.len() >= 2, "{linked_to_bad:?}");
+    // Sequence 2 lists node 3 in bad-nodes (§11.1); node 0 pushes it to every peer.
+    let mut c2 = r.sim.nodes[0].node.overlay().config().clone();
+    c2.sequence = 2;
+    c2.bad_nodes = vec![bad.as_bytes().to_vec()];
+    let d2 = Bytes::from(reload_proto::check::signed_document(&mut c2, &signer, &signer).unwrap());
+    for i in [1, 2, 4, 5, 6, 7] {
+        let body =
+            MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Config(d2.clone()));
+        let tx = request(&mut r, 0, i, body);
+        assert!(
+            wait(&mut r, 0, tx, Duration::from_secs(10)).is_ok(),
+            "node {i}"
+        );
+    }
+    let now = r.sim.now;
+    let parsed =
+        reload_proto::config::ConfigDocument::parse(std::str::from_utf8(&d2).unwrap()).unwrap();
+    r.sim.nodes[0]
+        .node
+        .set_configuration(now, parsed.configurations[0].config.clone(), d2.clone());
+    r.sim.after_input(0);
+    r.sim.run_for(Duration::from_secs(2));
+    for i in (0..8).filter(|&i| i != 3) {
+        let node = &r.sim.nodes[i].node;
+        assert_eq!(node.overlay().sequence(), 2, "node {i}");
+        assert!(
+            !node.connected_peers().contains(&bad),
+            "node {i} still has a link to the bad node"
+        );
+        assert!(node.links().iter().all(|l| l.peer != Some(bad)));
+    }
+    for &i in &linked_to_bad {
+        if i == 3 {
+            continue;
+        }
+        assert!(
+            r.sim.nodes[i].events.iter().any(|e| matches!(
+                e,
+                Event::LinkDown { peer: Some(p), reason: Some(why), .. }
+                    if *p == bad && why.contains("new configuration")
+            )),
+            "node {i} closed its link to the bad node because of the configuration"
+        );
+    }
+    // It cannot reach anyone, and cannot link again.
+    let now = r.sim.now;
+    let body = MessageBody::PingReq(PingReq::default());
+    let tx = r.sim.nodes[3]
+        .node
+        .send_request(
+            now,
+            vec![Destination::Node(NodeId::from_u128(r.ids[5]))],
+            body,
+        )
+        .unwrap();
+    r.sim.after_input(3);
+    r.sim.connect(3, 5);
+    r.sim.connect(5, 3);
+    r.sim.run_for(Duration::from_secs(20));
+    assert_eq!(response(&r, 3, tx), Some(Err(RequestError::Timeout)));
+    assert!(!r.sim.nodes[5].node.connected_peers().contains(&bad));
+    let refused = r.sim.nodes[5].events.iter().any(|e| {
+        matches!(e, Event::LinkDown { reason: Some(why), .. } if why.contains("bad-node") || why.contains("revoked") || why.contains("bad node"))
+    });
+    assert!(refused, "{:?}", r.sim.nodes[5].events);
+}
+
+// ---- the endpoint's admission ------------------------------------------------------------
+
+/// A DTLS ClientHello, as a would-be peer sends it first.
+fn client_hello(r: &Ring) -> Bytes {
+    let creds = r.ca.node(false, 0x0999, "stranger");
+    let anchor = WallAnchor::new(r.sim.now, SystemTime::now());
+    let lc = LinkConfig::new(r.ca.trust(), 5000, anchor);
+    let ctx = LinkContext::new(lc, &creds).unwrap();
+    let mut link = reload_proto::link::Link::connect_dtls(&ctx, None, r.sim.now).unwrap();
+    link.poll_transmit().unwrap()
+}
+
+#[test]
+fn the_endpoint_refuses_links_beyond_its_caps_and_the_node_keeps_working() {
+    use reload_proto::node::{Admission, Refusal};
+    for protocol in [
+        OverlayLinkType::TLS_TCP_FH_NO_ICE,
+        OverlayLinkType::DTLS_UDP_SR_NO_ICE,
+    ] {
+        let mut r = ring_over(
+            4,
+            56,
+            SimNetwork::default(),
+            |_, b| {
+                b.settings.admission = Admission {
+                    max_links: 8,
+                    max_handshakes: 3,
+                    max_links_per_address: 2,
+                }
+            },
+            Some(protocol),
+        );
+        r.sim.run_for(Duration::from_secs(3));
+        let local = r.sim.nodes[1].addr;
+        let hello = client_hello(&r);
+        // Would-be peers that start a handshake and never finish it: from 20 addresses,
+        // then 5 more from one address.
+        let remote = |ip: u8, port: u16| SocketAddr::from(([10, 9, 0, ip], port));
+        let mut admit = |r: &mut Ring, from: SocketAddr| -> bool {
+            let now = r.sim.now;
+            let node = &mut r.sim.nodes[1].node;
+            if protocol == OverlayLinkType::TLS_TCP_FH_NO_ICE {
+                node.accept_stream(now, local, from).is_ok()
+            } else {
+                let before = node.stats().refused_links;
+                node.handle_datagram(now, local, from, hello.clone());
+                node.stats().refused_links == before
+            }
+        };
+        let accepted = (1..=20).filter(|&k| admit(&mut r, remote(k, 5000))).count();
+        assert_eq!(
+            accepted, 3,
+            "{protocol:?}: handshakes in progress are capped"
+        );
+        assert_eq!(r.sim.nodes[1].node.stats().refused_links, 17);
+        if protocol == OverlayLinkType::TLS_TCP_FH_NO_ICE {
+            let now = r.sim.now;
+            match r.sim.nodes[1].node.accept_stream(now, local, remote(99, 1)) {
+                Err(Refusal::TooManyHandshakes(3)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        r.sim.after_input(1);
+        // The node keeps working meanwhile: a Ping through it is answered.
+        let tx = ping_node(&mut r, 0, 2);
+        assert!(
+            wait(&mut r, 0, tx, Duration::from_secs(10)).is_ok(),
+            "{protocol:?}"
+        );
+        // The half-open links time out (the handshake timeout) and free their places…
+        r.sim.run_for(Duration::from_secs(12));
+        let half_open = r.sim.nodes[1]
+            .node
+            .links()
+            .iter()
+            .filter(|l| l.inbound && !l.established)
+            .count();
+        assert_eq!(half_open, 0, "{protocol:?}");
+        // …and one address gets at most its share.
+        let same = (0..5)
+            .filter(|&p| admit(&mut r, remote(200, 7000 + p)))
+            .count();
+        assert_eq!(same, 2, "{protocol:?}: links per address are capped");
+        let tx = ping_node(&mut r, 2, 0);
+        assert!(
+            wait(&mut r, 2, tx, Duration::from_secs(10)).is_ok(),
+            "{protocol:?}"
+        );
+    }
+}
