@@ -87,7 +87,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
-    reload_wire::codec::to_hex(b)
+    ::hex::encode(b)
 }
 
 /// SHA-256 of `b`, in hex (the form `--config-signer-sha256` takes).

@@ -118,6 +118,7 @@ fn decode(hex: bool) -> Result<(), String> {
         .map_err(|e| format!("writing to standard output: {e}"))
 }
 
+/// Hex text to bytes; white space anywhere is ignored.
 fn from_hex(text: &[u8]) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text
         .iter()
@@ -130,13 +131,15 @@ fn from_hex(text: &[u8]) -> Result<Vec<u8>, String> {
             digits.len()
         ));
     }
-    digits
-        .chunks_exact(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            let s = std::str::from_utf8(pair)
-                .map_err(|_| format!("non-hex input at digit {}", 2 * i))?;
-            u8::from_str_radix(s, 16).map_err(|_| format!("non-hex input {s:?} at digit {}", 2 * i))
-        })
-        .collect()
+    hex::decode(&digits).map_err(|e| {
+        // The error names the digit pair, counted from the first digit.
+        let at = match e {
+            hex::FromHexError::InvalidHexCharacter { index, .. } => index / 2 * 2,
+            _ => 0,
+        };
+        match digits.get(at..at + 2).map(std::str::from_utf8) {
+            Some(Ok(s)) => format!("non-hex input {s:?} at digit {at}"),
+            _ => format!("non-hex input at digit {at}"),
+        }
+    })
 }

@@ -627,13 +627,7 @@ pub fn ser_hex_vec<S: serde::Serializer>(v: &[Bytes], s: S) -> Result<S::Ok, S::
     seq.end()
 }
 
-/// Lower-case hex of `v`.
+/// Lower-case hex of `v` (the `hex` crate's encoder; kept for the crates that call it).
 pub fn to_hex(v: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(v.len() * 2);
-    for &b in v {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode(v)
 }

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::{BufMut, Bytes};
 
 use crate::codec::{
-    Cx, EncodeError, ErrorKind, In, Len, PResult, Wire, fail, field, opaque, put_opaque, take,
-    to_hex, u8_, u16_, u32_,
+    Cx, EncodeError, ErrorKind, In, Len, PResult, Wire, fail, field, opaque, put_opaque, take, u8_,
+    u16_, u32_,
 };
 
 /// Longest Node-ID any overlay may use (RFC 6940 §6.3.1.1).
@@ -76,8 +76,9 @@ impl NodeId {
         self.len as usize
     }
 
+    /// Lower-case hex of the Node-ID's bytes.
     pub fn to_hex(&self) -> String {
-        to_hex(self.as_bytes())
+        hex::encode(self.as_bytes())
     }
 }
 
@@ -160,14 +161,14 @@ impl From<NodeId> for ResourceId {
 
 impl fmt::Debug for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResourceId({})", to_hex(&self.0))
+        write!(f, "ResourceId({})", hex::encode(&self.0))
     }
 }
 
 #[cfg(feature = "serde")]
 impl serde::Serialize for ResourceId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&to_hex(&self.0))
+        s.serialize_str(&hex::encode(&self.0))
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pki_types::{CertificateDer, UnixTime};
-use reload_wire::codec::to_hex;
 use reload_wire::{Destination, NodeId, ResourceId};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
@@ -176,13 +175,7 @@ impl ReloadUri {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// Parses a `reload:` URI. Besides the RFC form (a hex Destination list) it accepts a bare
@@ -542,7 +535,7 @@ pub fn from_pem(label: &str, pem: &str) -> Option<Vec<u8>> {
 /// Hex of a Node-ID list, for logs.
 pub fn node_ids_hex(ids: &[NodeId]) -> String {
     ids.iter()
-        .map(|n| to_hex(n.as_bytes()))
+        .map(|n| hex::encode(n.as_bytes()))
         .collect::<Vec<_>>()
         .join(",")
 }

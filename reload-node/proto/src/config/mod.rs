@@ -722,35 +722,13 @@ pub(crate) fn xml_trim(s: &str) -> &str {
 }
 
 pub(crate) fn to_hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(char::from(H[usize::from(x >> 4)]));
-        s.push(char::from(H[usize::from(x & 15)]));
-    }
-    s
+    hex::encode(b)
 }
 
+/// Hex (either case) to bytes; the messages name the text as written.
 pub(crate) fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    fn nib(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return Err(format!("'{s}' has an odd number of hex digits"));
-    }
-    b.chunks(2)
-        .map(|p| match p {
-            [h, l] => match (nib(*h), nib(*l)) {
-                (Some(h), Some(l)) => Ok(h << 4 | l),
-                _ => Err(format!("'{s}' is not hexadecimal")),
-            },
-            _ => Err(format!("'{s}' is not hexadecimal")),
-        })
-        .collect()
+    hex::decode(s).map_err(|e| match e {
+        hex::FromHexError::OddLength => format!("'{s}' has an odd number of hex digits"),
+        _ => format!("'{s}' is not hexadecimal"),
+    })
 }

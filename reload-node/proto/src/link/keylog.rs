@@ -53,18 +53,12 @@ impl NssKeyLog {
 
     /// One NSS key log line.
     pub fn line(label: &str, client_random: &[u8], secret: &[u8]) -> String {
-        format!("{label} {} {}", hex(client_random), hex(secret))
+        format!(
+            "{label} {} {}",
+            hex::encode(client_random),
+            hex::encode(secret)
+        )
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(H[usize::from(x >> 4)] as char);
-        s.push(H[usize::from(x & 15)] as char);
-    }
-    s
 }
 
 impl rustls::KeyLog for NssKeyLog {
