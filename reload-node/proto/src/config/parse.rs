@@ -283,6 +283,18 @@ fn cap_errors(mut e: Vec<ConfigProblem>) -> Vec<ConfigProblem> {
 
 type N<'a, 'input> = Node<'a, 'input>;
 
+/// What a `<configuration>`'s children have given so far.
+#[derive(Default)]
+struct ConfigBuilder {
+    c: OverlayConfig,
+    /// Where each value was written.
+    lines: Lines,
+    /// The `?` elements already seen (see [`Parser::once`]).
+    seen: HashSet<String>,
+    /// The overlay-link-protocol values; none given keeps the default.
+    link_protocols: Vec<String>,
+}
+
 impl<'input> Parser<'input> {
     fn line(&self, n: N<'_, '_>) -> u32 {
         let pos = n.range().start;
@@ -514,16 +526,73 @@ impl<'input> Parser<'input> {
         s
     }
 
+    /// A `<configuration>` element (§11.1.1): its attributes, then each child by element
+    /// family.
     fn configuration(&mut self, node: N<'_, '_>) -> Configuration {
-        let mut c = OverlayConfig::default();
-        let mut lines = Lines::default();
-        let mut seen = HashSet::new();
-        let mut link_protocols = Vec::new();
-        let mut sequence_given = false;
-        let mut have_name = false;
         let line = self.line(node);
         let deferred_before = self.deferred.len();
+        let mut b = ConfigBuilder::default();
+        let sequence_given = self.configuration_attributes(node, &mut b.c);
 
+        for n in node.children() {
+            if self.skip_non_element(n, node) {
+                continue;
+            }
+            let l = self.line(n);
+            match self.ns(n) {
+                Ns::Base => {
+                    let known = self.overlay_parameter(n, l, &mut b)
+                        || self.trust_element(n, l, &mut b)
+                        || self.bootstrap_or_link(n, l, &mut b);
+                    if !known {
+                        self.unexpected(n, "not an element of the configuration grammar (§11.1.1)");
+                    }
+                }
+                Ns::Chord => {
+                    if !self.chord_parameter(n, l, &mut b) {
+                        self.unexpected(n, "not a CHORD-RELOAD element (§11.1.1)");
+                    }
+                }
+                Ns::Local => self.unexpected(
+                    n,
+                    "elements without a namespace are not allowed (§11.1.1 foreign-elements excludes local:*)",
+                ),
+                _ => {
+                    if !self.extension_parameter(n, l, &mut b) {
+                        let e = self.extension(n);
+                        b.c.extensions.push(e);
+                    }
+                }
+            }
+        }
+        let ConfigBuilder {
+            mut c,
+            lines,
+            link_protocols,
+            ..
+        } = b;
+        if !link_protocols.is_empty() {
+            c.overlay_link_protocols = link_protocols;
+        }
+        let deferred = self
+            .deferred
+            .split_off(deferred_before.min(self.deferred.len()));
+        Configuration {
+            config: c,
+            signed_region: node.range(),
+            signatures: Vec::new(),
+            line,
+            sequence_given,
+            lines,
+            deferred,
+        }
+    }
+
+    /// The `<configuration>` attributes: instance-name (required), expiration, sequence,
+    /// and foreign attributes (§11.1, §11.1.1). Whether a sequence was given.
+    fn configuration_attributes(&mut self, node: N<'_, '_>, c: &mut OverlayConfig) -> bool {
+        let mut sequence_given = false;
+        let mut have_name = false;
         for a in node.attributes() {
             match (a.namespace(), a.name()) {
                 (None, "instance-name") => {
@@ -579,258 +648,341 @@ impl<'input> Parser<'input> {
                 "no sequence attribute: each version of the configuration MUST contain a sequence number (§6.3.2.1); read as 0",
             );
         }
+        sequence_given
+    }
 
-        for n in node.children() {
-            if self.skip_non_element(n, node) {
-                continue;
+    /// The overlay's parameters in the base namespace (§11.1): topology-plugin,
+    /// node-id-length, max-message-size, initial-ttl, overlay-reliability-timer,
+    /// clients-permitted, turn-density, mandatory-extension. False: not one of them.
+    fn overlay_parameter(&mut self, n: N<'_, '_>, l: u32, b: &mut ConfigBuilder) -> bool {
+        let c = &mut b.c;
+        match n.tag_name().name() {
+            "topology-plugin" | "topology-plug-in" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(t) = self.simple_text(n)
+                {
+                    c.topology_plugin = t;
+                    b.lines.push("topology-plugin", l);
+                }
             }
-            let l = self.line(n);
-            let name = n.tag_name().name();
-            match (self.ns(n), name) {
-                (Ns::Base, "topology-plugin" | "topology-plug-in") => {
-                    if self.once(&mut seen, n) && let Some(t) = self.simple_text(n) {
-                        c.topology_plugin = t;
-                        lines.push("topology-plugin", l);
-                    }
+            "node-id-length" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) =
+                        self.int_field(n, Xsd::Int, "node-id-length must not be negative")
+                {
+                    c.node_id_length = v;
+                    b.lines.push("node-id-length", l);
                 }
-                (Ns::Base, "max-message-size") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field(n, Xsd::UnsignedInt, "max-message-size") {
-                        c.max_message_size = v;
-                        lines.push("max-message-size", l);
-                    }
+            }
+            "max-message-size" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field(n, Xsd::UnsignedInt, "max-message-size")
+                {
+                    c.max_message_size = v;
+                    b.lines.push("max-message-size", l);
                 }
-                (Ns::Base, "initial-ttl") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field(
+            }
+            "initial-ttl" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field(
                         n,
                         Xsd::Int,
                         "initial-ttl must be 0 to 255, the header's ttl is 8 bits (§6.3.2)",
-                    ) {
-                        c.initial_ttl = v;
-                        lines.push("initial-ttl", l);
-                    }
-                }
-                (Ns::Base, "root-cert") => {
-                    if let Some(b) = self.base64(n) {
-                        c.root_certs.push(Bytes::from(b));
-                        lines.push("root-cert", l);
-                    }
-                }
-                (Ns::Base, "required-kinds") => {
-                    if self.once(&mut seen, n) {
-                        self.no_attributes(n, &[]);
-                        for k in n.children() {
-                            if self.skip_non_element(k, n) {
-                                continue;
-                            }
-                            if self.ns(k) == Ns::Base && k.tag_name().name() == "kind-block" {
-                                if let Some(kd) = self.kind_block(k) {
-                                    c.kinds.push(kd);
-                                }
-                            } else {
-                                self.unexpected(k, "<required-kinds> holds only <kind-block> elements");
-                            }
-                        }
-                    }
-                }
-                (Ns::Base, "enrollment-server") => {
-                    self.no_attributes(n, &[]);
-                    // §11.1 text: the URL is "in a url element"; the grammar and example
-                    // put it directly in the element. Both are read.
-                    let url_child = n
-                        .children()
-                        .find(|u| u.is_element() && self.ns(*u) == Ns::Base && u.tag_name().name() == "url");
-                    let t = match url_child {
-                        Some(u) => self.simple_text(u),
-                        None => self.text(n).map(|t| xml_trim(&t).to_string()),
-                    };
-                    if let Some(t) = t {
-                        c.enrollment_servers.push(t);
-                        lines.push("enrollment-server", l);
-                    }
-                }
-                (Ns::Base, "kind-signer") => {
-                    if let Some(b) = self.node_id_hex(n) {
-                        c.kind_signers.push(b);
-                        lines.push("kind-signer", l);
-                    }
-                }
-                (Ns::Base, "configuration-signer") => {
-                    if let Some(b) = self.node_id_hex(n) {
-                        c.configuration_signers.push(b);
-                        lines.push("configuration-signer", l);
-                    }
-                }
-                (Ns::Base, "bad-node") => {
-                    if let Some(b) = self.node_id_hex(n) {
-                        c.bad_nodes.push(b);
-                        lines.push("bad-node", l);
-                    }
-                }
-                (Ns::Base, "no-ice") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.boolean(n) {
-                        c.no_ice = v;
-                    }
-                }
-                (Ns::Base, "shared-secret") => {
-                    if self.once(&mut seen, n) && let Some(t) = self.simple_text(n) {
-                        c.shared_secret = Some(t);
-                        lines.push("shared-secret", l);
-                    }
-                }
-                (Ns::Base, "overlay-link-protocol") => {
-                    if let Some(t) = self.simple_text(n) {
-                        link_protocols.push(t);
-                        lines.push("overlay-link-protocol", l);
-                    }
-                }
-                (Ns::Base, "clients-permitted") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.boolean(n) {
-                        c.clients_permitted = v;
-                    }
-                }
-                (Ns::Base, "turn-density") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field(n, Xsd::UnsignedByte, "turn-density") {
-                        c.turn_density = v;
-                        lines.push("turn-density", l);
-                    }
-                }
-                (Ns::Base, "node-id-length") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field(n, Xsd::Int, "node-id-length must not be negative") {
-                        c.node_id_length = v;
-                        lines.push("node-id-length", l);
-                    }
-                }
-                (Ns::Base, "mandatory-extension") => {
-                    if let Some(t) = self.simple_text(n) {
-                        c.mandatory_extensions.push(t);
-                        lines.push("mandatory-extension", l);
-                    }
-                }
-                (Ns::Base, "self-signed-permitted") => {
-                    if self.once(&mut seen, n) {
-                        self.no_attributes(n, &["digest"]);
-                        let digest = n.attribute("digest").map(|d| xml_trim(d).to_string());
-                        if digest.is_none() {
-                            self.err(n, "the digest attribute is required (§11.1.1)");
-                        }
-                        let v = self.text(n).and_then(|t| self.boolean_value(n, &t));
-                        if let (Some(d), Some(true)) = (digest, v) {
-                            c.self_signed_permitted = Some(SelfSignedDigest::from_config_name(&d));
-                            lines.push("self-signed-permitted", l);
-                        }
-                    }
-                }
-                (Ns::Base, "bootstrap-node") => {
-                    self.no_attributes(n, &["address", "port"]);
-                    if let Some(t) = self.text(n) && !xml_trim(&t).is_empty() {
-                        self.err(n, "must be empty (§11.1.1)");
-                    }
-                    let port = match n.attribute("port") {
-                        Some(p) => self.int_value::<i64>(n, p, Xsd::Int, "port"),
-                        None => Some(i64::from(DEFAULT_BOOTSTRAP_PORT)),
-                    };
-                    match n.attribute("address") {
-                        None => self.err(n, "the address attribute is required (§11.1.1)"),
-                        Some(a) => {
-                            let a = xml_trim(a);
-                            let ip = a.parse::<IpAddr>();
-                            match (ip, port) {
-                                (_, None) => {}
-                                (Err(_), Some(_)) => self.defer(
-                                    n,
-                                    format!("address '{a}' is not an IPv4 or IPv6 address (§11.1); ignored"),
-                                ),
-                                (Ok(ip), Some(p)) => match u16::try_from(p) {
-                                    Ok(p) => {
-                                        c.bootstrap_nodes.push(SocketAddr::new(ip, p));
-                                        lines.push("bootstrap-node", l);
-                                    }
-                                    Err(_) => self.defer(n, format!("port {p} is not a port number (0 to 65535); ignored")),
-                                },
-                            }
-                        }
-                    }
-                }
-                (Ns::Base, "overlay-reliability-timer") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field::<u32>(n, Xsd::UnsignedInt, "overlay-reliability-timer") {
-                        c.overlay_reliability_timer = Duration::from_millis(u64::from(v));
-                        lines.push("overlay-reliability-timer", l);
-                    }
-                }
-                (Ns::Chord, "chord-ping-interval") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field::<u32>(n, Xsd::Int, "chord-ping-interval must not be negative") {
-                        c.chord_ping_interval = Duration::from_secs(u64::from(v));
-                        lines.push("chord-ping-interval", l);
-                    }
-                }
-                (Ns::Chord, "chord-update-interval") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field::<u32>(n, Xsd::Int, "chord-update-interval must not be negative") {
-                        c.chord_update_interval = Duration::from_secs(u64::from(v));
-                        lines.push("chord-update-interval", l);
-                    }
-                }
-                (Ns::Chord, "chord-reactive") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.boolean(n) {
-                        c.chord_reactive = v;
-                    }
-                }
-                (Ns::Base, _) => self.unexpected(n, "not an element of the configuration grammar (§11.1.1)"),
-                (Ns::Chord, _) => self.unexpected(n, "not a CHORD-RELOAD element (§11.1.1)"),
-                (Ns::Local, _) => self.unexpected(
-                    n,
-                    "elements without a namespace are not allowed (§11.1.1 foreign-elements excludes local:*)",
-                ),
-                (Ns::Sip, "domain-restriction" | "domain-restrictions") => {
-                    if self.once(&mut seen, n) && let Some(p) = self.patterns(n, NS_SIP) {
-                        c.sip_domain_restriction = Some(p);
-                        lines.push("sip:domain-restriction", l);
-                    }
-                }
-                (Ns::RouteMode, "mode") => {
-                    if self.once(&mut seen, n) && let Some(t) = self.simple_text(n) {
-                        c.route_mode = Some(RouteMode::from_config_name(&t));
-                        lines.push("route-mode:mode", l);
-                    }
-                }
-                (Ns::SelfTuning, "number-of-peers-to-probe") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field(n, Xsd::UnsignedInt, "number-of-peers-to-probe") {
-                        c.self_tuning_peers_to_probe = Some(v);
-                        lines.push("self-tuning:number-of-peers-to-probe", l);
-                    }
-                }
-                (Ns::Redir, "branching-factor") => {
-                    if self.once(&mut seen, n) && let Some(v) = self.int_field(n, Xsd::UnsignedInt, "branching-factor") {
-                        c.redir_branching_factor = Some(v);
-                        lines.push("redir:branching-factor", l);
-                    }
-                }
-                (Ns::Diagnostics, "diagnostic-kind") => {
-                    if let Some(d) = self.diagnostic_kind(n) {
-                        c.diagnostic_kinds.push(d);
-                        lines.push("diagnostic-kind", l);
-                    }
-                }
-                _ => {
-                    let e = self.extension(n);
-                    c.extensions.push(e);
+                    )
+                {
+                    c.initial_ttl = v;
+                    b.lines.push("initial-ttl", l);
                 }
             }
+            "overlay-reliability-timer" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) =
+                        self.int_field::<u32>(n, Xsd::UnsignedInt, "overlay-reliability-timer")
+                {
+                    c.overlay_reliability_timer = Duration::from_millis(u64::from(v));
+                    b.lines.push("overlay-reliability-timer", l);
+                }
+            }
+            "clients-permitted" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.boolean(n)
+                {
+                    c.clients_permitted = v;
+                }
+            }
+            "turn-density" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field(n, Xsd::UnsignedByte, "turn-density")
+                {
+                    c.turn_density = v;
+                    b.lines.push("turn-density", l);
+                }
+            }
+            "mandatory-extension" => {
+                if let Some(t) = self.simple_text(n) {
+                    c.mandatory_extensions.push(t);
+                    b.lines.push("mandatory-extension", l);
+                }
+            }
+            _ => return false,
         }
-        if !link_protocols.is_empty() {
-            c.overlay_link_protocols = link_protocols;
+        true
+    }
+
+    /// Certificates and who signs what, in the base namespace (§11.1): root-cert,
+    /// enrollment-server, self-signed-permitted, kind-signer, configuration-signer,
+    /// bad-node, required-kinds. False: not one of them.
+    fn trust_element(&mut self, n: N<'_, '_>, l: u32, b: &mut ConfigBuilder) -> bool {
+        let c = &mut b.c;
+        match n.tag_name().name() {
+            "root-cert" => {
+                if let Some(v) = self.base64(n) {
+                    c.root_certs.push(Bytes::from(v));
+                    b.lines.push("root-cert", l);
+                }
+            }
+            "enrollment-server" => {
+                self.no_attributes(n, &[]);
+                // §11.1 text: the URL is "in a url element"; the grammar and example
+                // put it directly in the element. Both are read.
+                let url_child = n.children().find(|u| {
+                    u.is_element() && self.ns(*u) == Ns::Base && u.tag_name().name() == "url"
+                });
+                let t = match url_child {
+                    Some(u) => self.simple_text(u),
+                    None => self.text(n).map(|t| xml_trim(&t).to_string()),
+                };
+                if let Some(t) = t {
+                    c.enrollment_servers.push(t);
+                    b.lines.push("enrollment-server", l);
+                }
+            }
+            "self-signed-permitted" => {
+                if self.once(&mut b.seen, n) {
+                    self.no_attributes(n, &["digest"]);
+                    let digest = n.attribute("digest").map(|d| xml_trim(d).to_string());
+                    if digest.is_none() {
+                        self.err(n, "the digest attribute is required (§11.1.1)");
+                    }
+                    let v = self.text(n).and_then(|t| self.boolean_value(n, &t));
+                    if let (Some(d), Some(true)) = (digest, v) {
+                        c.self_signed_permitted = Some(SelfSignedDigest::from_config_name(&d));
+                        b.lines.push("self-signed-permitted", l);
+                    }
+                }
+            }
+            "kind-signer" => {
+                if let Some(v) = self.node_id_hex(n) {
+                    c.kind_signers.push(v);
+                    b.lines.push("kind-signer", l);
+                }
+            }
+            "configuration-signer" => {
+                if let Some(v) = self.node_id_hex(n) {
+                    c.configuration_signers.push(v);
+                    b.lines.push("configuration-signer", l);
+                }
+            }
+            "bad-node" => {
+                if let Some(v) = self.node_id_hex(n) {
+                    c.bad_nodes.push(v);
+                    b.lines.push("bad-node", l);
+                }
+            }
+            "required-kinds" => {
+                if self.once(&mut b.seen, n) {
+                    self.required_kinds(n, c);
+                }
+            }
+            _ => return false,
         }
-        let deferred = self
-            .deferred
-            .split_off(deferred_before.min(self.deferred.len()));
-        Configuration {
-            config: c,
-            signed_region: node.range(),
-            signatures: Vec::new(),
-            line,
-            sequence_given,
-            lines,
-            deferred,
+        true
+    }
+
+    /// `<required-kinds>`: its `<kind-block>`s (§11.1.1).
+    fn required_kinds(&mut self, n: N<'_, '_>, c: &mut OverlayConfig) {
+        self.no_attributes(n, &[]);
+        for k in n.children() {
+            if self.skip_non_element(k, n) {
+                continue;
+            }
+            if self.ns(k) == Ns::Base && k.tag_name().name() == "kind-block" {
+                if let Some(kd) = self.kind_block(k) {
+                    c.kinds.push(kd);
+                }
+            } else {
+                self.unexpected(k, "<required-kinds> holds only <kind-block> elements");
+            }
         }
+    }
+
+    /// How nodes reach one another, in the base namespace (§11.1): bootstrap-node,
+    /// overlay-link-protocol, no-ice, shared-secret. False: not one of them.
+    fn bootstrap_or_link(&mut self, n: N<'_, '_>, l: u32, b: &mut ConfigBuilder) -> bool {
+        let c = &mut b.c;
+        match n.tag_name().name() {
+            "bootstrap-node" => {
+                if let Some(a) = self.bootstrap_node(n) {
+                    c.bootstrap_nodes.push(a);
+                    b.lines.push("bootstrap-node", l);
+                }
+            }
+            "overlay-link-protocol" => {
+                if let Some(t) = self.simple_text(n) {
+                    b.link_protocols.push(t);
+                    b.lines.push("overlay-link-protocol", l);
+                }
+            }
+            "no-ice" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.boolean(n)
+                {
+                    c.no_ice = v;
+                }
+            }
+            "shared-secret" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(t) = self.simple_text(n)
+                {
+                    c.shared_secret = Some(t);
+                    b.lines.push("shared-secret", l);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// A `<bootstrap-node>` (§11.1): empty, an address and a port (default
+    /// [`DEFAULT_BOOTSTRAP_PORT`]). A bad address or port is deferred, and ignored.
+    fn bootstrap_node(&mut self, n: N<'_, '_>) -> Option<SocketAddr> {
+        self.no_attributes(n, &["address", "port"]);
+        if let Some(t) = self.text(n)
+            && !xml_trim(&t).is_empty()
+        {
+            self.err(n, "must be empty (§11.1.1)");
+        }
+        let port = match n.attribute("port") {
+            Some(p) => self.int_value::<i64>(n, p, Xsd::Int, "port"),
+            None => Some(i64::from(DEFAULT_BOOTSTRAP_PORT)),
+        };
+        let Some(a) = n.attribute("address") else {
+            self.err(n, "the address attribute is required (§11.1.1)");
+            return None;
+        };
+        let a = xml_trim(a);
+        let ip = a.parse::<IpAddr>();
+        match (ip, port) {
+            (_, None) => None,
+            (Err(_), Some(_)) => {
+                self.defer(
+                    n,
+                    format!("address '{a}' is not an IPv4 or IPv6 address (§11.1); ignored"),
+                );
+                None
+            }
+            (Ok(ip), Some(p)) => match u16::try_from(p) {
+                Ok(p) => Some(SocketAddr::new(ip, p)),
+                Err(_) => {
+                    self.defer(
+                        n,
+                        format!("port {p} is not a port number (0 to 65535); ignored"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// The CHORD-RELOAD parameters (§10.7.4): chord-ping-interval, chord-update-interval,
+    /// chord-reactive. False: not one of them.
+    fn chord_parameter(&mut self, n: N<'_, '_>, l: u32, b: &mut ConfigBuilder) -> bool {
+        let c = &mut b.c;
+        match n.tag_name().name() {
+            "chord-ping-interval" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field::<u32>(
+                        n,
+                        Xsd::Int,
+                        "chord-ping-interval must not be negative",
+                    )
+                {
+                    c.chord_ping_interval = Duration::from_secs(u64::from(v));
+                    b.lines.push("chord-ping-interval", l);
+                }
+            }
+            "chord-update-interval" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field::<u32>(
+                        n,
+                        Xsd::Int,
+                        "chord-update-interval must not be negative",
+                    )
+                {
+                    c.chord_update_interval = Duration::from_secs(u64::from(v));
+                    b.lines.push("chord-update-interval", l);
+                }
+            }
+            "chord-reactive" => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.boolean(n)
+                {
+                    c.chord_reactive = v;
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The companion RFCs' configuration elements: sip:domain-restriction (RFC 7904),
+    /// route-mode:mode (RFC 7263), self-tuning:number-of-peers-to-probe (RFC 7363),
+    /// redir:branching-factor (RFC 7374), diag:diagnostic-kind (RFC 7851). False: another
+    /// element, kept as an extension.
+    fn extension_parameter(&mut self, n: N<'_, '_>, l: u32, b: &mut ConfigBuilder) -> bool {
+        let c = &mut b.c;
+        match (self.ns(n), n.tag_name().name()) {
+            (Ns::Sip, "domain-restriction" | "domain-restrictions") => {
+                if self.once(&mut b.seen, n)
+                    && let Some(p) = self.patterns(n, NS_SIP)
+                {
+                    c.sip_domain_restriction = Some(p);
+                    b.lines.push("sip:domain-restriction", l);
+                }
+            }
+            (Ns::RouteMode, "mode") => {
+                if self.once(&mut b.seen, n)
+                    && let Some(t) = self.simple_text(n)
+                {
+                    c.route_mode = Some(RouteMode::from_config_name(&t));
+                    b.lines.push("route-mode:mode", l);
+                }
+            }
+            (Ns::SelfTuning, "number-of-peers-to-probe") => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field(n, Xsd::UnsignedInt, "number-of-peers-to-probe")
+                {
+                    c.self_tuning_peers_to_probe = Some(v);
+                    b.lines.push("self-tuning:number-of-peers-to-probe", l);
+                }
+            }
+            (Ns::Redir, "branching-factor") => {
+                if self.once(&mut b.seen, n)
+                    && let Some(v) = self.int_field(n, Xsd::UnsignedInt, "branching-factor")
+                {
+                    c.redir_branching_factor = Some(v);
+                    b.lines.push("redir:branching-factor", l);
+                }
+            }
+            (Ns::Diagnostics, "diagnostic-kind") => {
+                if let Some(d) = self.diagnostic_kind(n) {
+                    c.diagnostic_kinds.push(d);
+                    b.lines.push("diagnostic-kind", l);
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// `sip:domain-restriction` / `share:variable-resource-names`: an `enable` attribute
