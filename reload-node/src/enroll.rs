@@ -977,166 +977,285 @@ async fn post_enrollment(
 
 /// Enrolls (see the module documentation).
 pub async fn enroll(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOutcome> {
-    let timeout = Duration::from_secs(args.timeout.max(1));
-    if let Some(o) = &args.overlay
-        && o.is_empty()
-    {
-        return Err("--overlay: empty overlay name".into());
-    }
-    if args.overlay.is_none() && args.config_url.is_none() && args.config_file.is_none() {
-        return Err("give --overlay NAME, --config-url URL or --config-file FILE".into());
-    }
-    if args.nodeids == 0 {
-        return Err("--nodeids: at least 1".into());
-    }
-    let explicit_pin = args
-        .config_signer_sha256
-        .as_deref()
-        .map(normalize_fingerprint)
-        .transpose()?;
-    let mut resolve = resolve_overrides(args)?;
-    let mut extra_roots = Vec::new();
-    for f in &args.ca_cert {
-        extra_roots.extend(read_certs(f)?);
-    }
-    let dns =
-        if args.dns_server.is_some() || (args.config_url.is_none() && args.config_file.is_none()) {
-            Some(resolver(args)?)
-        } else {
-            None
-        };
-
+    let mut setup = Setup::from_args(args)?;
     // The data directory, when the overlay name is already known.
     let early_dir = args
         .data_dir
         .clone()
         .or_else(|| args.overlay.as_deref().map(default_data_dir));
-    let previous = match &early_dir {
-        Some(d) => load_previous(d)?,
-        None => None,
-    };
-    let stored_pin = match &early_dir {
-        Some(d) if d.join(PIN_FILE).exists() => Some(normalize_fingerprint(
-            String::from_utf8_lossy(&read_file(&d.join(PIN_FILE))?).trim(),
-        )?),
-        _ => None,
+    let early = match &early_dir {
+        Some(d) => Stored::load(d)?,
+        None => Stored::default(),
     };
 
     // 1–2: find and fetch the configuration.
-    let (bytes, https_seen, https_trust, tls_name, deferred) = if let Some(f) = &args.config_file {
-        if explicit_pin.is_none() && stored_pin.is_none() && previous.is_none() {
-            tracing_note(&format!(
-                "{} came out of band: its signer is trusted on first use; compare the fingerprint printed below with the operator's",
-                f.display()
-            ));
-        }
-        (
-            read_file(f)?,
-            None,
-            "none (configuration file given)".to_string(),
-            None,
-            false,
-        )
-    } else {
-        let (url, how, srv_address) = match &args.config_url {
-            Some(u) => (u.clone(), "given URL".to_string(), None),
-            None => {
-                let overlay = args.overlay.as_deref().unwrap_or_default();
-                let found = discover(dns.as_ref().ok_or("no resolver")?, overlay).await?;
-                (found.url, found.how, found.address)
-            }
-        };
-        let host = url_host(&url)?;
-        // Where to connect for the configuration: --resolve, else the SRV target (for this
-        // fetch only: the SRV record names the reload-config service, not every use of the
-        // overlay name), else --dns-server, else the system's resolver (reqwest).
-        let mut config_resolve = resolve.clone();
-        if !config_resolve.contains_key(&host) {
-            if let Some(ip) = srv_address {
-                config_resolve.insert(host.clone(), ip);
-            } else if let Some(d) = &dns
-                && args.dns_server.is_some()
-            {
-                config_resolve.insert(host.clone(), lookup_ip(d, &host).await?);
-            }
-        }
-        let mut roots = extra_roots.clone();
-        if let Some((_, c)) = &previous {
-            roots.extend(c.root_certs.iter().map(|r| r.to_vec()));
-        }
-        let pinned = explicit_pin.is_some() || stored_pin.is_some();
-        let (trust, trust_text) = if !roots.is_empty() {
-            (
-                Trust::Roots(roots, false),
-                format!(
-                    "certificate for {host} chains to the overlay root (--ca-cert / stored configuration)"
-                ),
-            )
-        } else if pinned {
-            (
-                Trust::Deferred,
-                format!(
-                    "certificate for {host} checked by name, then against the root-cert of the configuration signed by the pinned signer"
-                ),
-            )
-        } else {
-            (
-                Trust::System,
-                format!("certificate for {host} chains to a root of the system store"),
-            )
-        };
-        let deferred = matches!(trust, Trust::Deferred);
-        let check = server_check(&host, &trust)?;
-        let client = http_client(check.clone(), &config_resolve, timeout)?;
-        let resp = client
-            .get(&url)
-            .header(reqwest::header::ACCEPT, CONFIG_MEDIA_TYPE)
-            .send()
-            .await
-            .map_err(|e| {
-                let mut m = format!("cannot fetch the configuration from {url} ({how}): {}", chain(&e));
-                if matches!(trust, Trust::System) {
-                    m.push_str(
-                        "\n  the server's certificate is not trusted by the system's roots; an overlay's own server \
-                         usually has a certificate from the overlay CA: give --ca-cert FILE (the overlay root from \
-                         the operator) or --config-signer-sha256 HEX (from the operator)",
-                    );
-                }
-                m
-            })?;
-        if !resp.status().is_success() {
-            return Err(format!(
-                "{url}: HTTP {} instead of the configuration document",
-                resp.status()
-            ));
-        }
-        let body = body_limited(resp, MAX_DOCUMENT_BYTES, "the configuration document").await?;
-        let seen = check.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        (body, seen, trust_text, Some(host), deferred)
-    };
+    let obtained = obtain_configuration(args, &setup, &early).await?;
 
     // 3: check and pin.
-    let fetched = check_config(&bytes, args.overlay.as_deref(), previous.as_ref())?;
-    let config = fetched.config;
-    let overlay = config.instance_name.clone();
+    let fetched = check_config(
+        &obtained.bytes,
+        args.overlay.as_deref(),
+        early.previous.as_ref(),
+    )?;
+    let overlay = fetched.config.instance_name.clone();
     let dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| default_data_dir(&overlay));
-    let (previous, stored_pin) = if early_dir.as_ref() == Some(&dir) {
-        (previous, stored_pin)
+    let stored = if early_dir.as_ref() == Some(&dir) {
+        early
     } else {
-        let p = load_previous(&dir)?;
-        let s = match dir.join(PIN_FILE).exists() {
+        Stored::load(&dir)?
+    };
+    let (pin, first_use) = pin_signer(&setup, &stored, &fetched, &dir)?;
+    if obtained.deferred {
+        check_deferred_server(&obtained, &fetched.config, &overlay)?;
+    }
+
+    // 4: credentials.
+    let config = &fetched.config;
+    let got = obtain_credentials(args, &mut setup, config, password).await?;
+    let cert = verify_credentials(args, config, &got)?;
+
+    // 5: store.
+    create_dir(&dir)?;
+    let key_path = dir.join(KEY_FILE);
+    let cert_path = dir.join(CERT_FILE);
+    let config_path = dir.join(CONFIG_FILE);
+    write_private_file(&key_path, to_pem("PRIVATE KEY", &got.key.pkcs8).as_bytes())?;
+    write_private_file(&cert_path, to_pem("CERTIFICATE", &got.cert_der).as_bytes())?;
+    write_private_file(&config_path, &fetched.bytes)?;
+    write_private_file(&dir.join(PIN_FILE), format!("{pin}\n").as_bytes())?;
+    Ok(EnrollOutcome {
+        overlay,
+        data_dir: dir,
+        node_ids: cert.node_ids,
+        user_name: Some(got.user_name),
+        self_signed: got.self_signed,
+        not_after: cert.not_after,
+        signer_sha256: pin,
+        trusted_on_first_use: first_use,
+        key_path,
+        cert_path,
+        config_path,
+        https_trust: obtained.https_trust,
+    })
+}
+
+/// What the arguments give before anything is fetched.
+struct Setup {
+    /// Per HTTPS or DNS exchange.
+    timeout: Duration,
+    /// `--config-signer-sha256`, normalised.
+    explicit_pin: Option<String>,
+    /// `--resolve`, and the addresses `--dns-server` gave for enrollment servers.
+    resolve: BTreeMap<String, IpAddr>,
+    /// `--ca-cert`.
+    extra_roots: Vec<Vec<u8>>,
+    /// A resolver, when DNS is asked (SRV discovery or `--dns-server`).
+    dns: Option<hickory_resolver::TokioResolver>,
+}
+
+impl Setup {
+    fn from_args(args: &EnrollArgs) -> Res<Setup> {
+        let timeout = Duration::from_secs(args.timeout.max(1));
+        if let Some(o) = &args.overlay
+            && o.is_empty()
+        {
+            return Err("--overlay: empty overlay name".into());
+        }
+        if args.overlay.is_none() && args.config_url.is_none() && args.config_file.is_none() {
+            return Err("give --overlay NAME, --config-url URL or --config-file FILE".into());
+        }
+        if args.nodeids == 0 {
+            return Err("--nodeids: at least 1".into());
+        }
+        let explicit_pin = args
+            .config_signer_sha256
+            .as_deref()
+            .map(normalize_fingerprint)
+            .transpose()?;
+        let resolve = resolve_overrides(args)?;
+        let mut extra_roots = Vec::new();
+        for f in &args.ca_cert {
+            extra_roots.extend(read_certs(f)?);
+        }
+        let dns = if args.dns_server.is_some()
+            || (args.config_url.is_none() && args.config_file.is_none())
+        {
+            Some(resolver(args)?)
+        } else {
+            None
+        };
+        Ok(Setup {
+            timeout,
+            explicit_pin,
+            resolve,
+            extra_roots,
+            dns,
+        })
+    }
+}
+
+/// What a data directory already holds: a configuration and the signer's fingerprint.
+#[derive(Default)]
+struct Stored {
+    previous: Option<(Vec<u8>, OverlayConfig)>,
+    pin: Option<String>,
+}
+
+impl Stored {
+    fn load(dir: &Path) -> Res<Stored> {
+        let previous = load_previous(dir)?;
+        let pin = match dir.join(PIN_FILE).exists() {
             true => Some(normalize_fingerprint(
                 String::from_utf8_lossy(&read_file(&dir.join(PIN_FILE))?).trim(),
             )?),
             false => None,
         };
-        (p, s)
+        Ok(Stored { previous, pin })
+    }
+}
+
+/// The configuration document as obtained (steps 1–2), and how its server was trusted.
+struct Obtained {
+    bytes: Vec<u8>,
+    /// The configuration server's certificate, recorded during the handshake.
+    https_seen: Option<Vec<u8>>,
+    /// How that certificate was trusted (for [`EnrollOutcome::https_trust`]).
+    https_trust: String,
+    /// The name the certificate was checked for.
+    tls_name: Option<String>,
+    /// The chain is still to be checked, against the document's root-cert
+    /// ([`check_deferred_server`]).
+    deferred: bool,
+}
+
+/// Steps 1–2: the document from `--config-file`, or found (§11.2) and fetched over HTTPS.
+async fn obtain_configuration(args: &EnrollArgs, setup: &Setup, stored: &Stored) -> Res<Obtained> {
+    let Some(f) = &args.config_file else {
+        return fetch_configuration(args, setup, stored).await;
     };
-    if let Some((_, prev)) = &previous
-        && prev.instance_name != overlay
+    if setup.explicit_pin.is_none() && stored.pin.is_none() && stored.previous.is_none() {
+        tracing_note(&format!(
+            "{} came out of band: its signer is trusted on first use; compare the fingerprint printed below with the operator's",
+            f.display()
+        ));
+    }
+    Ok(Obtained {
+        bytes: read_file(f)?,
+        https_seen: None,
+        https_trust: "none (configuration file given)".to_string(),
+        tls_name: None,
+        deferred: false,
+    })
+}
+
+/// Steps 1–2 over the network: the URL (`--config-url` or DNS SRV discovery, §11.2), where
+/// to connect, which certificate to trust, and the GET.
+async fn fetch_configuration(args: &EnrollArgs, setup: &Setup, stored: &Stored) -> Res<Obtained> {
+    let (url, how, srv_address) = match &args.config_url {
+        Some(u) => (u.clone(), "given URL".to_string(), None),
+        None => {
+            let overlay = args.overlay.as_deref().unwrap_or_default();
+            let found = discover(setup.dns.as_ref().ok_or("no resolver")?, overlay).await?;
+            (found.url, found.how, found.address)
+        }
+    };
+    let host = url_host(&url)?;
+    // Where to connect for the configuration: --resolve, else the SRV target (for this
+    // fetch only: the SRV record names the reload-config service, not every use of the
+    // overlay name), else --dns-server, else the system's resolver (reqwest).
+    let mut config_resolve = setup.resolve.clone();
+    if !config_resolve.contains_key(&host) {
+        if let Some(ip) = srv_address {
+            config_resolve.insert(host.clone(), ip);
+        } else if let Some(d) = &setup.dns
+            && args.dns_server.is_some()
+        {
+            config_resolve.insert(host.clone(), lookup_ip(d, &host).await?);
+        }
+    }
+    let (trust, trust_text) = config_server_trust(&host, setup, stored);
+    let deferred = matches!(trust, Trust::Deferred);
+    let check = server_check(&host, &trust)?;
+    let client = http_client(check.clone(), &config_resolve, setup.timeout)?;
+    let resp = client
+        .get(&url)
+        .header(reqwest::header::ACCEPT, CONFIG_MEDIA_TYPE)
+        .send()
+        .await
+        .map_err(|e| {
+            let mut m = format!("cannot fetch the configuration from {url} ({how}): {}", chain(&e));
+            if matches!(trust, Trust::System) {
+                m.push_str(
+                    "\n  the server's certificate is not trusted by the system's roots; an overlay's own server \
+                     usually has a certificate from the overlay CA: give --ca-cert FILE (the overlay root from \
+                     the operator) or --config-signer-sha256 HEX (from the operator)",
+                );
+            }
+            m
+        })?;
+    if !resp.status().is_success() {
+        return Err(format!(
+            "{url}: HTTP {} instead of the configuration document",
+            resp.status()
+        ));
+    }
+    let body = body_limited(resp, MAX_DOCUMENT_BYTES, "the configuration document").await?;
+    let seen = check.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Obtained {
+        bytes: body,
+        https_seen: seen,
+        https_trust: trust_text,
+        tls_name: Some(host),
+        deferred,
+    })
+}
+
+/// Trust for the first contact with the configuration server (§11.2), and its description:
+/// the overlay root (`--ca-cert`, a stored configuration's root-certs); else, with a pinned
+/// signer, the name now and the chain once the document is verified; else the system's roots.
+fn config_server_trust(host: &str, setup: &Setup, stored: &Stored) -> (Trust, String) {
+    let mut roots = setup.extra_roots.clone();
+    if let Some((_, c)) = &stored.previous {
+        roots.extend(c.root_certs.iter().map(|r| r.to_vec()));
+    }
+    let pinned = setup.explicit_pin.is_some() || stored.pin.is_some();
+    if !roots.is_empty() {
+        (
+            Trust::Roots(roots, false),
+            format!(
+                "certificate for {host} chains to the overlay root (--ca-cert / stored configuration)"
+            ),
+        )
+    } else if pinned {
+        (
+            Trust::Deferred,
+            format!(
+                "certificate for {host} checked by name, then against the root-cert of the configuration signed by the pinned signer"
+            ),
+        )
+    } else {
+        (
+            Trust::System,
+            format!("certificate for {host} chains to a root of the system store"),
+        )
+    }
+}
+
+/// Step 3's pin: the data directory holds no other overlay, and the configuration-signer's
+/// fingerprint is the one given or recorded, or (neither) is recorded now: trust on first
+/// use. The pin, and whether it is new.
+fn pin_signer(
+    setup: &Setup,
+    stored: &Stored,
+    fetched: &Fetched,
+    dir: &Path,
+) -> Res<(String, bool)> {
+    let overlay = &fetched.config.instance_name;
+    if let Some((_, prev)) = &stored.previous
+        && &prev.instance_name != overlay
     {
         return Err(format!(
             "{} holds the configuration of overlay {:?}, not {overlay:?}: use another --data-dir",
@@ -1144,13 +1263,13 @@ pub async fn enroll(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOu
             prev.instance_name
         ));
     }
-    let (pin, first_use) = match (&explicit_pin, &stored_pin) {
+    let (pin, first_use) = match (&setup.explicit_pin, &stored.pin) {
         (Some(p), _) => (p.clone(), false),
         (None, Some(p)) => (p.clone(), false),
         (None, None) => (fetched.signer_sha256[0].clone(), true),
     };
     if !fetched.signer_sha256.contains(&pin) {
-        let source = if explicit_pin.is_some() {
+        let source = if setup.explicit_pin.is_some() {
             "--config-signer-sha256".to_string()
         } else {
             format!(
@@ -1164,17 +1283,40 @@ pub async fn enroll(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOu
             fetched.signer_sha256.join(" / ")
         ));
     }
-    if deferred {
-        let leaf = https_seen
-            .as_deref()
-            .ok_or("no server certificate was seen")?;
-        let name = tls_name.as_deref().unwrap_or(&overlay);
-        check_deferred(leaf, &config.root_certs, name).map_err(|e| {
-            format!("the HTTPS certificate of {name} does not chain to the root-cert of the configuration it served: {e}")
-        })?;
-    }
+    Ok((pin, first_use))
+}
 
-    // 4: credentials.
+/// The deferred chain check: the configuration server's certificate chains to the
+/// root-cert of the configuration it served, now that its signer is trusted.
+fn check_deferred_server(obtained: &Obtained, config: &OverlayConfig, overlay: &str) -> Res<()> {
+    let leaf = obtained
+        .https_seen
+        .as_deref()
+        .ok_or("no server certificate was seen")?;
+    let name = obtained.tls_name.as_deref().unwrap_or(overlay);
+    check_deferred(leaf, &config.root_certs, name).map_err(|e| {
+        format!("the HTTPS certificate of {name} does not chain to the root-cert of the configuration it served: {e}")
+    })
+}
+
+/// Step 4's result: a new key and the certificate for it.
+struct Credential {
+    key: NewKey,
+    cert_der: Vec<u8>,
+    user_name: String,
+    self_signed: bool,
+}
+
+/// Step 4: a new key, and a certificate for it: self-signed when the configuration permits
+/// it (§11.3.1) and `--self-signed` is given or there is no enrollment server, else from an
+/// enrollment server (§11.3).
+async fn obtain_credentials(
+    args: &EnrollArgs,
+    setup: &mut Setup,
+    config: &OverlayConfig,
+    password: PasswordSource,
+) -> Res<Credential> {
+    let overlay = &config.instance_name;
     let self_signed = args.self_signed || config.enrollment_servers.is_empty();
     if self_signed && config.self_signed_permitted.is_none() {
         return Err(if args.self_signed {
@@ -1186,142 +1328,145 @@ pub async fn enroll(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOu
     let key = new_key(args.key_type)?;
     let (cert_der, user_name) = if self_signed {
         let user = args.user.clone().unwrap_or_else(|| "anonymous".to_string());
-        let (_, user_name) = account_and_user(&user, &overlay);
-        (self_signed_cert(&key, &config, &user_name)?, user_name)
+        let (_, user_name) = account_and_user(&user, overlay);
+        (self_signed_cert(&key, config, &user_name)?, user_name)
     } else {
         let user = args.user.as_deref().ok_or(
             "--user NAME: the configuration names an enrollment server, which needs an account",
         )?;
-        let (account, user_name) = account_and_user(user, &overlay);
+        let (account, user_name) = account_and_user(user, overlay);
         let password = read_password(password, &format!("Password for {user_name}: "))?;
         let csr = build_csr(&key, &user_name)?;
-        let mut roots: Vec<Vec<u8>> = config.root_certs.iter().map(|r| r.to_vec()).collect();
-        roots.extend(extra_roots.iter().cloned());
-        let mut errors = Vec::new();
-        let mut got = None;
-        for url in &config.enrollment_servers {
-            let host = match url_host(url) {
-                Ok(h) => h,
+        let der = request_certificate(args, setup, config, &account, &password, csr).await?;
+        (der, user_name)
+    };
+    Ok(Credential {
+        key,
+        cert_der,
+        user_name,
+        self_signed,
+    })
+}
+
+/// §11.3: posts the CSR to each enrollment-server in turn until one answers; a refusal is
+/// final. The certificate, DER (PEM accepted too, though §11.3 says DER).
+async fn request_certificate(
+    args: &EnrollArgs,
+    setup: &mut Setup,
+    config: &OverlayConfig,
+    account: &str,
+    password: &str,
+    csr: Vec<u8>,
+) -> Res<Vec<u8>> {
+    let mut roots: Vec<Vec<u8>> = config.root_certs.iter().map(|r| r.to_vec()).collect();
+    roots.extend(setup.extra_roots.iter().cloned());
+    let mut errors = Vec::new();
+    let mut got = None;
+    for url in &config.enrollment_servers {
+        let host = match url_host(url) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if !setup.resolve.contains_key(&host)
+            && let Some(d) = &setup.dns
+            && args.dns_server.is_some()
+        {
+            match lookup_ip(d, &host).await {
+                Ok(ip) => {
+                    setup.resolve.insert(host.clone(), ip);
+                }
                 Err(e) => {
                     errors.push(e);
                     continue;
                 }
-            };
-            if !resolve.contains_key(&host)
-                && let Some(d) = &dns
-                && args.dns_server.is_some()
-            {
-                match lookup_ip(d, &host).await {
-                    Ok(ip) => {
-                        resolve.insert(host.clone(), ip);
-                    }
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                }
-            }
-            match post_enrollment(
-                url,
-                &overlay,
-                roots.clone(),
-                &resolve,
-                timeout,
-                &account,
-                &password,
-                args.nodeids,
-                csr.clone(),
-            )
-            .await
-            {
-                Ok(der) => {
-                    got = Some(der);
-                    break;
-                }
-                // A refusal is final; only an unreachable server sends us to the next.
-                Err(e)
-                    if e.contains("(failed_authentication)")
-                        || e.contains("_not_available)")
-                        || e.contains("(bad_CSR)")
-                        || e.contains("HTTP 4") =>
-                {
-                    return Err(e);
-                }
-                Err(e) => errors.push(e),
             }
         }
-        let der = got
-            .ok_or_else(|| format!("no enrollment server answered:\n  {}", errors.join("\n  ")))?;
-        // PEM accepted too, though §11.3 says DER.
-        let der = match std::str::from_utf8(&der) {
-            Ok(t) if t.contains("-----BEGIN CERTIFICATE") => {
-                from_pem("CERTIFICATE", t).ok_or("malformed PEM certificate")?
+        match post_enrollment(
+            url,
+            &config.instance_name,
+            roots.clone(),
+            &setup.resolve,
+            setup.timeout,
+            account,
+            password,
+            args.nodeids,
+            csr.clone(),
+        )
+        .await
+        {
+            Ok(der) => {
+                got = Some(der);
+                break;
             }
-            _ => der,
-        };
-        (der, user_name)
-    };
+            // A refusal is final; only an unreachable server sends us to the next.
+            Err(e)
+                if e.contains("(failed_authentication)")
+                    || e.contains("_not_available)")
+                    || e.contains("(bad_CSR)")
+                    || e.contains("HTTP 4") =>
+            {
+                return Err(e);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let der =
+        got.ok_or_else(|| format!("no enrollment server answered:\n  {}", errors.join("\n  ")))?;
+    // PEM accepted too, though §11.3 says DER.
+    Ok(match std::str::from_utf8(&der) {
+        Ok(t) if t.contains("-----BEGIN CERTIFICATE") => {
+            from_pem("CERTIFICATE", t).ok_or("malformed PEM certificate")?
+        }
+        _ => der,
+    })
+}
 
-    // Verify what we got: chain to the root-cert incl. BasicConstraints (or a valid
-    // self-signed identity), validity, overlay, Node-IDs; our key; our user name.
-    let cert = ReloadCertificate::parse(cert_der.clone(), config.node_id_length)
+/// Verifies what step 4 got: chain to the root-cert incl. BasicConstraints (or a valid
+/// self-signed identity, §11.3.1), validity, overlay, Node-IDs; our key; our user name; and
+/// that key and certificate sign together.
+fn verify_credentials(
+    args: &EnrollArgs,
+    config: &OverlayConfig,
+    got: &Credential,
+) -> Res<ReloadCertificate> {
+    let cert = ReloadCertificate::parse(got.cert_der.clone(), config.node_id_length)
         .map_err(|e| format!("the certificate received is unusable: {e}"))?;
-    let mut policy = trust_policy(&config);
-    if !self_signed {
+    let mut policy = trust_policy(config);
+    if !got.self_signed {
         // An enrolled certificate must chain to the root-cert, not pass as self-signed.
         policy.self_signed = None;
     }
     policy
         .verify(&cert, &[], SystemTime::now())
         .map_err(|e| format!("the certificate received is refused: {e}"))?;
-    if cert.public_key.as_ref() != key.signing.public_key().as_slice() {
+    if cert.public_key.as_ref() != got.key.signing.public_key().as_slice() {
         return Err("the certificate received is not for the key this node generated".into());
     }
+    let user_name = &got.user_name;
     if cert.user_name.as_deref() != Some(user_name.as_str()) {
         return Err(format!(
             "the certificate received names user {:?}, not {user_name:?}",
             cert.user_name.as_deref().unwrap_or("none")
         ));
     }
-    if !self_signed && (cert.node_ids.len() as u32) < args.nodeids {
+    if !got.self_signed && (cert.node_ids.len() as u32) < args.nodeids {
         return Err(format!(
             "{} Node-IDs requested, the certificate holds {}",
             args.nodeids,
             cert.node_ids.len()
         ));
     }
-    let node_ids = cert.node_ids.clone();
     // The credentials work: they can sign.
     Credentials::new(
-        SigningKey::from_pkcs8(&key.pkcs8).map_err(|e| e.to_string())?,
+        SigningKey::from_pkcs8(&got.key.pkcs8).map_err(|e| e.to_string())?,
         cert.clone(),
-        node_ids[0],
+        cert.node_ids[0],
     )
     .map_err(|e| format!("the credentials do not fit together: {e}"))?;
-
-    // 5: store.
-    create_dir(&dir)?;
-    let key_path = dir.join(KEY_FILE);
-    let cert_path = dir.join(CERT_FILE);
-    let config_path = dir.join(CONFIG_FILE);
-    write_private_file(&key_path, to_pem("PRIVATE KEY", &key.pkcs8).as_bytes())?;
-    write_private_file(&cert_path, to_pem("CERTIFICATE", &cert_der).as_bytes())?;
-    write_private_file(&config_path, &fetched.bytes)?;
-    write_private_file(&dir.join(PIN_FILE), format!("{pin}\n").as_bytes())?;
-    Ok(EnrollOutcome {
-        overlay,
-        data_dir: dir,
-        node_ids,
-        user_name: Some(user_name),
-        self_signed,
-        not_after: cert.not_after,
-        signer_sha256: pin,
-        trusted_on_first_use: first_use,
-        key_path,
-        cert_path,
-        config_path,
-        https_trust,
-    })
+    Ok(cert)
 }
 
 fn tracing_note(msg: &str) {
