@@ -104,7 +104,7 @@ async fn srv_discovery_against_a_loopback_dns_server() {
 
     // Only the overlay name, the DNS server and the overlay root: no URL, no --resolve.
     let node = temp_dir("dns").join("erin");
-    let mut args = reload_node::enroll::EnrollArgs::for_overlay(OVERLAY);
+    let mut args = reload_node::enroll::EnrollOptions::for_overlay(OVERLAY);
     args.dns_server = Some(dns);
     args.ca_cert = vec![o.ca_pem()];
     args.user = Some("erin".into());
@@ -121,7 +121,7 @@ async fn srv_discovery_against_a_loopback_dns_server() {
 
     // No SRV record: the overlay name itself on port 443 (nothing listens there): the
     // error names the fallback it took.
-    let mut nosrv = reload_node::enroll::EnrollArgs::for_overlay("nosrv.test");
+    let mut nosrv = reload_node::enroll::EnrollOptions::for_overlay("nosrv.test");
     nosrv.dns_server = Some(dns);
     nosrv.ca_cert = vec![o.ca_pem()];
     nosrv.data_dir = Some(temp_dir("dns").join("nosrv"));

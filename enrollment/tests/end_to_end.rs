@@ -7,9 +7,8 @@ mod common;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use clap::Parser;
 use common::*;
-use reload_node::enroll::{EnrollArgs, load_credentials, sha256_hex};
+use reload_node::enroll::{EnrollOptions, load_credentials, sha256_hex};
 use reload_proto::check::{CheckOptions, check_document, trust_policy};
 use reload_proto::config::ConfigDocument;
 use reload_proto::identity::{ReloadCertificate, overlay_hash, self_signed_node_id};
@@ -20,19 +19,6 @@ use reload_wire::{
     Destination, ForwardingHeader, Message, MessageContents, NodeId, SecurityBlock, Signature,
     Wire as _,
 };
-
-/// `reload-node enroll ARGS`, parsed by clap exactly as the binary does.
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: EnrollArgs,
-}
-
-fn parse(argv: &[&str]) -> EnrollArgs {
-    Cli::try_parse_from(std::iter::once("reload-node-enroll").chain(argv.iter().copied()))
-        .unwrap()
-        .args
-}
 
 fn signed_ping(creds: &reload_proto::sign::Credentials) -> Message {
     let mut h = ForwardingHeader::new(overlay_hash(OVERLAY), 1, 100, 0x0102_0304_0506_0708);
@@ -139,29 +125,18 @@ async fn init_user_serve_enroll_then_sign_with_the_credentials() {
     assert_eq!(r.content_type, "application/p2p-overlay+xml");
     assert_eq!(r.body, doc_bytes);
 
-    // Enroll as the CLI would: --ca-cert (first contact trusts the overlay root).
+    // Enroll as the CLI would (`reload-node enroll --overlay … --config-url … --resolve
+    // overlay.test=127.0.0.1 --ca-cert … --user alice --data-dir … --timeout 60`; the
+    // parsing itself is the CLI's, tested with the real binary): --ca-cert, first contact
+    // trusts the overlay root.
     let node = temp_dir("e2e").join("alice");
-    let port = o.port.to_string();
-    let url = o.config_url();
-    let ca = o.ca_pem();
-    let argv = [
-        "--overlay",
-        OVERLAY,
-        "--config-url",
-        &url,
-        "--resolve",
-        "overlay.test=127.0.0.1",
-        "--ca-cert",
-        ca.to_str().unwrap(),
-        "--user",
-        "alice",
-        "--data-dir",
-        node.to_str().unwrap(),
-        "--timeout",
-        "60",
-    ];
-    let _ = port;
-    let args = parse(&argv);
+    let mut args = EnrollOptions::for_overlay(OVERLAY);
+    args.config_url = Some(o.config_url());
+    args.resolve = vec!["overlay.test=127.0.0.1".into()];
+    args.ca_cert = vec![o.ca_pem()];
+    args.user = Some("alice".into());
+    args.data_dir = Some(node.clone());
+    args.timeout = 60;
     let out = enroll(&args, PASSWORD).await.unwrap();
     assert_eq!(out.overlay, OVERLAY);
     assert_eq!(out.node_ids.len(), 1);
@@ -352,7 +327,7 @@ async fn self_signed_credentials_where_the_configuration_permits_them() {
     let node = temp_dir("self").join("carol");
     let mut args = o.client_args(&node, "carol");
     args.self_signed = true;
-    args.key_type = reload_node::enroll::KeyTypeArg::P256;
+    args.key_type = reload_node::enroll::KeyType::P256;
     let out = enroll(&args, "unused").await.unwrap();
     assert!(out.self_signed);
     let (config, creds) = load_credentials(&node).unwrap();
@@ -384,7 +359,7 @@ async fn self_signed_credentials_where_the_configuration_permits_them() {
     // signer; no server is contacted.
     let signer_pem = std::fs::read_to_string(o.dir.join("config-signer.crt")).unwrap();
     let fp = sha256_hex(&reload_proto::identity::from_pem("CERTIFICATE", &signer_pem).unwrap());
-    let mut file = reload_node::enroll::EnrollArgs::for_overlay(OVERLAY);
+    let mut file = reload_node::enroll::EnrollOptions::for_overlay(OVERLAY);
     file.config_file = Some(o.dir.join("overlay.relo"));
     file.config_signer_sha256 = Some(fp.clone());
     file.self_signed = true;

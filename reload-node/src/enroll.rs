@@ -40,7 +40,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, ValueEnum};
 use reload_wire::NodeId;
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
@@ -70,102 +69,55 @@ const MAX_CERT_BYTES: usize = 64 * 1024;
 
 use crate::datadir::{CERT_FILE, CONFIG_FILE, KEY_FILE, PIN_FILE, write_private_file};
 
-pub const LONG_ABOUT: &str = "\
-Get the overlay's configuration and this node's credentials (RFC 6940 §11.2, §11.3, §11.3.1),
-and store key, certificate and configuration in the data directory.
-
-Where the configuration comes from:
-  --overlay NAME       DNS SRV _reload-config._tcp.NAME gives the server's address and port; the
-                       URL is https://NAME/.well-known/reload-config and its certificate must
-                       match NAME (no SRV record: NAME itself, port 443)
-  --config-url URL     that URL; its certificate must match the URL's host
-  --config-file FILE   a document obtained out of band (e-mail, USB stick)
-
-Why the first configuration is trusted (there is no earlier one to vouch for it):
-  --ca-cert FILE       the overlay's root certificate, from the operator (reload-enroll's
-                       ca.crt): the HTTPS certificate must chain to it
-  --config-signer-sha256 HEX
-                       the SHA-256 of the configuration-signer's certificate, from the
-                       operator (reload-enroll init prints it): the document must be signed by
-                       that certificate, and the HTTPS certificate must then chain to the
-                       document's root-cert
-  neither              the HTTPS certificate must chain to a root of the system's store, and
-                       the signer's fingerprint is recorded (trust on first use, printed); a
-                       later configuration signed by another certificate is refused
-A stored configuration (re-enrollment) adds its root-certs to the trusted roots, and a new
-document must then be signed by one of its configuration-signers with a newer sequence.
-
-Where the servers are: normal DNS, or --dns-server IP:PORT to ask that server (SRV, A, AAAA)
-instead of /etc/resolv.conf, or --resolve HOST=IP to connect to IP for HOST (like curl
---resolve or an /etc/hosts line; the certificate is still checked against the name).
-
-The password (only for an enrollment server) is prompted for, or read from stdin with
---password-stdin; it is never taken from the command line.";
-
 /// Key types a node can generate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KeyTypeArg {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
     /// RSA 2048 bits (mandatory to implement, RFC 6940 §6.3.4).
     Rsa2048,
     /// ECDSA P-256.
     P256,
 }
 
-/// `reload-node enroll`.
-#[derive(Args, Clone, Debug)]
-#[command(long_about = LONG_ABOUT)]
-pub struct EnrollArgs {
-    /// The overlay name (required unless --config-url or --config-file give a document with
-    /// a single configuration).
-    #[arg(long, value_name = "NAME")]
+/// What to enroll with (`reload-node enroll` fills it from its command line).
+#[derive(Clone, Debug)]
+pub struct EnrollOptions {
+    /// The overlay name (required unless `config_url` or `config_file` give a document
+    /// with a single configuration).
     pub overlay: Option<String>,
-    /// URL of the configuration document (instead of DNS SRV discovery).
-    #[arg(long, value_name = "URL", conflicts_with = "config_file")]
+    /// URL of the configuration document (instead of DNS SRV discovery, §11.2).
     pub config_url: Option<String>,
     /// A configuration document obtained out of band.
-    #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// Account name at the enrollment server (the certificate's user name is
-    /// NAME@overlay). For self-signed credentials: the user name to put in the certificate.
-    #[arg(long, value_name = "NAME")]
+    /// NAME@overlay); for self-signed credentials, the user name to put in it.
     pub user: Option<String>,
     /// Read the password from stdin (one line) instead of prompting.
-    #[arg(long)]
     pub password_stdin: bool,
     /// Where key, certificate and configuration are stored (default:
     /// $XDG_DATA_HOME/reload-node/OVERLAY, else ~/.local/share/reload-node/OVERLAY).
-    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// SHA-256 (hex; colons allowed) of the configuration-signer's certificate.
-    #[arg(long, value_name = "HEX")]
     pub config_signer_sha256: Option<String>,
-    /// Trust this CA certificate (PEM or DER) for the HTTPS servers; repeat for several.
-    #[arg(long, value_name = "FILE")]
+    /// CA certificates (PEM or DER) trusted for the HTTPS servers.
     pub ca_cert: Vec<PathBuf>,
-    /// Connect to IP for HOST (repeatable); the certificate is still checked for the name.
-    #[arg(long, value_name = "HOST=IP")]
+    /// `HOST=IP` overrides: connect to IP for HOST (the certificate is still checked for
+    /// the name).
     pub resolve: Vec<String>,
     /// DNS server for SRV and address lookups, instead of the system's.
-    #[arg(long, value_name = "IP:PORT")]
     pub dns_server: Option<SocketAddr>,
-    /// Key type to generate.
-    #[arg(long, value_enum, default_value = "rsa2048")]
-    pub key_type: KeyTypeArg,
+    pub key_type: KeyType,
     /// Number of Node-IDs to request (RFC 6940 §11.3 `nodeids`).
-    #[arg(long, value_name = "N", default_value_t = 1)]
     pub nodeids: u32,
     /// Make a self-signed certificate (RFC 6940 §11.3.1; the configuration must permit it).
-    #[arg(long)]
     pub self_signed: bool,
     /// Seconds each HTTPS or DNS exchange may take.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
 }
 
-impl EnrollArgs {
+impl EnrollOptions {
     /// Arguments for `overlay` with every default (for programs and tests).
     pub fn for_overlay(overlay: &str) -> Self {
-        EnrollArgs {
+        EnrollOptions {
             overlay: Some(overlay.to_string()),
             config_url: None,
             config_file: None,
@@ -176,7 +128,7 @@ impl EnrollArgs {
             ca_cert: Vec::new(),
             resolve: Vec::new(),
             dns_server: None,
-            key_type: KeyTypeArg::Rsa2048,
+            key_type: KeyType::Rsa2048,
             nodeids: 1,
             self_signed: false,
             timeout: 30,
@@ -228,7 +180,7 @@ pub struct EnrollOutcome {
 type Res<T> = Result<T, String>;
 
 /// Runs `reload-node enroll` (the password from a prompt or, with `--password-stdin`, stdin).
-pub fn run(args: &EnrollArgs) -> Res<EnrollOutcome> {
+pub fn run(args: &EnrollOptions) -> Res<EnrollOutcome> {
     let pw = if args.password_stdin {
         PasswordSource::Stdin
     } else {
@@ -238,7 +190,7 @@ pub fn run(args: &EnrollArgs) -> Res<EnrollOutcome> {
 }
 
 /// Runs enrollment on a private tokio runtime.
-pub fn run_with_password(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOutcome> {
+pub fn run_with_password(args: &EnrollOptions, password: PasswordSource) -> Res<EnrollOutcome> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -529,7 +481,7 @@ async fn body_limited(mut resp: reqwest::Response, limit: usize, what: &str) -> 
 // ---------------------------------------------------------------------------------------
 // DNS.
 
-fn resolver(args: &EnrollArgs) -> Res<hickory_resolver::TokioResolver> {
+fn resolver(args: &EnrollOptions) -> Res<hickory_resolver::TokioResolver> {
     use hickory_resolver::config::{
         ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
     };
@@ -659,7 +611,7 @@ fn url_host(url: &str) -> Res<String> {
 }
 
 /// `--resolve HOST=IP` entries.
-fn resolve_overrides(args: &EnrollArgs) -> Res<BTreeMap<String, IpAddr>> {
+fn resolve_overrides(args: &EnrollOptions) -> Res<BTreeMap<String, IpAddr>> {
     let mut m = BTreeMap::new();
     for r in &args.resolve {
         let (host, ip) = r
@@ -809,10 +761,10 @@ struct NewKey {
     rcgen: rcgen::KeyPair,
 }
 
-fn new_key(kt: KeyTypeArg) -> Res<NewKey> {
+fn new_key(kt: KeyType) -> Res<NewKey> {
     let (alg, sig) = match kt {
-        KeyTypeArg::Rsa2048 => (KeyAlgorithm::Rsa2048, &rcgen::PKCS_RSA_SHA256),
-        KeyTypeArg::P256 => (KeyAlgorithm::EcdsaP256, &rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::Rsa2048 => (KeyAlgorithm::Rsa2048, &rcgen::PKCS_RSA_SHA256),
+        KeyType::P256 => (KeyAlgorithm::EcdsaP256, &rcgen::PKCS_ECDSA_P256_SHA256),
     };
     let signing = SigningKey::generate(alg).map_err(|e| e.to_string())?;
     let pkcs8 = signing.to_pkcs8().map_err(|e| e.to_string())?;
@@ -976,7 +928,7 @@ async fn post_enrollment(
 }
 
 /// Enrolls (see the module documentation).
-pub async fn enroll(args: &EnrollArgs, password: PasswordSource) -> Res<EnrollOutcome> {
+pub async fn enroll(args: &EnrollOptions, password: PasswordSource) -> Res<EnrollOutcome> {
     let mut setup = Setup::from_args(args)?;
     // The data directory, when the overlay name is already known.
     let early_dir = args
@@ -1057,7 +1009,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn from_args(args: &EnrollArgs) -> Res<Setup> {
+    fn from_args(args: &EnrollOptions) -> Res<Setup> {
         let timeout = Duration::from_secs(args.timeout.max(1));
         if let Some(o) = &args.overlay
             && o.is_empty()
@@ -1132,7 +1084,11 @@ struct Obtained {
 }
 
 /// Steps 1–2: the document from `--config-file`, or found (§11.2) and fetched over HTTPS.
-async fn obtain_configuration(args: &EnrollArgs, setup: &Setup, stored: &Stored) -> Res<Obtained> {
+async fn obtain_configuration(
+    args: &EnrollOptions,
+    setup: &Setup,
+    stored: &Stored,
+) -> Res<Obtained> {
     let Some(f) = &args.config_file else {
         return fetch_configuration(args, setup, stored).await;
     };
@@ -1153,7 +1109,11 @@ async fn obtain_configuration(args: &EnrollArgs, setup: &Setup, stored: &Stored)
 
 /// Steps 1–2 over the network: the URL (`--config-url` or DNS SRV discovery, §11.2), where
 /// to connect, which certificate to trust, and the GET.
-async fn fetch_configuration(args: &EnrollArgs, setup: &Setup, stored: &Stored) -> Res<Obtained> {
+async fn fetch_configuration(
+    args: &EnrollOptions,
+    setup: &Setup,
+    stored: &Stored,
+) -> Res<Obtained> {
     let (url, how, srv_address) = match &args.config_url {
         Some(u) => (u.clone(), "given URL".to_string(), None),
         None => {
@@ -1311,7 +1271,7 @@ struct Credential {
 /// it (§11.3.1) and `--self-signed` is given or there is no enrollment server, else from an
 /// enrollment server (§11.3).
 async fn obtain_credentials(
-    args: &EnrollArgs,
+    args: &EnrollOptions,
     setup: &mut Setup,
     config: &OverlayConfig,
     password: PasswordSource,
@@ -1351,7 +1311,7 @@ async fn obtain_credentials(
 /// §11.3: posts the CSR to each enrollment-server in turn until one answers; a refusal is
 /// final. The certificate, DER (PEM accepted too, though §11.3 says DER).
 async fn request_certificate(
-    args: &EnrollArgs,
+    args: &EnrollOptions,
     setup: &mut Setup,
     config: &OverlayConfig,
     account: &str,
@@ -1428,7 +1388,7 @@ async fn request_certificate(
 /// self-signed identity, §11.3.1), validity, overlay, Node-IDs; our key; our user name; and
 /// that key and certificate sign together.
 fn verify_credentials(
-    args: &EnrollArgs,
+    args: &EnrollOptions,
     config: &OverlayConfig,
     got: &Credential,
 ) -> Res<ReloadCertificate> {

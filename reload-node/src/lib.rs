@@ -1,37 +1,24 @@
 //! # reload-node
 //!
-//! The RELOAD overlay peer (RFC 6940).
+//! The RELOAD overlay peer (RFC 6940) around the sans-IO protocol core of `reload-proto`:
 //!
-//! Today: what a peer must know before it sends a single message —
-//! - [`config`]: the overlay configuration document (§11.1), typed as [`config::OverlayConfig`],
-//!   the single source of every tunable;
-//! - [`identity`]: overlay hash, Resource-IDs (§10.2), certificates and their Node-IDs and
-//!   user names (§11.3, §14.15), self-signed identities (§11.3.1);
-//! - [`sign`]: message signatures (§6.3.4), stored-data signatures (§7.1) and the
-//!   certificate cache.
+//! - [`shell`]: the tokio shell that moves bytes between sockets and the core and feeds it
+//!   time — it makes no protocol decision;
+//! - [`client`]: the async client API of a running node ([`client::NodeHandle`]): requests
+//!   through the overlay (ping, trace, any method), the node's state, and the seam where
+//!   usages serve the methods they define;
+//! - [`peer`]: a peer assembled from its data directory and local options (links, topology
+//!   plug-in from the configuration);
+//! - [`control`]: the operator's control socket (status, ping, trace) on a running peer;
+//! - [`datadir`]: a node's data directory (credentials, configuration, key log files);
+//! - [`enroll`]: the enrollment client (§11.2, §11.3): configuration and certificate from
+//!   the overlay's servers.
 //!
-//! The peer itself:
-//! - [`node`]: the **sans-IO core** — message receipt and forwarding (§6.1), symmetric
-//!   recursive routing (§6.2), transactions with end-to-end retransmission (§6.2.1),
-//!   signatures at the destination, Attach/Ping/Join/Leave/Update/RouteQuery/Probe —
-//!   driven by `handle_input`, `handle_timeout`, `poll_transmit`, `poll_event` and
-//!   `poll_timeout`;
-//! - [`topology`]: the topology plug-in interface, with CHORD-RELOAD (§10);
-//! - [`sim`]: the deterministic simulator that drives many cores on a virtual clock.
-//!
-//! - [`link`]: the (D)TLS link layer under the core (§6.6): framing, TLS-TCP-FH-NO-ICE,
-//!   DTLS-UDP-SR-NO-ICE, peers bound to the Node-IDs in their certificates;
-//! - [`shell`] and [`run`]: the tokio shell that moves bytes and time, and `reload-node run`;
-//!   [`control`]: the operator's socket (status, ping, trace); [`sandbox`]: a whole overlay
-//!   on loopback.
-//!
-//! To come: storage (§7), ICE (§6.5.1 with ICE), usages.
+//! The `reload-node` command line is the `reload-node-cli` package (`reload-node/cli`).
 
 pub mod client;
 pub mod control;
 pub mod datadir;
 pub mod enroll;
 pub mod peer;
-pub mod run;
-pub mod sandbox;
 pub mod shell;

@@ -1,8 +1,43 @@
 //! # reload-usages
 //!
-//! Usages of the RELOAD overlay, built on `reload-node`'s public API only. First the SIP
-//! usage (RFC 7904): registering an address of record as a SIP-REGISTRATION Kind,
-//! AppAttach for SIP (Application-ID 5060/5061), GRUUs; later ReDiR (RFC 7374), ShaRe
-//! (RFC 8076) and the CoAP usage (RFC 7650).
+//! Usages of the RELOAD overlay (RFC 6940 §5.2), built on `reload-node`'s public API only:
+//! a usage gets a [`reload_node::client::NodeHandle`] to a running node, serves the
+//! methods it defines ([`reload_node::client::NodeHandle::serve`]: each request arrives
+//! with its decoded body and the signer's verified certificate) and sends requests of its
+//! own.
 //!
-//! Today it is empty: its wire structures already live in `reload-wire::ext`.
+//! - [`echo`]: a small test usage on the experimental message codes (RFC 6940 §14.8):
+//!   it answers `exp_a_req` with its body, for interoperability and end-to-end tests of the
+//!   usage seam.
+//!
+//! To come: the SIP usage (RFC 7904), ReDiR (RFC 7374), ShaRe (RFC 8076), CoAP (RFC 7650).
+
+pub mod echo;
+
+use reload_node::client::NodeHandle;
+
+/// A usage a peer can run: its name (as `reload-node run --usage NAME` takes it) and what
+/// it does.
+#[derive(Clone, Copy, Debug)]
+pub struct UsageInfo {
+    pub name: &'static str,
+    pub about: &'static str,
+}
+
+/// The usages this crate provides.
+pub const USAGES: &[UsageInfo] = &[UsageInfo {
+    name: echo::NAME,
+    about: echo::ABOUT,
+}];
+
+/// Starts the usage called `name` on the node of `node` (in the current tokio runtime).
+/// It runs until the node stops.
+pub async fn start(name: &str, node: &NodeHandle) -> Result<tokio::task::JoinHandle<()>, String> {
+    match name {
+        echo::NAME => echo::start(node).await.map_err(|e| e.to_string()),
+        other => Err(format!(
+            "no usage {other:?} (usages: {})",
+            USAGES.iter().map(|u| u.name).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use reload_node::enroll::{EnrollArgs, EnrollOutcome, PasswordSource};
+use reload_node::enroll::{EnrollOptions, EnrollOutcome, PasswordSource};
 
 pub const OVERLAY: &str = "overlay.test";
 pub const PASSWORD: &str = "correct horse battery";
@@ -146,8 +146,8 @@ impl Overlay {
     }
 
     /// Client arguments that reach this server by the overlay name and trust its root.
-    pub fn client_args(&self, data_dir: &Path, user: &str) -> EnrollArgs {
-        let mut a = EnrollArgs::for_overlay(OVERLAY);
+    pub fn client_args(&self, data_dir: &Path, user: &str) -> EnrollOptions {
+        let mut a = EnrollOptions::for_overlay(OVERLAY);
         a.config_url = Some(self.config_url());
         a.resolve = vec![format!("{OVERLAY}=127.0.0.1")];
         a.ca_cert = vec![self.ca_pem()];
@@ -259,7 +259,7 @@ impl Drop for Server {
 }
 
 /// Enrolls in-process with the client library (what `reload-node enroll` runs).
-pub async fn enroll(args: &EnrollArgs, password: &str) -> Result<EnrollOutcome, String> {
+pub async fn enroll(args: &EnrollOptions, password: &str) -> Result<EnrollOutcome, String> {
     reload_node::enroll::enroll(args, PasswordSource::Given(password.to_string())).await
 }
 

@@ -1343,7 +1343,7 @@ fn the_endpoint_refuses_links_beyond_its_caps_and_the_node_keeps_working() {
         // Would-be peers that start a handshake and never finish it: from 20 addresses,
         // then 5 more from one address.
         let remote = |ip: u8, port: u16| SocketAddr::from(([10, 9, 0, ip], port));
-        let mut admit = |r: &mut Ring, from: SocketAddr| -> bool {
+        let admit = |r: &mut Ring, from: SocketAddr| -> bool {
             let now = r.sim.now;
             let node = &mut r.sim.nodes[1].node;
             if protocol == OverlayLinkType::TLS_TCP_FH_NO_ICE {

@@ -112,134 +112,123 @@ impl Node {
     /// A message for us, whole: answers go to our transactions, requests are checked and
     /// answered.
     pub(super) fn deliver(&mut self, now: Instant, m: Received) {
-        let Received {
-            link,
-            from,
-            header,
-            data,
-            is_response,
-            ..
-        } = m;
         let overlay = self.overlay.clone();
-        let msg = match Message::decode(&data, overlay.decode()) {
-            Ok(m) => m,
+        let msg = match Message::decode(&m.data, overlay.decode()) {
+            Ok(msg) => msg,
             Err(_) => {
                 self.stats.dropped_malformed += 1;
-                if !is_response {
+                if !m.is_response {
+                    let why = "malformed message";
                     self.error_reply(
                         now,
-                        link,
-                        from,
-                        &header,
+                        m.link,
+                        m.from,
+                        &m.header,
                         ErrorCode::INVALID_MESSAGE,
-                        "malformed message",
+                        why,
                     );
                 }
                 return;
             }
         };
         self.stats.delivered += 1;
-        if is_response {
+        if m.is_response {
             return self.on_response(now, msg);
         }
-        // Signature at the destination (§6.3.4): a bad one is dropped, never processed.
-        let signer = match self.verifier.verify_message(&msg, self.wall(now)) {
-            Ok(s) => s,
-            Err(_) => {
-                self.stats.dropped_bad_signature += 1;
-                return;
-            }
+        if let Some((signer, body)) = self.check_request(now, &m, &msg) {
+            self.dispatch(now, m, signer, body);
+        }
+    }
+
+    /// The checks at the destination, in the RFC's order: the signature (§6.3.4), a
+    /// retransmission (§6.2.1), the configuration sequence (§6.3.2.1), critical options
+    /// and extensions (§6.3.2.3, §6.3.3), the body. `None` when the request was dropped or
+    /// already answered.
+    fn check_request(
+        &mut self,
+        now: Instant,
+        m: &Received,
+        msg: &Message,
+    ) -> Option<(VerifiedSigner, MessageBody)> {
+        let (link, from, header) = (m.link, m.from, &m.header);
+        // A bad signature is dropped, never processed.
+        let Ok(signer) = self.verifier.verify_message(msg, self.wall(now)) else {
+            self.stats.dropped_bad_signature += 1;
+            return None;
         };
         let key = (header.transaction_id, signer.node_id);
-        // A retransmitted request: the same answer again (§6.2.1) — or, while the
-        // application still has it, nothing (it is never delivered twice).
+        // A retransmitted request: the same answer again — or, while the application
+        // still has it, nothing (it is never delivered twice).
         if let Some(answer) = self.answers.get(key, now).cloned() {
             self.stats.duplicate_requests += 1;
             self.send_on(now, link, answer);
-            return;
+            return None;
         }
         if self.inbound.by_key.contains_key(&key) {
             self.stats.duplicate_requests += 1;
-            return;
+            return None;
         }
-        // Configuration sequence (§6.3.2.1).
         let is_config_update = msg.contents.message_code == MessageCode::CONFIG_UPDATE_REQ;
-        match check_sequence(
-            header.configuration_sequence,
-            overlay.sequence(),
-            is_config_update,
-        ) {
-            SequenceCheck::Accept => {}
+        let ours = self.overlay.sequence();
+        let refusal = match check_sequence(header.configuration_sequence, ours, is_config_update) {
+            SequenceCheck::Accept => None,
             SequenceCheck::TooOld => {
-                self.error_reply(
-                    now,
-                    link,
-                    from,
-                    &header,
-                    ErrorCode::CONFIG_TOO_OLD,
-                    "configuration sequence too old",
-                );
-                let originator = match header.via_list.first() {
-                    Some(Destination::Node(n)) => *n,
-                    _ => signer.node_id,
-                };
-                self.send_configuration(now, originator);
-                return;
+                Some((ErrorCode::CONFIG_TOO_OLD, "configuration sequence too old"))
             }
             SequenceCheck::TooNew => {
-                return self.error_reply(
-                    now,
-                    link,
-                    from,
-                    &header,
-                    ErrorCode::CONFIG_TOO_NEW,
-                    "configuration sequence too new",
-                );
-            }
-        }
-        // Unknown destination-critical options and critical extensions (§6.3.2.3, §6.3.3).
-        if header
-            .options
-            .iter()
-            .any(|o| o.flags & option_flags::DESTINATION_CRITICAL != 0)
-        {
-            return self.error_reply(
-                now,
-                link,
-                from,
-                &header,
-                ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
-                "destination-critical option",
-            );
-        }
-        if msg
-            .contents
-            .extensions
-            .iter()
-            .any(|e| e.critical && !known_extension(e.extension_type))
-        {
-            return self.error_reply(
-                now,
-                link,
-                from,
-                &header,
-                ErrorCode::UNKNOWN_EXTENSION,
-                "critical extension",
-            );
-        }
-        let body = match msg.contents.body(overlay.decode()) {
-            Ok(b) => b,
-            Err(_) => {
-                return self.error_reply(
-                    now,
-                    link,
-                    from,
-                    &header,
-                    ErrorCode::INVALID_MESSAGE,
-                    "malformed body",
-                );
+                Some((ErrorCode::CONFIG_TOO_NEW, "configuration sequence too new"))
             }
         };
+        let refusal = refusal.or_else(|| {
+            let critical_option = header
+                .options
+                .iter()
+                .any(|o| o.flags & option_flags::DESTINATION_CRITICAL != 0);
+            let critical_extension = msg
+                .contents
+                .extensions
+                .iter()
+                .any(|e| e.critical && !known_extension(e.extension_type));
+            if critical_option {
+                Some((
+                    ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
+                    "destination-critical option",
+                ))
+            } else if critical_extension {
+                Some((ErrorCode::UNKNOWN_EXTENSION, "critical extension"))
+            } else {
+                None
+            }
+        });
+        let body = match refusal {
+            Some(r) => Err(r),
+            None => msg
+                .contents
+                .body(self.overlay.decode())
+                .map_err(|_| (ErrorCode::INVALID_MESSAGE, "malformed body")),
+        };
+        match body {
+            Ok(body) => Some((signer, body)),
+            Err((code, why)) => {
+                self.error_reply(now, link, from, header, code, why);
+                if code == ErrorCode::CONFIG_TOO_OLD {
+                    // The sender is behind: it gets our configuration too (§6.3.2.1).
+                    let originator = match header.via_list.first() {
+                        Some(Destination::Node(n)) => *n,
+                        _ => signer.node_id,
+                    };
+                    self.send_configuration(now, originator);
+                }
+                None
+            }
+        }
+    }
+
+    /// A checked request: answered by the core, or handed to the usage that serves it.
+    fn dispatch(&mut self, now: Instant, m: Received, signer: VerifiedSigner, body: MessageBody) {
+        let Received {
+            link, from, header, ..
+        } = m;
         let route = ReplyRoute {
             link,
             requester: signer.node_id,

@@ -122,14 +122,14 @@ fn overlay(name: &str, peers: usize, protocol: &str, base_port: u16) {
 
 #[test]
 fn ten_tls_processes_join_and_heal_after_kill_9() {
-    overlay("tls", 10, "tls", 41084);
+    overlay("tls", 10, "tls", procs::free_port());
 }
 
 /// Over DTLS a dead peer is noticed by the keepalive Ping's retransmission timeout; two
 /// peers attaching each other at once keep to one association (§6.5.1.2 tie-break).
 #[test]
 fn five_dtls_processes_join_and_heal_after_kill_9() {
-    overlay("dtls", 5, "dtls", 42084);
+    overlay("dtls", 5, "dtls", procs::free_port());
 }
 
 /// `reload-node ping` from the peer in `data_dir` to Node-ID `to` is answered by `to`.

@@ -373,3 +373,18 @@ pub fn wait_status(
 pub fn wait_ring(files: &[PathBuf], limit: Duration) -> Vec<Status> {
     wait_status(files, limit, "ring correct", ring_ok)
 }
+
+/// A TCP port the system just handed out (and took back), below 65000 so that the few
+/// ports after it exist too: free for a test to listen on, on any 127.0.0.x address, with
+/// overwhelming likelihood (no fixed ports in tests).
+pub fn free_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        if port < 65000 {
+            return port;
+        }
+    }
+}

@@ -243,7 +243,7 @@ fn cli_errors_without_a_peer() {
 fn six_tls_processes_status_ping_trace() {
     let t0 = Instant::now();
     let peers = 6;
-    let base_port: u16 = 43084;
+    let base_port: u16 = procs::free_port();
     let name = "ping";
     let dir = scratch_dir("reload-ping");
     let overlay = format!("{name}.procs.test");

@@ -14,10 +14,10 @@ use clap::Args;
 use reload_proto::node::Start;
 use reload_wire::{Destination, NodeId};
 
-use crate::client::{NodeHandle, Snapshot};
-use crate::peer::{PeerOptions, from_data_dir};
 use crate::run::Protocol;
-use crate::shell::Listeners;
+use reload_node::client::{NodeHandle, Snapshot};
+use reload_node::peer::{PeerOptions, from_data_dir};
+use reload_node::shell::Listeners;
 
 const OVERLAY: &str = "sandbox.reload.test";
 
@@ -263,7 +263,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             };
             node.start(Instant::now(), start);
             let mut stop = stop_tx.subscribe();
-            let running = crate::shell::spawn(
+            let running = reload_node::shell::spawn(
                 node,
                 listeners,
                 Box::new(|_, _| {}),
@@ -318,7 +318,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                     "   {:>3}  {}  {:>8} ms{}",
                     h.number,
                     h.node,
-                    crate::control::ms(h.rtt),
+                    reload_node::control::ms(h.rtt),
                     if h.target { "  (target)" } else { "" }
                 )
             })
@@ -336,7 +336,10 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         println!("   path: {}", path.join(" -> "));
         match handles[a].ping(dest).await {
             Ok((who, rtt)) if who == target => {
-                println!("   answered by {who} in {} ms", crate::control::ms(rtt))
+                println!(
+                    "   answered by {who} in {} ms",
+                    reload_node::control::ms(rtt)
+                )
             }
             other => return Err(format!("the Ping failed: {other:?}")),
         }

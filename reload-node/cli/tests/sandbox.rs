@@ -25,7 +25,8 @@ fn sandbox(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn sandbox_over_tls() {
-    let (ok, out) = sandbox(&["--peers", "6", "--check", "--port", "31084"]);
+    let port = procs::free_port().to_string();
+    let (ok, out) = sandbox(&["--peers", "6", "--check", "--port", &port]);
     assert!(ok, "{out}");
     assert!(out.contains("== waiting for the ring"), "{out}");
     assert!(out.contains("answered by"), "{out}");
@@ -51,7 +52,7 @@ fn sandbox_over_dtls() {
         "--protocol",
         "dtls",
         "--port",
-        "32084",
+        &procs::free_port().to_string(),
     ]);
     assert!(ok, "{out}");
     assert!(out.contains("answered by"), "{out}");

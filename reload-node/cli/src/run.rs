@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use reload_wire::link::OverlayLinkType;
 
-use crate::peer::{PeerOptions, from_data_dir};
-use crate::shell::Listeners;
+use reload_node::peer::{PeerOptions, from_data_dir};
+use reload_node::shell::Listeners;
 use reload_proto::node::{Event, Start};
 
 /// Link protocols `run` can listen with (RFC 6940 §6.6: No-ICE overlays).
@@ -69,6 +69,25 @@ pub struct RunArgs {
     /// start when another live peer holds it, and replaces a stale one.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Run the usage NAME on this peer (repeatable): it serves the methods it defines.
+    /// Usages: echo (answers exp_a_req, RFC 6940 §14.8 experimental code, with the
+    /// signer's user name and the request body — for tests).
+    #[arg(long = "usage", value_name = "NAME", value_parser = usage_name)]
+    pub usages: Vec<String>,
+}
+
+fn usage_name(name: &str) -> Result<String, String> {
+    match reload_usages::USAGES.iter().find(|u| u.name == name) {
+        Some(u) => Ok(u.name.to_string()),
+        None => Err(format!(
+            "no usage {name:?}; usages: {}",
+            reload_usages::USAGES
+                .iter()
+                .map(|u| format!("{} ({})", u.name, u.about))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// The JSON written to `--status-file`.
@@ -112,13 +131,13 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let control_path = args
             .control
             .clone()
-            .unwrap_or_else(|| crate::control::default_path(&args.data_dir));
-        let control_socket = crate::control::bind(&control_path)?;
+            .unwrap_or_else(|| reload_node::control::default_path(&args.data_dir));
+        let control_socket = reload_node::control::bind(&control_path)?;
         let listeners = Listeners::bind(&opts.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let bootstrap: Vec<(OverlayLinkType, SocketAddr)> = if args.bootstrap.is_empty() {
-            crate::enroll::load_credentials(&args.data_dir)
+            reload_node::enroll::load_credentials(&args.data_dir)
                 .map(|(c, _)| c.bootstrap_nodes)
                 .unwrap_or_default()
                 .into_iter()
@@ -144,7 +163,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let restart2 = restart.clone();
         let data_dir = args.data_dir.clone();
         let status_file = args.status_file.clone();
-        let on_event: crate::shell::EventSink = Box::new(move |node, e| {
+        let on_event: reload_node::shell::EventSink = Box::new(move |node, e| {
             if let Some(path) = &status_file
                 && matches!(e, Event::Joined | Event::NeighborsChanged | Event::LinkUp { .. } | Event::LinkDown { .. })
             {
@@ -155,8 +174,8 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             }
             match e {
             Event::ConfigurationChanged { sequence, rejoin_because, dropped_kinds, document } => {
-                let path = data_dir.join(crate::datadir::CONFIG_FILE);
-                if let Err(e) = crate::datadir::write_private_file(&path, document) {
+                let path = data_dir.join(reload_node::datadir::CONFIG_FILE);
+                if let Err(e) = reload_node::datadir::write_private_file(&path, document) {
                     tracing::error!("new configuration {sequence} in force but not saved: {e}");
                 }
                 tracing::info!(sequence, ?dropped_kinds, "new configuration in force (ConfigUpdate, RFC 6940 §6.5.4)");
@@ -182,10 +201,20 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 _ = restart.notified() => {}
             }
         };
-        let info = crate::control::PeerInfo::of(&node);
-        let running = crate::shell::spawn(node, listeners, on_event, stop, Duration::from_secs(2));
+        let info = reload_node::control::PeerInfo::of(&node);
+        let running = reload_node::shell::spawn(node, listeners, on_event, stop, Duration::from_secs(2));
         tracing::info!(control = %control_socket.path().display(), "control socket ready");
         let server = control_socket.serve(info, running.handle.clone())?;
+        for name in &args.usages {
+            match reload_usages::start(name, &running.handle).await {
+                Ok(_) => tracing::info!(usage = %name, "usage started"),
+                Err(e) => {
+                    running.handle.shutdown().await;
+                    let _ = running.task.await;
+                    return Err(format!("usage {name}: {e}"));
+                }
+            }
+        }
         let _ = running.task.await;
         // Stops the control server and removes its socket.
         drop(server);

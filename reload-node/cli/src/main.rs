@@ -4,6 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+mod control;
+mod enroll;
+mod run;
+mod sandbox;
+
 use clap::{Parser, Subcommand};
 use reload_proto::check::{CheckOptions, check_document, trust_policy};
 use reload_proto::config::{ConfigDocument, OverlayConfig};
@@ -35,29 +40,29 @@ enum Command {
     Cert(CertCommand),
     /// Get the overlay's configuration and this node's certificate from its configuration
     /// and enrollment servers (RFC 6940 §11.2, §11.3), or make a self-signed one (§11.3.1).
-    #[command(long_about = reload_node::enroll::LONG_ABOUT)]
-    Enroll(reload_node::enroll::EnrollArgs),
+    #[command(long_about = enroll::LONG_ABOUT)]
+    Enroll(enroll::EnrollArgs),
     /// Run a peer with the credentials and configuration in its data directory: listen,
     /// join through a bootstrap peer (or start a new overlay with --first), keep the
     /// CHORD-RELOAD ring, route messages; leave the overlay cleanly on SIGINT/SIGTERM.
-    Run(reload_node::run::RunArgs),
+    Run(run::RunArgs),
     /// A whole overlay on loopback from nothing: an enrollment server, N enrolled peers
     /// over TLS (or DTLS), the ring checked and printed, the path between two distant peers
     /// traced (TTL-limited Pings) and a Ping timed; keeps running until Ctrl-C (--check:
     /// exit 0 after the checks).
-    Sandbox(reload_node::sandbox::SandboxArgs),
+    Sandbox(sandbox::SandboxArgs),
     /// Show a running peer's Node-ID, ring neighbours, routing table and connected peers
     /// (through its control socket).
-    #[command(long_about = reload_node::control::STATUS_ABOUT)]
-    Status(reload_node::control::StatusArgs),
+    #[command(long_about = control::STATUS_ABOUT)]
+    Status(control::StatusArgs),
     /// Ping a Node-ID or Resource-ID through a running peer: who answered, round-trip
     /// time.
-    #[command(long_about = reload_node::control::PING_ABOUT)]
-    Ping(reload_node::control::PingArgs),
+    #[command(long_about = control::PING_ABOUT)]
+    Ping(control::PingArgs),
     /// Trace the overlay path to a Node-ID or Resource-ID through a running peer
     /// (TTL-limited Pings): each hop with its round-trip time.
-    #[command(long_about = reload_node::control::TRACE_ABOUT)]
-    Trace(reload_node::control::TraceArgs),
+    #[command(long_about = control::TRACE_ABOUT)]
+    Trace(control::TraceArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,12 +239,12 @@ fn main() -> ExitCode {
             config,
             node_id_length,
         }) => cert_show(&file, config.as_deref(), node_id_length),
-        Command::Run(args) => reload_node::run::main(args),
-        Command::Sandbox(args) => reload_node::sandbox::main(args),
-        Command::Status(args) => reload_node::control::status_main(args),
-        Command::Ping(args) => reload_node::control::ping_main(args),
-        Command::Trace(args) => reload_node::control::trace_main(args),
-        Command::Enroll(args) => reload_node::enroll::run(&args).map(|o| {
+        Command::Run(args) => run::main(args),
+        Command::Sandbox(args) => sandbox::main(args),
+        Command::Status(args) => control::status_main(args),
+        Command::Ping(args) => control::ping_main(args),
+        Command::Trace(args) => control::trace_main(args),
+        Command::Enroll(args) => reload_node::enroll::run(&args.into()).map(|o| {
             reload_node::enroll::print_outcome(&o);
             true
         }),

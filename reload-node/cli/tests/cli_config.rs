@@ -1,7 +1,7 @@
 //! The command line's configuration and certificate commands (`reload-node config check`,
 //! `reload-node cert show`) as a user runs them.
 
-#[path = "../proto/tests/pki/mod.rs"]
+#[path = "../../proto/tests/pki/mod.rs"]
 mod pki;
 
 use std::process::Command;
@@ -90,7 +90,7 @@ fn config_check_command() {
     // The RFC's own example: grammatically valid, unusable. Each known defect is reported.
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/proto/tests/fixtures/rfc6940-example.relo"
+        "/../proto/tests/fixtures/rfc6940-example.relo"
     );
     let (code, out) = reload_node(&["config", "check", "--no-verify", example]);
     assert_eq!(code, 0, "{out}");
