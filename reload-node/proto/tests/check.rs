@@ -7,57 +7,9 @@ use std::time::SystemTime;
 
 use pki::*;
 use reload_proto::check::{CheckOptions, check_document, signed_document};
-use reload_proto::config::{
-    AccessPolicy, ConfigDocument, KindDataModel, KindDefinition, KindRef, OverlayConfig,
-};
-use reload_proto::sign::Credentials;
+use reload_proto::config::{ConfigDocument, OverlayConfig};
 use reload_wire::storage::KindId;
 use time::{Duration, OffsetDateTime};
-
-struct Fixture {
-    ca: TestCa,
-    config_signer: Credentials,
-    kind_signer: Credentials,
-}
-
-fn fixture() -> Fixture {
-    let ca = TestCa::new(true);
-    let config_signer = ca.node(true, 0xc0f1_6000, "config-signer");
-    let kind_signer = ca.node(false, 0x0c1d_5000, "kind-signer");
-    Fixture {
-        ca,
-        config_signer,
-        kind_signer,
-    }
-}
-
-fn config(f: &Fixture, sequence: u16) -> OverlayConfig {
-    let mut c = OverlayConfig::new(OVERLAY);
-    c.sequence = sequence;
-    c.expiration =
-        Some(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + Duration::days(30));
-    c.root_certs = vec![f.ca.der.clone()];
-    c.configuration_signers = vec![f.config_signer.node_id.as_bytes().to_vec()];
-    c.kind_signers = vec![f.kind_signer.node_id.as_bytes().to_vec()];
-    c.enrollment_servers = vec![format!("https://{OVERLAY}/enroll")];
-    c.kinds = vec![
-        KindDefinition::new(
-            KindRef::Name("SIP-REGISTRATION".into()),
-            KindDataModel::Dictionary,
-            AccessPolicy::UserNodeMatch,
-            10,
-            1000,
-        ),
-        KindDefinition::new(
-            KindRef::Id(KindId(0xf000_0001)),
-            KindDataModel::Array,
-            AccessPolicy::UserMatch,
-            4,
-            200,
-        ),
-    ];
-    c
-}
 
 fn check(doc: &str, previous: Option<OverlayConfig>) -> Vec<String> {
     let r = check_document(

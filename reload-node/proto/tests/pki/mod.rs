@@ -151,3 +151,51 @@ pub fn self_signed(rsa: bool, ids: impl Fn(&[u8]) -> Vec<NodeId>) -> (Vec<u8>, B
         node_ids,
     )
 }
+
+/// A CA, a configuration-signer and a kind-signer (for signed configuration documents).
+pub struct Fixture {
+    pub ca: TestCa,
+    pub config_signer: Credentials,
+    pub kind_signer: Credentials,
+}
+
+pub fn fixture() -> Fixture {
+    let ca = TestCa::new(true);
+    let config_signer = ca.node(true, 0xc0f1_6000, "config-signer");
+    let kind_signer = ca.node(false, 0x0c1d_5000, "kind-signer");
+    Fixture {
+        ca,
+        config_signer,
+        kind_signer,
+    }
+}
+
+/// A configuration of the test overlay with `sequence`: the fixture's CA, signers, an
+/// enrollment server and two Kinds (SIP-REGISTRATION and an array Kind).
+pub fn config(f: &Fixture, sequence: u16) -> reload_proto::config::OverlayConfig {
+    let mut c = reload_proto::config::OverlayConfig::new(OVERLAY);
+    c.sequence = sequence;
+    c.expiration =
+        Some(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::days(30));
+    c.root_certs = vec![f.ca.der.clone()];
+    c.configuration_signers = vec![f.config_signer.node_id.as_bytes().to_vec()];
+    c.kind_signers = vec![f.kind_signer.node_id.as_bytes().to_vec()];
+    c.enrollment_servers = vec![format!("https://{OVERLAY}/enroll")];
+    c.kinds = vec![
+        reload_proto::config::KindDefinition::new(
+            reload_proto::config::KindRef::Name("SIP-REGISTRATION".into()),
+            reload_proto::config::KindDataModel::Dictionary,
+            reload_proto::config::AccessPolicy::UserNodeMatch,
+            10,
+            1000,
+        ),
+        reload_proto::config::KindDefinition::new(
+            reload_proto::config::KindRef::Id(reload_wire::storage::KindId(0xf000_0001)),
+            reload_proto::config::KindDataModel::Array,
+            reload_proto::config::AccessPolicy::UserMatch,
+            4,
+            200,
+        ),
+    ];
+    c
+}
