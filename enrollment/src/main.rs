@@ -112,7 +112,9 @@ enum Command {
         password, optional nodeids and csr (application/pkcs10, DER or PEM), Accept: \
         application/pkix-cert; 200 with the DER certificate, or 403 with one of the tokens \
         failed_authentication, username_not_available, Node-IDs_not_available, bad_CSR (the \
-        reason in the reload-enroll-detail header and the log). Malformed requests get 400, 406, \
+        reason in the log, and in the reload-enroll-detail header for all but \
+        failed_authentication, which is one answer whether the account is unknown or disabled \
+        or the password wrong). Malformed requests get 400, 406, \
         413 or 415; too many failed logins 429; slow requests 408.\n\n\
         Prints one line `reload-enroll: serving OVERLAY on https://ADDR` on stdout once listening. \
         Stops on SIGINT or SIGTERM, finishing requests in progress.")]

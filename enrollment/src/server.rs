@@ -10,14 +10,23 @@
 //!   `username_not_available`, `Node-IDs_not_available`, `bad_CSR`. Requests that are not
 //!   enrollment requests at all get a plain 4xx (415 wrong content type, 406 no
 //!   `application/pkix-cert` in Accept, 400 malformed form, 413 body too large, 429 throttled,
-//!   408 too slow). Every refusal also carries the reason in a `reload-enroll-detail` header
-//!   and is logged.
+//!   408 too slow). Every refusal is logged with its reason; every refusal but
+//!   `failed_authentication` also carries the reason in a `reload-enroll-detail` header.
 //!
-//! Order of the checks: the HTTP envelope (content type, Accept, form), then the throttle,
-//! then the password (argon2id, on a bounded pool of blocking threads; unknown accounts are
-//! hashed against a dummy so that they take as long), then the CSR, the requested names and
-//! the Node-ID count, and finally the issuance transaction. Nothing is written to the
-//! database before that transaction, and it commits only if the certificate was made in time.
+//! `failed_authentication` is one answer, whatever the cause — no such account, a name that
+//! cannot be an account, a wrong password, a disabled account (with or without the right
+//! password), an account disabled or removed while its certificate was being made: the same
+//! status, body and headers, so that a client learns nothing about which accounts exist or
+//! are disabled. Only the server's log says which it was.
+//!
+//! Order of the checks: the HTTP envelope (content type, Accept, form), then the account
+//! name (a name that cannot be an account is a failed authentication, throttled by address
+//! only, without hashing anything: its length and characters are the client's own choice
+//! and say nothing about the accounts), then the throttle, then the password (argon2id, on a
+//! bounded pool of blocking threads; unknown accounts are hashed against a dummy so that
+//! they take as long), then the CSR, the requested names and the Node-ID count, and finally
+//! the issuance transaction. Nothing is written to the database before that transaction,
+//! and it commits only if the certificate was made in time.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -41,9 +50,9 @@ use tracing::{info, warn};
 
 use crate::ca::{BACKDATE, Ca, NodeCertSpec, RequestedKey, random_serial, weak_key_reason};
 use crate::datadir::{DataDir, read, read_pem};
-use crate::names::{check_account_name, user_name};
+use crate::names::{MAX_ACCOUNT_NAME, user_name};
 use crate::store::{IssueError, IssuedCert, Store};
-use crate::throttle::{Throttle, ThrottleConfig};
+use crate::throttle::{AccountKey, Throttle, ThrottleConfig};
 use crate::{
     CERT_MEDIA_TYPE, CONFIG_MEDIA_TYPE, CSR_MEDIA_TYPE, DETAIL_HEADER, Error, Result,
     WELL_KNOWN_PATH,
@@ -210,12 +219,15 @@ struct AppState {
     opts: ServeOptions,
 }
 
-/// A refusal: status, body, the reason for the detail header and the log.
+/// A refusal: status, body, the reason for the log (and the detail header, if the client
+/// may see it).
 #[derive(Debug)]
 struct Refusal {
     status: StatusCode,
     body: String,
     detail: String,
+    /// Whether `detail` goes into the `reload-enroll-detail` header.
+    detail_public: bool,
     retry_after: Option<u64>,
 }
 
@@ -226,7 +238,17 @@ impl Refusal {
             status: StatusCode::FORBIDDEN,
             body: token.to_string(),
             detail: detail.into(),
+            detail_public: true,
             retry_after: None,
+        }
+    }
+
+    /// `failed_authentication`: the same answer whatever `why` is (see the module
+    /// documentation); `why` is logged only.
+    fn failed_authentication(why: impl Into<String>) -> Self {
+        Refusal {
+            detail_public: false,
+            ..Refusal::token(FAILED_AUTHENTICATION, why)
         }
     }
 
@@ -237,6 +259,7 @@ impl Refusal {
             status,
             body: format!("{detail}\n"),
             detail,
+            detail_public: true,
             retry_after: None,
         }
     }
@@ -248,20 +271,22 @@ impl Refusal {
             self.body,
         )
             .into_response();
-        // The detail header must be a visible-ASCII field value.
-        let detail: String = self
-            .detail
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&detail) {
-            r.headers_mut().insert(DETAIL_HEADER, v);
+        if self.detail_public {
+            // The detail header must be a visible-ASCII field value.
+            let detail: String = self
+                .detail
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() || c == ' ' {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&detail) {
+                r.headers_mut().insert(DETAIL_HEADER, v);
+            }
         }
         if let Some(s) = self.retry_after {
             r.headers_mut()
@@ -435,8 +460,22 @@ fn csr_der(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
 enum Auth {
     Ok,
     Unknown,
-    Disabled,
+    Disabled { password_good: bool },
     Wrong,
+}
+
+/// How the log shows an account name a client sent: as it is if it can be an account name
+/// (letters, digits, `. _ - +`, at most 64), else its length only — never the client's
+/// bytes (up to the body limit, control characters included) in the log.
+fn shown_name(account: &str) -> String {
+    if AccountKey::of(account).is_some() {
+        account.to_string()
+    } else {
+        format!(
+            "<not an account name: {} bytes, at most {MAX_ACCOUNT_NAME} allowed>",
+            account.len()
+        )
+    }
 }
 
 async fn enroll(
@@ -503,7 +542,7 @@ async fn enroll_inner(
         .await
         .map_err(|r| (None, r))?;
     let account = utf8_field("username", form.username).map_err(|r| (None, r))?;
-    let user = Some(account.clone());
+    let user = Some(shown_name(&account));
     let password = form.password.ok_or_else(|| {
         (
             user.clone(),
@@ -549,8 +588,12 @@ async fn enroll_inner(
         ));
     }
 
-    // Throttle, then the password.
-    if let Err(wait) = st.throttle.check(&account, peer.ip(), Instant::now()) {
+    // The name, the throttle, then the password.
+    let account_key = AccountKey::of(&account);
+    if let Err(wait) = st
+        .throttle
+        .check(account_key.as_ref(), peer.ip(), Instant::now())
+    {
         let secs = wait.as_secs().max(1);
         let mut r = Refusal::plain(
             StatusCode::TOO_MANY_REQUESTS,
@@ -559,22 +602,35 @@ async fn enroll_inner(
         r.retry_after = Some(secs);
         return Err((user, r));
     }
-    let auth = authenticate(st, &account, password)
-        .await
-        .map_err(|e| (user.clone(), internal(e)))?;
-    let why = match auth {
-        Auth::Ok => None,
-        Auth::Unknown => Some("unknown user"),
-        Auth::Disabled => Some("account disabled"),
-        Auth::Wrong => Some("wrong password"),
+    let why = match &account_key {
+        None => Some("not an account name (RFC 6940 §11.3: legal characters only)"),
+        Some(_) => match authenticate(st, &account, password)
+            .await
+            .map_err(|e| (user.clone(), internal(e)))?
+        {
+            Auth::Ok => None,
+            Auth::Unknown => Some("unknown user"),
+            Auth::Disabled {
+                password_good: true,
+            } => Some("account disabled (right password)"),
+            Auth::Disabled {
+                password_good: false,
+            } => Some("account disabled (wrong password)"),
+            Auth::Wrong => Some("wrong password"),
+        },
     };
     if let Some(why) = why {
-        if let Some(lock) = st.throttle.fail(&account, peer.ip(), Instant::now()) {
-            warn!(%peer, user = %account, lockout_s = lock.as_secs(), "failed-login limit reached; locking out");
+        if let Some(lock) = st
+            .throttle
+            .fail(account_key.as_ref(), peer.ip(), Instant::now())
+        {
+            warn!(%peer, user = user.as_deref().unwrap_or("-"), lockout_s = lock.as_secs(), "failed-login limit reached; locking out");
         }
-        return Err((user, Refusal::token(FAILED_AUTHENTICATION, why)));
+        return Err((user, Refusal::failed_authentication(why)));
     }
-    st.throttle.succeed(&account);
+    if let Some(k) = &account_key {
+        st.throttle.succeed(k);
+    }
 
     // The CSR.
     let der = csr_der(&csr_raw).map_err(|e| (user.clone(), Refusal::token(BAD_CSR, e)))?;
@@ -713,7 +769,7 @@ async fn enroll_inner(
             );
             Ok(([(header::CONTENT_TYPE, CERT_MEDIA_TYPE)], der).into_response())
         }
-        Err(IssueError::NotAllowed(why)) => Err((user, Refusal::token(FAILED_AUTHENTICATION, why))),
+        Err(IssueError::NotAllowed(why)) => Err((user, Refusal::failed_authentication(why))),
         Err(IssueError::Quota {
             requested,
             held,
@@ -739,6 +795,7 @@ fn internal(e: Error) -> Refusal {
     )
 }
 
+/// Checks the password of `account`, a valid account name.
 async fn authenticate(st: &Arc<AppState>, account: &str, password: Bytes) -> Result<Auth> {
     let _permit = st
         .hashes
@@ -748,15 +805,11 @@ async fn authenticate(st: &Arc<AppState>, account: &str, password: Bytes) -> Res
     let st = st.clone();
     let account = account.to_string();
     tokio::task::spawn_blocking(move || {
-        // The name check is part of authentication: an impossible name is an unknown user.
-        let row = if check_account_name(&account).is_ok() {
-            st.store
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .user(&account)?
-        } else {
-            None
-        };
+        let row = st
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .user(&account)?;
         Ok(match row {
             None => {
                 // As long as a real check, so that unknown accounts do not stand out.
@@ -766,7 +819,9 @@ async fn authenticate(st: &Arc<AppState>, account: &str, password: Bytes) -> Res
             Some((hash, disabled)) => {
                 let good = verify_password(&hash, &password);
                 if disabled {
-                    Auth::Disabled
+                    Auth::Disabled {
+                        password_good: good,
+                    }
                 } else if good {
                     Auth::Ok
                 } else {

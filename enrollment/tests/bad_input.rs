@@ -35,7 +35,9 @@ async fn each_bad_request_has_its_error_and_changes_nothing() {
     let before = o.counts();
     let (good_csr, _) = csr(&rcgen::PKCS_ECDSA_P256_SHA256, vec![]);
 
-    // (what, answer, status, body, detail fragment)
+    // (what, answer, status, body, detail fragment). The three failed authentications say
+    // nothing more than the token (no detail header: the reason is the body); the log says
+    // which it was.
     let mut cases: Vec<(&str, Answer, u16, &str, &str)> = Vec::new();
 
     let a = post(
@@ -50,7 +52,7 @@ async fn each_bad_request_has_its_error_and_changes_nothing() {
         a,
         403,
         "failed_authentication",
-        "wrong password",
+        "failed_authentication",
     ));
     let a = post(
         &http,
@@ -64,7 +66,7 @@ async fn each_bad_request_has_its_error_and_changes_nothing() {
         a,
         403,
         "failed_authentication",
-        "unknown user",
+        "failed_authentication",
     ));
     let a = post(
         &http,
@@ -78,7 +80,7 @@ async fn each_bad_request_has_its_error_and_changes_nothing() {
         a,
         403,
         "failed_authentication",
-        "account disabled",
+        "failed_authentication",
     ));
 
     let a = post(
