@@ -6,6 +6,14 @@
 //! refuses to start when another live peer answers on that path, and replaces a stale
 //! socket (one nobody listens on, left by a peer that was killed).
 //!
+//! Only the peer's own user is served: the mode keeps others from connecting, and each
+//! connection's peer credentials (`SO_PEERCRED`) are checked against the owner of the socket
+//! file (the user the peer runs as) — a connection from any other uid (a socket whose mode
+//! was widened, a descriptor passed on) gets one line `error denied: …` and is closed. The
+//! socket never exists under a name others can reach with another mode: it is bound inside a
+//! private directory (mode 0700) next to its final name, made 0600 there, then linked to
+//! its name.
+//!
 //! # Protocol
 //!
 //! Line based, UTF-8, each line ending with `\n`. A client sends one command per line
@@ -16,7 +24,8 @@
 //!
 //! Every answer is zero or more data lines followed by one final line: `ok`, or
 //! `error KIND: MESSAGE` (one line, readable). KIND is one of `usage` (unknown command,
-//! missing argument, line too long), `destination` (DEST not understood), `timeout` (no
+//! missing argument, line too long), `denied` (the client is not the peer's own user,
+//! sent once before the connection is closed), `destination` (DEST not understood), `timeout` (no
 //! answer within the request lifetime, RFC 6940 §6.2.1), `refused` (a node answered with
 //! an error), `unexpected` (an answer that is not a PingAns), `ttl` (the trace did not
 //! reach its target within `initial-ttl` hops), `busy` (too many clients), `stopped` (the
@@ -54,7 +63,7 @@
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reload_wire::{Destination, NodeId};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
@@ -73,6 +82,8 @@ pub const MAX_CLIENTS: usize = 8;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest socket path (`sun_path` holds 108 bytes on Linux, 104 elsewhere, with the NUL).
 const MAX_SOCKET_PATH: usize = 103;
+/// Denied connections are logged at most this often (with how many there were).
+const DENIED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The control socket of a peer whose data directory is `data_dir`.
 pub fn default_path(data_dir: &Path) -> PathBuf {
@@ -188,6 +199,50 @@ impl Drop for SocketFile {
 pub struct ControlSocket {
     listener: std::os::unix::net::UnixListener,
     file: SocketFile,
+    /// The uid that owns the socket file — the user this process runs as, the only one
+    /// served.
+    owner: u32,
+}
+
+/// A directory only we can enter (mode 0700), made next to the socket's final name; removed
+/// with what is in it when dropped.
+struct PrivateDir {
+    path: PathBuf,
+    /// The temporary socket inside it.
+    socket: PathBuf,
+}
+
+impl PrivateDir {
+    fn create(parent: &Path) -> std::io::Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let mut last = None;
+        for _ in 0..16 {
+            // Short, so that the temporary socket's path fits where the final one does.
+            let mut r = [0u8; 4];
+            aws_lc_rs::rand::fill(&mut r)
+                .map_err(|_| std::io::Error::other("the system random generator failed"))?;
+            let path = parent.join(format!(".cs{:08x}", u32::from_be_bytes(r)));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => {
+                    return Ok(PrivateDir {
+                        socket: path.join("s"),
+                        path,
+                    });
+                }
+                // Never reuse (or remove) a name someone else made.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_dir(&self.path);
+    }
 }
 
 /// Binds the control socket at `path`, mode 0600. Refuses when a live peer answers there;
@@ -222,29 +277,39 @@ pub fn bind(path: &Path) -> Result<ControlSocket, String> {
             Err(e) => return Err(format!("control socket {shown}: {e}")),
         }
     }
-    // Bound under a temporary name, made 0600, then linked to its name: nobody can connect
-    // before the mode is set, and the link fails if another peer took the name meanwhile.
+    // Bound inside a private directory (0700: nobody else can reach it there), made 0600,
+    // then linked to its name: it is 0600 from the moment anyone can connect, and the link
+    // fails if another peer took the name meanwhile.
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".control-{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let listener = std::os::unix::net::UnixListener::bind(&tmp)
+    let private = PrivateDir::create(&dir)
         .map_err(|e| format!("cannot create the control socket in {}: {e}", dir.display()))?;
-    let linked = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {}
+    if private.socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "control socket path {shown} is too long for a Unix socket (it is made as {}, {} \
+             bytes, at most {MAX_SOCKET_PATH}): give a shorter --control PATH",
+            private.socket.display(),
+            private.socket.as_os_str().len()
+        ));
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&private.socket)
+        .map_err(|e| format!("cannot create the control socket in {}: {e}", dir.display()))?;
+    // Who we are and which inode is ours, read where nobody else can swap the file.
+    let linked = std::fs::set_permissions(&private.socket, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::symlink_metadata(&private.socket))
+        .and_then(|meta| std::fs::hard_link(&private.socket, path).map(|()| meta));
+    drop(private);
+    let meta = match linked {
+        Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(format!(
                 "another peer just created the control socket {shown}"
             ));
         }
         Err(e) => return Err(format!("cannot create the control socket {shown}: {e}")),
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    };
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("{shown}: {e}"))?;
@@ -254,7 +319,23 @@ pub fn bind(path: &Path) -> Result<ControlSocket, String> {
             path: path.to_path_buf(),
             id: (meta.dev(), meta.ino()),
         },
+        owner: meta.uid(),
     })
+}
+
+/// Whether the client at the other end of `stream` may use the control socket: only the
+/// user `owner` (the user the peer runs as) may. `Err` is the refusal line.
+pub fn check_client(stream: &tokio::net::UnixStream, owner: u32) -> Result<(), String> {
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == owner => Ok(()),
+        Ok(c) => Err(format!(
+            "error denied: uid {} may not use this control socket (only the peer's own user may)",
+            c.uid()
+        )),
+        Err(e) => Err(format!(
+            "error denied: the client's credentials cannot be read ({e})"
+        )),
+    }
 }
 
 /// The control server of a running peer; dropping it stops the server and removes the
@@ -276,14 +357,22 @@ impl ControlSocket {
         &self.file.path
     }
 
+    /// The uid served: the owner of the socket file.
+    pub fn owner(&self) -> u32 {
+        self.owner
+    }
+
     /// Serves the socket (in the current tokio runtime) for the node of `handle`.
     pub fn serve(self, info: PeerInfo, handle: NodeHandle) -> Result<ControlServer, String> {
         let listener = tokio::net::UnixListener::from_std(self.listener)
             .map_err(|e| format!("{}: {e}", self.file.path.display()))?;
         let info = std::sync::Arc::new(info);
+        let owner = self.owner;
         let task = tokio::spawn(async move {
             // Dropped with the accept loop: aborting the server ends every client.
             let mut clients = tokio::task::JoinSet::new();
+            let mut denied = 0u64;
+            let mut denied_logged: Option<Instant> = None;
             loop {
                 let stream = match listener.accept().await {
                     Ok((s, _)) => s,
@@ -293,6 +382,22 @@ impl ControlSocket {
                         continue;
                     }
                 };
+                if let Err(line) = check_client(&stream, owner) {
+                    // One line into the empty send buffer (never waiting for the client),
+                    // then closed: a foreign client costs no task and no node work.
+                    let _ = stream.try_write(format!("{line}\n").as_bytes());
+                    drop(stream);
+                    denied += 1;
+                    if denied_logged.is_none_or(|t| t.elapsed() >= DENIED_LOG_INTERVAL) {
+                        tracing::warn!(
+                            denied,
+                            "control socket: refused a client that is not uid {owner}: {line}"
+                        );
+                        denied_logged = Some(Instant::now());
+                        denied = 0;
+                    }
+                    continue;
+                }
                 while clients.try_join_next().is_some() {}
                 if clients.len() >= MAX_CLIENTS {
                     clients.spawn(async move {
@@ -557,6 +662,179 @@ mod tests {
             &"f".repeat(32),
         ] {
             assert!(parse_destination(bad, &i).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The uid this process runs as (the owner of a file it creates).
+    fn own_uid(dir: &Path) -> u32 {
+        let f = dir.join("whoami");
+        std::fs::write(&f, b"").unwrap();
+        std::fs::metadata(&f).unwrap().uid()
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("reload-ctl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A handle whose node is gone (`status` answers `error stopped`; `help` works).
+    fn stopped_handle() -> NodeHandle {
+        let (tx, _) = mpsc::channel(1);
+        NodeHandle::new(tx)
+    }
+
+    /// Sends `help` and reads lines until the final one (or the end), at most 10 s.
+    async fn ask_help(path: &Path) -> Vec<String> {
+        let s = tokio::net::UnixStream::connect(path).await.unwrap();
+        let (r, mut w) = s.into_split();
+        let _ = w.write_all(b"help\n").await;
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        let mut got = Vec::new();
+        let read = async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                let done = l == "ok" || l.starts_with("error ");
+                got.push(l);
+                if done {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("an answer within 10 s");
+        got
+    }
+
+    #[tokio::test]
+    async fn check_client_admits_the_owner_only() {
+        let dir = scratch("check");
+        let me = own_uid(&dir);
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+        assert_eq!(check_client(&a, me), Ok(()));
+        let other = me.wrapping_add(1);
+        let refusal = check_client(&a, other).unwrap_err();
+        assert_eq!(
+            refusal,
+            format!(
+                "error denied: uid {me} may not use this control socket (only the peer's own user may)"
+            )
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The owner is served; another uid (run as root: this test binary, as uid 65534,
+    /// connecting to a socket made world-writable so that only the uid check stands in its
+    /// way) gets `error denied: …` and the connection closed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_owner_is_served_and_another_uid_is_denied() {
+        let dir = scratch("served");
+        let path = dir.join("c.sock");
+        let socket = bind(&path).unwrap();
+        assert_eq!(socket.owner(), own_uid(&dir));
+        let server = socket.serve(info(), stopped_handle()).unwrap();
+        let got = ask_help(&path).await;
+        assert_eq!(got.last().map(String::as_str), Some("ok"), "{got:?}");
+        assert_eq!(got.len(), HELP.len() + 1, "{got:?}");
+
+        if own_uid(&dir) != 0 {
+            eprintln!("not root: the check itself is tested by check_client_admits_the_owner_only");
+            return;
+        }
+        const NOBODY: u32 = 65534;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let helper_path = path.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            use std::os::unix::process::CommandExt as _;
+            let child = std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "control::tests::foreign_uid_helper",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(HELPER_SOCKET_ENV, &helper_path)
+                .uid(NOBODY)
+                .gid(NOBODY)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                // The test binary may sit where that user cannot reach it.
+                Err(e) => return Err(e),
+            };
+            let start = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if start.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(child.wait_with_output().unwrap())
+        })
+        .await
+        .unwrap();
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("cannot run the test binary as uid {NOBODY} ({e}): skipped");
+                return;
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("Permission denied") && !stdout.contains("ANSWER:") {
+            eprintln!("the test binary cannot run as uid {NOBODY}: skipped ({stderr})");
+            return;
+        }
+        assert!(
+            stdout.contains(&format!(
+                "ANSWER:error denied: uid {NOBODY} may not use this control socket"
+            )),
+            "stdout: {stdout}\nstderr: {stderr}"
+        );
+        assert!(
+            stdout.contains("AFTER:closed"),
+            "the connection is closed after the refusal: {stdout}"
+        );
+        // The owner is still served.
+        let got = ask_help(&path).await;
+        assert_eq!(got.last().map(String::as_str), Some("ok"), "{got:?}");
+        drop(server);
+        assert!(!path.exists(), "the socket is removed with the server");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const HELPER_SOCKET_ENV: &str = "RELOAD_CONTROL_TEST_SOCKET";
+
+    /// Run by `the_owner_is_served_and_another_uid_is_denied` as another user: connects,
+    /// asks for help, prints the first line answered and whether the server closed.
+    #[test]
+    #[ignore = "a helper, run as another user by the_owner_is_served_and_another_uid_is_denied"]
+    fn foreign_uid_helper() {
+        use std::io::{BufRead as _, Write as _};
+        let Some(path) = std::env::var_os(HELPER_SOCKET_ENV) else {
+            return;
+        };
+        let mut s = std::os::unix::net::UnixStream::connect(path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"help\n");
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        println!("ANSWER:{}", line.trim_end());
+        let mut rest = String::new();
+        match r.read_line(&mut rest) {
+            Ok(0) => println!("AFTER:closed"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => println!("AFTER:closed"),
+            Ok(_) => println!("AFTER:more {}", rest.trim_end()),
+            Err(e) => println!("AFTER:error {e}"),
         }
     }
 
