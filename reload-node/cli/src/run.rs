@@ -55,9 +55,10 @@ pub struct RunArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, reload_node=trace.
     #[arg(long, default_value = "info")]
     pub log: String,
-    /// Write an NSS key log of the TLS and DTLS links to FILE (to decrypt captures; a debugging
-    /// aid, never for production). Also taken from the SSLKEYLOGFILE environment variable.
-    #[arg(long, value_name = "FILE", env = "SSLKEYLOGFILE")]
+    /// Write an NSS key log of the TLS and DTLS links to FILE (to decrypt captures: whoever
+    /// reads FILE reads the links; a debugging aid, never for production). Only this flag
+    /// turns it on: the SSLKEYLOGFILE environment variable is ignored (with a warning).
+    #[arg(long, value_name = "FILE")]
     pub key_log: Option<PathBuf>,
     /// Keep FILE up to date with this peer's state as JSON (node_id, joined, successors,
     /// predecessors, connected peers), rewritten atomically on every change — for
@@ -127,6 +128,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let mut node = from_data_dir(&args.data_dir, &opts)?;
         let span = tracing::info_span!("node", id = %node.node_id());
         let _g = span.enter();
+        warn_about_key_log(args.key_log.as_deref(), std::env::var_os("SSLKEYLOGFILE").as_deref());
         // Before the listeners: a second peer on the same data directory stops here.
         let control_path = args
             .control
@@ -221,6 +223,24 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         tracing::info!("stopped");
         Ok(true)
     })
+}
+
+/// Key logging is on only with `--key-log FILE`, and then says so; an SSLKEYLOGFILE in the
+/// environment (set for a browser, say) never turns it on by itself.
+fn warn_about_key_log(flag: Option<&std::path::Path>, env: Option<&std::ffi::OsStr>) {
+    if let Some(path) = flag {
+        tracing::warn!(
+            "--key-log: writing the TLS and DTLS link secrets to {}; whoever reads it can decrypt \
+             this peer's links (a debugging aid, never for production)",
+            path.display()
+        );
+    } else if let Some(env) = env {
+        tracing::warn!(
+            "SSLKEYLOGFILE is set ({}) but ignored: no link secrets are written; to write them \
+             (for debugging only), give --key-log FILE",
+            std::path::Path::new(env).display()
+        );
+    }
 }
 
 /// SIGINT or SIGTERM.
