@@ -10,6 +10,7 @@ use reload_proto::config::OverlayConfig;
 use reload_proto::link::{LinkConfig, LinkContext, SecureLinks, WallAnchor};
 use reload_proto::node::{Admission, Node, NodeParts, NodeSettings};
 use reload_proto::overlay::Overlay;
+use reload_proto::rand::Seed;
 use reload_proto::sign::Credentials;
 use reload_proto::topology::{Topologies, TopologyContext};
 use reload_wire::link::OverlayLinkType;
@@ -38,11 +39,13 @@ impl Default for PeerOptions {
     }
 }
 
-/// A random seed from the operating system.
-pub fn os_seed() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    u64::from_be_bytes(b)
+/// 32 random bytes from the operating system, for the core's CSPRNG (transaction IDs must
+/// be unpredictable, RFC 6940 §6.3.2): a peer does not start without them.
+pub fn os_seed() -> Result<Seed, String> {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| "the operating system's random source failed: cannot start".to_string())?;
+    Ok(Seed(b))
 }
 
 /// Builds the core of a peer over real (D)TLS links, with the topology plug-in the
@@ -79,7 +82,7 @@ pub fn build_with(
         topology,
         links: Box::new(SecureLinks::new(ctx)),
     };
-    Ok(Node::new(parts, now, wall, os_seed()))
+    Ok(Node::new(parts, now, wall, os_seed()?))
 }
 
 /// [`build_with`] the default plug-ins.

@@ -1,6 +1,55 @@
-//! The one seeded pseudo-random generator of the core: timer jitter, finger probes,
-//! simulated latency and loss. Deterministic for a seed, so that a simulation replays
-//! exactly. Never used where the RFC asks for unpredictability (transaction IDs, §6.3.2).
+//! Randomness of the core, always from a seed the shell gives (the core reads no OS
+//! source):
+//! - [`Csprng`] (ChaCha20) for what RFC 6940 wants unpredictable: transaction IDs
+//!   (§6.3.2: "MUST be randomly generated"), the PingAns `response_id`;
+//! - [`Prng`], a small fast generator for timer jitter, finger probes, simulated latency and
+//!   loss — deterministic for a seed, so a simulation replays exactly, and never used where
+//!   unpredictability matters.
+
+use chacha20::ChaCha20Rng;
+use rand_core::{Rng as _, SeedableRng as _};
+
+/// The 32-byte seed of a node's [`Csprng`]: from the operating system on a real peer (the
+/// shell fails to start without it), from the run seed in a simulation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Seed(pub [u8; 32]);
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seed(..)")
+    }
+}
+
+impl Seed {
+    /// A seed expanded from a 64-bit number: predictable, for simulations and tests only.
+    pub fn from_u64(v: u64) -> Seed {
+        let mut p = Prng::new(v);
+        let mut b = [0u8; 32];
+        for chunk in b.chunks_mut(8) {
+            chunk.copy_from_slice(&p.next_u64().to_be_bytes());
+        }
+        Seed(b)
+    }
+}
+
+/// ChaCha20 keyed by a [`Seed`]: its outputs reveal nothing about later ones.
+pub struct Csprng(ChaCha20Rng);
+
+impl std::fmt::Debug for Csprng {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Csprng(..)")
+    }
+}
+
+impl Csprng {
+    pub fn new(seed: &Seed) -> Self {
+        Csprng(ChaCha20Rng::from_seed(seed.0))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+}
 
 /// xorshift64*, its state from splitmix64 of the seed: seeds that differ in one bit give
 /// unrelated streams, and no seed gives the all-zero state.
@@ -66,6 +115,26 @@ impl Prng {
 #[cfg(test)]
 mod tests {
     use super::Prng;
+
+    #[test]
+    fn the_csprng_is_reproducible_for_a_seed_and_differs_between_seeds() {
+        use super::{Csprng, Seed};
+        let a: Vec<u64> = {
+            let mut c = Csprng::new(&Seed::from_u64(1));
+            (0..4).map(|_| c.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut c = Csprng::new(&Seed::from_u64(1));
+            (0..4).map(|_| c.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut c = Csprng::new(&Seed([7; 32]));
+            (0..4).map(|_| c.next_u64()).collect()
+        };
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.windows(2).all(|w| w[0] != w[1]));
+    }
 
     #[test]
     fn seeds_give_distinct_reproducible_streams() {

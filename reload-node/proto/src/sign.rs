@@ -392,13 +392,85 @@ pub fn stored_data_signature_input(
     Ok(b.freeze())
 }
 
-/// Certificates seen in security blocks, by SHA-256 of their DER, bounded in size.
+/// Certificates in a message's security block that are looked at, at most: more are
+/// ignored (a signer's certificate and a few intermediates fit).
+pub const MAX_CERTS_PER_MESSAGE: usize = 8;
+
+/// Node-IDs in one certificate, at most: a certificate with more is not used (each costs
+/// a hash per identity lookup index; enrollment servers issue a handful).
+pub const MAX_NODE_IDS_PER_CERT: usize = 64;
+
+/// The hash algorithms signer identities may use (§6.3.4); both are indexed.
+const IDENTITY_HASHES: [HashAlgorithm; 2] = [HashAlgorithm::SHA256, HashAlgorithm::SHA1];
+
+/// A signer identity's hash, as looked up: algorithm, with or without a Node-ID, value.
+type IdentityKey = (u8, bool, Vec<u8>);
+
+/// Certificates of signers whose signatures verified, bounded in size, indexed by every
+/// identity hash that may name them (cert_hash, and cert_hash_node_id for each of their
+/// Node-IDs, under SHA-256 and SHA-1), so that resolving an identity is one lookup. A
+/// certificate enters only once a signature made with it verified: junk certificates in
+/// security blocks cost their parsing, never cache space.
 #[derive(Debug)]
 pub struct CertCache {
     node_id_len: usize,
     capacity: usize,
     by_hash: HashMap<[u8; 32], Arc<ReloadCertificate>>,
     order: VecDeque<[u8; 32]>,
+    identities: HashMap<IdentityKey, ([u8; 32], Option<NodeId>)>,
+}
+
+/// The identity keys of one certificate: (key, the Node-ID it designates, if any).
+fn identity_keys(cert: &ReloadCertificate) -> Vec<(IdentityKey, Option<NodeId>)> {
+    let mut keys = Vec::new();
+    for alg in IDENTITY_HASHES {
+        if let Some(h) = hash(alg, &[cert.der()]) {
+            keys.push(((alg.0, false, h), None));
+        }
+        for id in cert.node_ids.iter().take(MAX_NODE_IDS_PER_CERT) {
+            keys.push((
+                (alg.0, true, cert_node_hash(alg, id, cert.der())),
+                Some(*id),
+            ));
+        }
+    }
+    keys
+}
+
+/// What a signer identity asks for.
+fn identity_key(identity: &SignerIdentity) -> Result<IdentityKey, SignError> {
+    match identity {
+        SignerIdentity::CertHash {
+            hash_alg,
+            certificate_hash,
+        } => Ok((hash_alg.0, false, certificate_hash.to_vec())),
+        SignerIdentity::CertHashNodeId {
+            hash_alg,
+            certificate_node_id_hash,
+        } => Ok((hash_alg.0, true, certificate_node_id_hash.to_vec())),
+        SignerIdentity::None => Err(SignError::UnacceptableIdentity("identity none")),
+        SignerIdentity::Unknown { .. } => {
+            Err(SignError::UnacceptableIdentity("unknown identity type"))
+        }
+    }
+}
+
+/// The certificate and Node-ID an identity key found, or why not.
+fn designated(
+    cert: Arc<ReloadCertificate>,
+    node_id: Option<NodeId>,
+) -> Result<(Arc<ReloadCertificate>, NodeId), SignError> {
+    match (node_id, cert.node_ids.as_slice()) {
+        (Some(id), _) => Ok((cert, id)),
+        (None, [id]) => {
+            let id = *id;
+            Ok((cert, id))
+        }
+        (None, []) => Err(IdentityError::NoNodeId.into()),
+        (None, _) => Err(SignError::UnacceptableIdentity(
+            "cert_hash used with a certificate holding several Node-IDs (§6.3.4 requires cert_hash_node_id)",
+        )),
+    }
 }
 
 impl CertCache {
@@ -408,6 +480,7 @@ impl CertCache {
             capacity: capacity.max(1),
             by_hash: HashMap::new(),
             order: VecDeque::new(),
+            identities: HashMap::new(),
         }
     }
 
@@ -421,83 +494,80 @@ impl CertCache {
         self.capacity
     }
 
-    /// Parses and remembers a certificate; evicts the oldest when full.
+    /// Parses a certificate (one with more than [`MAX_NODE_IDS_PER_CERT`] Node-IDs is
+    /// refused).
+    pub fn parse(&self, der: &Bytes) -> Result<Arc<ReloadCertificate>, IdentityError> {
+        let cert = ReloadCertificate::parse(der.clone(), self.node_id_len)?;
+        if cert.node_ids.len() > MAX_NODE_IDS_PER_CERT {
+            return Err(IdentityError::Malformed(format!(
+                "{} Node-IDs in one certificate (at most {MAX_NODE_IDS_PER_CERT})",
+                cert.node_ids.len()
+            )));
+        }
+        Ok(Arc::new(cert))
+    }
+
+    /// Parses and remembers a certificate (whose signature the caller verified); evicts
+    /// the oldest when full.
     pub fn insert(&mut self, der: &Bytes) -> Result<Arc<ReloadCertificate>, IdentityError> {
         let key: [u8; 32] = Sha256::digest(der).into();
         if let Some(c) = self.by_hash.get(&key) {
             return Ok(c.clone());
         }
-        let cert = Arc::new(ReloadCertificate::parse(der.clone(), self.node_id_len)?);
-        while self.by_hash.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.by_hash.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.by_hash.insert(key, cert.clone());
-        self.order.push_back(key);
+        let cert = self.parse(der)?;
+        self.insert_parsed(key, cert.clone());
         Ok(cert)
     }
 
-    /// The certificate and Node-ID a signer identity designates.
+    fn insert_parsed(&mut self, key: [u8; 32], cert: Arc<ReloadCertificate>) {
+        if self.by_hash.contains_key(&key) {
+            return;
+        }
+        while self.by_hash.len() >= self.capacity {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.by_hash.remove(&old) {
+                for (k, _) in identity_keys(&c) {
+                    if self.identities.get(&k).is_some_and(|(o, _)| *o == old) {
+                        self.identities.remove(&k);
+                    }
+                }
+            }
+        }
+        for (k, id) in identity_keys(&cert) {
+            self.identities.insert(k, (key, id));
+        }
+        self.by_hash.insert(key, cert);
+        self.order.push_back(key);
+    }
+
+    /// The certificate and Node-ID a signer identity designates, among the cached
+    /// certificates and then `candidates` (those of the message at hand).
     pub fn resolve(
         &self,
         identity: &SignerIdentity,
+        candidates: &[Arc<ReloadCertificate>],
     ) -> Result<(Arc<ReloadCertificate>, NodeId), SignError> {
-        match identity {
-            SignerIdentity::CertHash {
-                hash_alg,
-                certificate_hash,
-            } => {
-                let cert = if *hash_alg == HashAlgorithm::SHA256 {
-                    <[u8; 32]>::try_from(certificate_hash.as_ref())
-                        .ok()
-                        .and_then(|k| self.by_hash.get(&k).cloned())
-                } else {
-                    self.by_hash
-                        .values()
-                        .find(|c| {
-                            hash(*hash_alg, &[c.der()]).as_deref()
-                                == Some(certificate_hash.as_ref())
-                        })
-                        .cloned()
-                };
-                let cert = cert.ok_or(SignError::UnknownSigner)?;
-                match cert.node_ids.as_slice() {
-                    [id] => Ok((cert.clone(), *id)),
-                    [] => Err(IdentityError::NoNodeId.into()),
-                    _ => Err(SignError::UnacceptableIdentity(
-                        "cert_hash used with a certificate holding several Node-IDs (§6.3.4 requires cert_hash_node_id)",
-                    )),
+        let want = identity_key(identity)?;
+        if !IDENTITY_HASHES.iter().any(|a| a.0 == want.0) {
+            return Err(SignError::UnacceptableIdentity(
+                "unsupported identity hash algorithm",
+            ));
+        }
+        if let Some((key, id)) = self.identities.get(&want)
+            && let Some(cert) = self.by_hash.get(key)
+        {
+            return designated(cert.clone(), *id);
+        }
+        for cert in candidates {
+            for (k, id) in identity_keys(cert) {
+                if k == want {
+                    return designated(cert.clone(), id);
                 }
-            }
-            SignerIdentity::CertHashNodeId {
-                hash_alg,
-                certificate_node_id_hash,
-            } => {
-                if hash(*hash_alg, &[]).is_none() {
-                    return Err(SignError::UnacceptableIdentity(
-                        "unsupported identity hash algorithm",
-                    ));
-                }
-                for cert in self.by_hash.values() {
-                    for id in &cert.node_ids {
-                        if cert_node_hash(*hash_alg, id, cert.der())
-                            == certificate_node_id_hash.as_ref()
-                        {
-                            return Ok((cert.clone(), *id));
-                        }
-                    }
-                }
-                Err(SignError::UnknownSigner)
-            }
-            SignerIdentity::None => Err(SignError::UnacceptableIdentity("identity none")),
-            SignerIdentity::Unknown { .. } => {
-                Err(SignError::UnacceptableIdentity("unknown identity type"))
             }
         }
+        Err(SignError::UnknownSigner)
     }
 }
 
@@ -534,17 +604,15 @@ impl Verifier {
         }
     }
 
-    fn learn(&mut self, certs: &[GenericCertificate]) -> Vec<Bytes> {
-        let mut ders = Vec::new();
-        for c in certs {
-            if c.certificate_type == reload_wire::security::CertificateType::X509 {
-                // A certificate that does not parse is simply not usable.
-                if self.cache.insert(&c.certificate).is_ok() {
-                    ders.push(c.certificate.clone());
-                }
-            }
-        }
-        ders
+    /// The X.509 certificates of a security block (at most [`MAX_CERTS_PER_MESSAGE`]): the
+    /// DERs, as intermediates for chain checks.
+    fn carried(certs: &[GenericCertificate]) -> Vec<Bytes> {
+        certs
+            .iter()
+            .filter(|c| c.certificate_type == reload_wire::security::CertificateType::X509)
+            .take(MAX_CERTS_PER_MESSAGE)
+            .map(|c| c.certificate.clone())
+            .collect()
     }
 
     fn check_signed(
@@ -554,7 +622,18 @@ impl Verifier {
         intermediates: &[Bytes],
         now: SystemTime,
     ) -> Result<VerifiedSigner, SignError> {
-        let (cert, node_id) = self.cache.resolve(&signature.identity)?;
+        // The cache first; only on a miss are the message's certificates parsed (bounded).
+        let (cert, node_id) = match self.cache.resolve(&signature.identity, &[]) {
+            Ok(found) => found,
+            Err(SignError::UnknownSigner) => {
+                let candidates: Vec<Arc<ReloadCertificate>> = intermediates
+                    .iter()
+                    .filter_map(|der| self.cache.parse(der).ok())
+                    .collect();
+                self.cache.resolve(&signature.identity, &candidates)?
+            }
+            Err(e) => return Err(e),
+        };
         self.check_chain(&cert, intermediates, now)?;
         let mut input =
             BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());
@@ -569,6 +648,9 @@ impl Verifier {
             &input,
             &signature.signature_value,
         )?;
+        // Verified: now its certificate may be cached.
+        let key: [u8; 32] = Sha256::digest(cert.der()).into();
+        self.cache.insert_parsed(key, cert.clone());
         Ok(VerifiedSigner { node_id, cert })
     }
 
@@ -622,7 +704,7 @@ impl Verifier {
         msg: &Message,
         now: SystemTime,
     ) -> Result<VerifiedSigner, SignError> {
-        let inter = self.learn(&msg.security.certificates);
+        let inter = Self::carried(&msg.security.certificates);
         let mut data = BytesMut::with_capacity(12 + msg.contents.encoded_len());
         data.put_u32(msg.header.overlay);
         data.put_u64(msg.header.transaction_id);
@@ -642,7 +724,7 @@ impl Verifier {
         certificates: &[GenericCertificate],
         now: SystemTime,
     ) -> Result<VerifiedSigner, SignError> {
-        let inter = self.learn(certificates);
+        let inter = Self::carried(certificates);
         let full = stored_data_signature_input(resource, kind, data, &data.signature.identity)?;
         let ident_len = data.signature.identity.encoded_len();
         self.check_signed(
@@ -662,7 +744,7 @@ impl Verifier {
         allowed: &[NodeId],
         now: SystemTime,
     ) -> Result<VerifiedSigner, SignError> {
-        let inter = self.learn(&block.certificates);
+        let inter = Self::carried(&block.certificates);
         let signer = self.check_signed(&block.signature, blob, &inter, now)?;
         if !allowed.contains(&signer.node_id) {
             return Err(SignError::SignerNotAllowed(signer.node_id));

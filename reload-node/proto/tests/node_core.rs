@@ -18,6 +18,7 @@ use reload_proto::link::plain::PlainLinks;
 use reload_proto::link::{LinkConfig, LinkContext, LinkFactory, SecureLinks, WallAnchor};
 use reload_proto::node::{Event, InboundRequest, Node, NodeParts, NodeSettings, RequestError};
 use reload_proto::overlay::Overlay;
+use reload_proto::rand::Seed;
 use reload_proto::sim::{Sim, SimNetwork};
 use reload_proto::topology::*;
 use reload_wire::body::MessageBody;
@@ -203,7 +204,12 @@ fn ring_over(
             topology: topo,
             links,
         };
-        let node = Node::new(parts, sim.now, anchor.wall, seed ^ id as u64);
+        let node = Node::new(
+            parts,
+            sim.now,
+            anchor.wall,
+            Seed::from_u64(seed ^ id as u64),
+        );
         sim.add(node, addr);
     }
     for i in 0..n {

@@ -15,7 +15,7 @@ use reload_proto::link::WallAnchor;
 use reload_proto::link::plain::PlainLinks;
 use reload_proto::node::{Event, Node, NodeParts, NodeSettings, RequestError, Start};
 use reload_proto::overlay::Overlay;
-use reload_proto::rand::Prng;
+use reload_proto::rand::{Prng, Seed};
 use reload_proto::sim::{Sim, SimNetwork};
 use reload_proto::topology::{Topologies, TopologyContext, TopologyError, xor};
 use reload_wire::body::MessageBody;
@@ -62,7 +62,12 @@ fn overlay(n: usize, seed: u64, net: SimNetwork) -> Net {
             credentials: creds,
             topology,
         };
-        let node = Node::new(parts, sim.now, anchor.wall, seed ^ id as u64);
+        let node = Node::new(
+            parts,
+            sim.now,
+            anchor.wall,
+            Seed::from_u64(seed ^ id as u64),
+        );
         sim.add(node, addr);
     }
     let first = sim.nodes[0].addr;

@@ -80,6 +80,9 @@ pub enum Reliability {
 pub struct FramingConfig {
     /// The overlay's max-message-size (§11.1): larger frames are refused in both directions.
     pub max_message_size: usize,
+    /// The overlay's node-id-length (§11.1), to read the forwarding header of a message
+    /// over max-message-size (for its Error_Message_Too_Large).
+    pub node_id_len: usize,
     /// Messages waiting to be framed (before the link is up, or behind SR's one message in
     /// flight). [`Framer::send`] answers [`LinkError::QueueFull`] beyond.
     pub max_queued_messages: usize,
@@ -112,6 +115,7 @@ impl FramingConfig {
     pub fn new(max_message_size: usize) -> Self {
         FramingConfig {
             max_message_size: max_message_size.min(MAX_FRAMED_MESSAGE),
+            node_id_len: 16,
             max_queued_messages: 256,
             max_queued_bytes: 4 << 20,
             initial_rto: None,
@@ -472,7 +476,8 @@ impl Framer {
             .get(reload_wire::framing::DATA_FRAME_OVERHEAD..)
             .unwrap_or(&[]);
         let prefix = Bytes::copy_from_slice(body);
-        let opts = reload_wire::DecodeOptions::default();
+        let opts = reload_wire::DecodeOptions::new(self.cfg.node_id_len, MAX_FRAMED_MESSAGE)
+            .unwrap_or_default();
         if reload_wire::ForwardingHeader::peek_prefix(&prefix, &opts).is_ok() {
             self.refusing = true;
             self.inbuf = BytesMut::new();

@@ -240,8 +240,11 @@ impl LinkConfig {
     /// certificates at the wall-clock time `anchor` gives.
     pub fn new(trust: TrustPolicy, max_message_size: usize, anchor: WallAnchor) -> Self {
         LinkConfig {
+            framing: FramingConfig {
+                node_id_len: trust.node_id_len,
+                ..FramingConfig::new(max_message_size)
+            },
             trust,
-            framing: FramingConfig::new(max_message_size),
             handshake_timeout: Duration::from_secs(10),
             tls12: true,
             tls13: true,

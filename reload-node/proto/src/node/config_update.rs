@@ -121,18 +121,21 @@ impl Node {
             v.verify_blob(block.signed_bytes(), sb, &signers, wall)
                 .map_err(|e| forbidden(format!("kind-signature refused: {e}")))?;
             let id = block.kind.kind_id();
-            // §6.5.4.2: a Kind we know, signed by a different signer, conflicts.
-            let known_signer = updated.kinds.iter().find(|k| k.kind_id() == id).map(|k| {
-                k.signature
-                    .as_ref()
-                    .and_then(|s| s.security_block.as_ref().ok())
-                    .map(|b| b.signature.identity.clone())
-            });
-            if let Some(old) = known_signer
-                && old.as_ref() != Some(&sb.signature.identity)
-            {
+            // §6.5.4.2: a Kind update that conflicts with a Kind we know is refused. We take
+            // any difference as a conflict: a Kind block by ConfigUpdate teaches a Kind to a
+            // node that lacks it (§7.4.1.2); changing a known Kind takes a new configuration.
+            // So an older, validly signed block cannot downgrade a Kind, and a kind-signer's
+            // renewed certificate (§11.1 names signers by Node-ID) does not matter.
+            if let Some(known) = updated.kinds.iter().find(|k| k.kind_id() == id) {
+                let unsigned = |k: &KindDefinition| KindDefinition {
+                    signature: None,
+                    ..k.clone()
+                };
+                if unsigned(known) == unsigned(&block.kind) {
+                    continue;
+                }
                 return Err(forbidden(format!(
-                    "Kind {} is known with another signer",
+                    "Kind {} is known with another definition; a new configuration changes it",
                     id.map(|k| k.to_string()).unwrap_or_default()
                 )));
             }

@@ -215,6 +215,7 @@ impl Node {
     /// Registers a new link over `transport`.
     fn add_link(
         &mut self,
+        now: Instant,
         session: Box<dyn LinkSession>,
         transport: Transport,
         remote: SocketAddr,
@@ -233,6 +234,7 @@ impl Node {
                 inbound,
                 expected_peer,
                 self.overlay.clone(),
+                now,
             ),
         );
         id
@@ -256,7 +258,7 @@ impl Node {
             .link(TransportKind::Stream, Role::Server, None, now)
             .map_err(|e| Refusal::Link(e.to_string()))?;
         let stream = StreamId(self.next_id());
-        let link = self.add_link(session, Transport::Stream(stream), remote, true, None);
+        let link = self.add_link(now, session, Transport::Stream(stream), remote, true, None);
         self.endpoint.streams.insert(stream, link);
         self.pump_link(now, link);
         self.drain_topology(now);
@@ -381,6 +383,7 @@ impl Node {
             .link(TransportKind::Datagram, Role::Server, None, now)
         {
             Ok(session) => Some(self.add_link(
+                now,
                 session,
                 Transport::Datagram { local, remote },
                 remote,
@@ -452,7 +455,7 @@ impl Node {
             Ok(s) => s,
             Err(e) => return fail(self, e.to_string()),
         };
-        let link = self.add_link(session, transport, addr, false, expected_peer);
+        let link = self.add_link(now, session, transport, addr, false, expected_peer);
         match transport {
             Transport::Stream(stream) => {
                 self.endpoint.streams.insert(stream, link);

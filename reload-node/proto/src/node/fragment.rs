@@ -13,14 +13,18 @@
 //! its offsets relative to the original message.
 //!
 //! Reassembly is bounded: at most `max_messages` partial messages and `max_bytes` bytes in
-//! total; a partial message expires after the maximum request lifetime (15 s by default,
-//! §6.7 SHOULD). When the buffer is full a message is dropped (§6.7 MUST): the oldest
-//! incomplete one, so that a flood of fragments that never complete cannot lock out real
-//! messages, whose fragments arrive within moments of each other; a single message larger
-//! than the whole buffer is itself dropped. Overlapping
-//! and repeated chunks (a retransmission split differently on another path) are accepted;
-//! a chunk beyond the end announced by the last fragment, or a message that would exceed
-//! max-message-size, drops the message.
+//! total — each chunk charged [`CHUNK_OVERHEAD`] bytes more than its data, each message its
+//! header — and at most [`MAX_CHUNKS`] chunks per message; chunks are copied out of the
+//! buffer they arrived in (holding a small chunk never pins a large read buffer). A
+//! partial message expires after the maximum request lifetime (15 s by default, §6.7
+//! SHOULD). When the buffer is full a message is dropped (§6.7 MUST): the oldest
+//! incomplete one of the link that holds the most, so that a flood of fragments that never
+//! complete — from one neighbour, or through it — pushes out its own, not real messages
+//! arriving over other links; a single message larger than the whole buffer is itself
+//! dropped. Overlapping and repeated chunks (a retransmission split differently on another
+//! path) are accepted; an empty chunk that is not the last, a chunk beyond the end
+//! announced by the last fragment, or a message that would exceed max-message-size, drops
+//! the message.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -35,6 +39,11 @@ pub const VIA_GROWTH_ROOM: usize = 32;
 pub const MIN_FRAGMENT_BODY: usize = 256;
 /// The largest offset the 24-bit fragment field can express.
 const MAX_OFFSET: usize = 0x00ff_ffff;
+/// What holding one chunk costs beyond its bytes (its map entry), charged to the buffer.
+pub const CHUNK_OVERHEAD: usize = 64;
+/// Chunks one message may be made of, at most (re-fragmented paths and retransmissions
+/// split differently included; a 64 KiB message in 1 KiB fragments needs 64).
+pub const MAX_CHUNKS: usize = 256;
 
 /// Splits `message` (whole, or itself a fragment) into fragments of at most `mtu` bytes.
 /// Returns the message unchanged when it fits, or when the header leaves no room for
@@ -90,6 +99,8 @@ pub enum Refused {
 
 #[derive(Debug)]
 struct Partial {
+    /// The link its fragments come over (the previous hop, authenticated).
+    source: u64,
     /// The first fragment's header (offset 0): the reassembled message's header.
     first: Option<ForwardingHeader>,
     /// Chunks by offset.
@@ -145,10 +156,12 @@ impl Reassembly {
     }
 
     /// Takes one fragment (`header` parsed from `data`, whose header is `header_len`
-    /// bytes). Returns the whole message once every byte arrived.
+    /// bytes) that came over link `source`. Returns the whole message once every byte
+    /// arrived.
     pub fn insert(
         &mut self,
         now: Instant,
+        source: u64,
         header: ForwardingHeader,
         header_len: usize,
         data: Bytes,
@@ -156,29 +169,34 @@ impl Reassembly {
     ) -> Result<Option<Bytes>, Refused> {
         let txid = header.transaction_id;
         let offset = header.fragment.offset() as usize;
-        let chunk = data.slice(header_len.min(data.len())..);
+        // A copy: the chunk must not pin the whole buffer it was read into.
+        let chunk = Bytes::copy_from_slice(&data[header_len.min(data.len())..]);
         let end = offset + chunk.len();
-        if end + header_len > max_message_size {
+        let last = header.fragment.is_last();
+        if end + header_len > max_message_size || (chunk.is_empty() && !last) {
             self.drop_message(txid);
             return Err(Refused::Inconsistent);
         }
+        let cost = chunk.len() + CHUNK_OVERHEAD;
         if !self.partial.contains_key(&txid) {
             if self.partial.len() >= self.max_messages {
-                self.evict_oldest(txid);
+                self.evict(txid);
             }
             self.partial.insert(
                 txid,
                 Partial {
+                    source,
                     first: None,
                     chunks: BTreeMap::new(),
                     end: None,
-                    bytes: 0,
+                    bytes: header_len,
                     deadline: now + self.lifetime,
                 },
             );
+            self.bytes += header_len;
         }
-        while self.bytes + chunk.len() > self.max_bytes {
-            if !self.evict_oldest(txid) {
+        while self.bytes + cost > self.max_bytes {
+            if !self.evict(txid) {
                 self.drop_message(txid);
                 return Err(Refused::BufferFull);
             }
@@ -186,10 +204,10 @@ impl Reassembly {
         let Some(p) = self.partial.get_mut(&txid) else {
             return Ok(None);
         };
-        let last = header.fragment.is_last();
         let beyond = p.end.is_some_and(|e| end > e)
             || (last && p.chunks.iter().any(|(o, c)| o + c.len() > end))
-            || (last && p.end.is_some_and(|e| e != end));
+            || (last && p.end.is_some_and(|e| e != end))
+            || (p.chunks.len() >= MAX_CHUNKS && !p.chunks.contains_key(&offset));
         if beyond {
             self.drop_message(txid);
             return Err(Refused::Inconsistent);
@@ -200,13 +218,12 @@ impl Reassembly {
         if offset == 0 && p.first.is_none() {
             p.first = Some(header);
         }
-        let added = chunk.len();
         if let Some(old) = p.chunks.insert(offset, chunk) {
-            p.bytes -= old.len();
-            self.bytes -= old.len();
+            p.bytes -= old.len() + CHUNK_OVERHEAD;
+            self.bytes -= old.len() + CHUNK_OVERHEAD;
         }
-        p.bytes += added;
-        self.bytes += added;
+        p.bytes += cost;
+        self.bytes += cost;
         let Some(total) = p.end else {
             return Ok(None);
         };
@@ -243,15 +260,27 @@ impl Reassembly {
         Ok(Some(b.freeze()))
     }
 
-    /// Makes room by dropping the oldest partial message other than `keep` (a flood of
-    /// incomplete fragments then pushes out only older incomplete messages, while a real
-    /// message, whose fragments arrive together, completes). False if there is none.
-    fn evict_oldest(&mut self, keep: u64) -> bool {
+    /// Makes room by dropping a partial message other than `keep`: the oldest of the link
+    /// that holds the most (a flood of incomplete fragments then pushes out its own, while
+    /// real messages over other links complete). False if there is none.
+    fn evict(&mut self, keep: u64) -> bool {
+        let mut per_source: HashMap<u64, usize> = HashMap::new();
+        for (t, p) in &self.partial {
+            if *t != keep {
+                *per_source.entry(p.source).or_default() += 1;
+            }
+        }
+        let Some((&source, _)) = per_source
+            .iter()
+            .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+        else {
+            return false;
+        };
         let oldest = self
             .partial
             .iter()
-            .filter(|(t, _)| **t != keep)
-            .min_by_key(|(_, p)| p.deadline)
+            .filter(|(t, p)| **t != keep && p.source == source)
+            .min_by_key(|(t, p)| (p.deadline, **t))
             .map(|(t, _)| *t);
         match oldest {
             Some(t) => {
@@ -318,7 +347,7 @@ mod tests {
         let mut out = None;
         for f in frags {
             let (h, hl) = ForwardingHeader::peek(f, &opts()).unwrap();
-            if let Some(m) = r.insert(now, h, hl, f.clone(), 100_000).unwrap() {
+            if let Some(m) = r.insert(now, 1, h, hl, f.clone(), 100_000).unwrap() {
                 out = Some(m);
             }
         }
@@ -392,12 +421,15 @@ mod tests {
         let now = Instant::now();
         let (h, hl) = ForwardingHeader::peek(&frags[0], &opts()).unwrap();
         assert_eq!(
-            r.insert(now, h, hl, frags[0].clone(), 100_000).unwrap(),
+            r.insert(now, 1, h, hl, frags[0].clone(), 100_000).unwrap(),
             None
         );
         let last = frags.last().unwrap();
         let (h, hl) = ForwardingHeader::peek(last, &opts()).unwrap();
-        assert_eq!(r.insert(now, h, hl, last.clone(), 100_000).unwrap(), None);
+        assert_eq!(
+            r.insert(now, 1, h, hl, last.clone(), 100_000).unwrap(),
+            None
+        );
         assert_eq!(r.len(), 1);
         assert_eq!(r.next_deadline(), Some(now + Duration::from_secs(15)));
         r.expire(now + Duration::from_secs(16));
@@ -408,7 +440,7 @@ mod tests {
         let mut refused = false;
         for f in &frags {
             let (h, hl) = ForwardingHeader::peek(f, &opts()).unwrap();
-            if r.insert(now, h, hl, f.clone(), 100_000) == Err(Refused::BufferFull) {
+            if r.insert(now, 1, h, hl, f.clone(), 100_000) == Err(Refused::BufferFull) {
                 refused = true;
             }
         }
@@ -417,7 +449,7 @@ mod tests {
         // Larger than max-message-size: refused.
         let (h, hl) = ForwardingHeader::peek(last, &opts()).unwrap();
         assert_eq!(
-            r.insert(now, h, hl, last.clone(), 1000),
+            r.insert(now, 1, h, hl, last.clone(), 1000),
             Err(Refused::Inconsistent)
         );
     }
@@ -430,11 +462,11 @@ mod tests {
         let now = Instant::now();
         // The second-to-last fragment marked as last: a shorter end than chunks seen.
         let (h, hl) = ForwardingHeader::peek(&frags[3], &opts()).unwrap();
-        r.insert(now, h, hl, frags[3].clone(), 100_000).unwrap();
+        r.insert(now, 1, h, hl, frags[3].clone(), 100_000).unwrap();
         let (mut h, hl) = ForwardingHeader::peek(&frags[1], &opts()).unwrap();
         h.fragment = Fragment::new(h.fragment.offset(), true);
         assert_eq!(
-            r.insert(now, h, hl, frags[1].clone(), 100_000),
+            r.insert(now, 1, h, hl, frags[1].clone(), 100_000),
             Err(Refused::Inconsistent)
         );
         assert!(r.is_empty());
@@ -463,7 +495,7 @@ mod tests {
                 let (h, hl) = ForwardingHeader::peek(&data, &opts()).unwrap();
                 let now = t0 + Duration::from_secs(secs);
                 r.expire(now);
-                let _ = r.insert(now, h, hl, data, 40_000);
+                let _ = r.insert(now, 1, h, hl, data, 40_000);
                 proptest::prop_assert!(r.buffered() <= 16_384);
                 proptest::prop_assert!(r.len() <= 3);
             }
@@ -504,7 +536,7 @@ mod tests {
             let mut got = None;
             for f in &arrival {
                 let (h, hl) = ForwardingHeader::peek(f, &opts()).unwrap();
-                if let Some(whole) = r.insert(now, h, hl, f.clone(), 100_000).unwrap() {
+                if let Some(whole) = r.insert(now, 1, h, hl, f.clone(), 100_000).unwrap() {
                     got = Some(whole);
                 }
             }
@@ -515,5 +547,69 @@ mod tests {
                 proptest::prop_assert_eq!(got, Some(m));
             }
         }
+    }
+
+    /// A fragment of message `txid` (a copy of `frag` under another transaction ID).
+    fn with_txid(frag: &Bytes, txid: u64) -> (ForwardingHeader, usize, Bytes) {
+        let (mut h, hl) = ForwardingHeader::peek(frag, &opts()).unwrap();
+        h.transaction_id = txid;
+        let mut b = BytesMut::new();
+        h.encode_with_length(&mut b, frag.len() as u32).unwrap();
+        b.extend_from_slice(&frag[hl..]);
+        (h, hl, b.freeze())
+    }
+
+    #[test]
+    fn a_flood_over_one_link_evicts_its_own_partials_not_another_links_message() {
+        let frags = split(message(3000), 1200, &opts());
+        assert!(frags.len() >= 3);
+        let mut r = Reassembly::new(1 << 20, 16, Duration::from_secs(15));
+        let now = Instant::now();
+        // The real message's first fragment arrives over link 2…
+        let (h, hl, f) = with_txid(&frags[0], 7);
+        assert_eq!(r.insert(now, 2, h, hl, f, 100_000), Ok(None));
+        // …then link 1 floods first fragments of 500 messages that never complete…
+        for t in 1000..1500 {
+            let (h, hl, f) = with_txid(&frags[0], t);
+            let _ = r.insert(now, 1, h, hl, f, 100_000);
+            assert!(r.len() <= 16);
+        }
+        // …and the real message still completes.
+        let mut whole = None;
+        for frag in &frags[1..] {
+            let (h, hl, f) = with_txid(frag, 7);
+            whole = r.insert(now, 2, h, hl, f, 100_000).unwrap();
+        }
+        assert!(whole.is_some(), "the message over the other link completed");
+    }
+
+    #[test]
+    fn empty_non_final_chunks_and_too_many_chunks_drop_the_message() {
+        let frags = split(message(3000), 1200, &opts());
+        let mut r = Reassembly::new(1 << 20, 16, Duration::from_secs(15));
+        let now = Instant::now();
+        let (h, hl, f) = with_txid(&frags[0], 9);
+        let empty = f.slice(..hl);
+        let mut h0 = h.clone();
+        h0.fragment = Fragment::new(10, false);
+        assert_eq!(
+            r.insert(now, 1, h0, hl, empty, 100_000),
+            Err(Refused::Inconsistent)
+        );
+        assert!(r.is_empty());
+        // Chunks of one byte at new offsets: at most MAX_CHUNKS kept, then dropped.
+        let mut refused = false;
+        for k in 0..(MAX_CHUNKS + 10) {
+            let mut hk = h.clone();
+            hk.fragment = Fragment::new(1 + 2 * k as u32, false);
+            let one = Bytes::from([f.slice(..hl).to_vec(), vec![1]].concat());
+            if r.insert(now, 1, hk, hl, one, 100_000) == Err(Refused::Inconsistent) {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
+        assert!(r.is_empty());
+        assert_eq!(r.buffered(), 0);
     }
 }

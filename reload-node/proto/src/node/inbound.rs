@@ -24,7 +24,7 @@ use reload_wire::topology::{
     JoinAns, JoinReq, LeaveAns, LeaveReq, ProbeAns, ProbeInformation, ProbeInformationType,
     RouteQueryAns, RouteQueryReq, UpdateAns, UpdateReq,
 };
-use reload_wire::{Destination, ForwardingHeader, NodeId, Wire};
+use reload_wire::{Destination, ForwardingHeader, ForwardingOption, NodeId, Wire};
 
 use super::routing::{Received, reply_destination};
 use super::tx::Outstanding;
@@ -69,6 +69,24 @@ pub(super) struct ReplyRoute {
     destination: Vec<Destination>,
     transaction_id: u64,
     max_response_length: u32,
+    /// The request's options flagged RESPONSE_COPY, flags cleared (§6.3.2.3).
+    copied_options: Vec<ForwardingOption>,
+}
+
+/// The options an answer carries: the request's RESPONSE_COPY options, with the
+/// RESPONSE_COPY, FORWARD_CRITICAL and DESTINATION_CRITICAL flags cleared (§6.3.2.3 MUST).
+fn copied_options(h: &ForwardingHeader) -> Vec<ForwardingOption> {
+    let clear = option_flags::RESPONSE_COPY
+        | option_flags::FORWARD_CRITICAL
+        | option_flags::DESTINATION_CRITICAL;
+    h.options
+        .iter()
+        .filter(|o| o.flags & option_flags::RESPONSE_COPY != 0)
+        .map(|o| ForwardingOption {
+            flags: o.flags & !clear,
+            ..o.clone()
+        })
+        .collect()
 }
 
 #[derive(Debug)]
@@ -103,6 +121,20 @@ impl Inbound {
     }
 }
 
+/// Whether an Attach candidate is an address we may connect to: a port, a unicast host
+/// address; loopback only when we ourselves are on loopback (a test overlay). Anything
+/// else would make us connect wherever a requester likes.
+fn usable_candidate(addr: std::net::SocketAddr, on_loopback: bool) -> bool {
+    use std::net::IpAddr;
+    let ip = addr.ip();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !broadcast
+        && (on_loopback || !ip.is_loopback())
+}
+
 /// Extensions this node understands.
 fn known_extension(_t: MessageExtensionType) -> bool {
     false
@@ -133,7 +165,7 @@ impl Node {
         };
         self.stats.delivered += 1;
         if m.is_response {
-            return self.on_response(now, msg);
+            return self.on_response(now, m.link, msg);
         }
         if let Some((signer, body)) = self.check_request(now, &m, &msg) {
             self.dispatch(now, m, signer, body);
@@ -213,11 +245,9 @@ impl Node {
                 self.error_reply(now, link, from, header, code, why);
                 if code == ErrorCode::CONFIG_TOO_OLD {
                     // The sender is behind: it gets our configuration too (§6.3.2.1).
-                    let originator = match header.via_list.first() {
-                        Some(Destination::Node(n)) => *n,
-                        _ => signer.node_id,
-                    };
-                    self.send_configuration(now, originator);
+                    // To the verified signer, never to an unverified via entry (a
+                    // forged via list would make us reflect the document elsewhere).
+                    self.send_configuration(now, signer.node_id);
                 }
                 None
             }
@@ -235,6 +265,7 @@ impl Node {
             destination: reply_destination(&header, from),
             transaction_id: header.transaction_id,
             max_response_length: header.max_response_length,
+            copied_options: copied_options(&header),
         };
         // Join and Leave: the ID must be the signer's, on a link bound to it (§6.4.2.1-2).
         let direct = header.via_list.is_empty() && from == signer.node_id;
@@ -243,20 +274,18 @@ impl Node {
                 response_id: self.rng.next_u64(),
                 time: unix_ms(self.wall(now)),
             })),
-            MessageBody::AttachReq(req) => self.on_attach(now, signer.node_id, req),
+            MessageBody::AttachReq(req) => {
+                if header.via_list.is_empty() {
+                    // The previous hop Attached itself: its Node-ID on this link is settled.
+                    self.attached_over(now, link, signer.node_id);
+                }
+                self.on_attach(now, signer.node_id, req)
+            }
             MessageBody::JoinReq(req) => self.on_join(now, signer.node_id, direct, req),
             MessageBody::LeaveReq(req) => self.on_leave(now, signer.node_id, direct, req),
-            MessageBody::UpdateReq(UpdateReq(body)) => self
-                .topo
-                .handle(
-                    now,
-                    TopologyInput::Update {
-                        from: signer.node_id,
-                        body,
-                    },
-                )
-                .map(|()| MessageBody::UpdateAns(UpdateAns::default()))
-                .map_err(|c| ErrorResponse::new(c, "update refused")),
+            MessageBody::UpdateReq(UpdateReq(body)) => {
+                self.on_update(now, signer.node_id, direct, body)
+            }
             MessageBody::RouteQueryReq(req) => self.on_route_query(now, signer.node_id, req),
             MessageBody::ProbeReq(req) => Ok(self.on_probe(now, &req.requested_info)),
             MessageBody::ConfigUpdateReq(body) => self
@@ -373,7 +402,8 @@ impl Node {
             Ok(b) => b,
             Err(e) => MessageBody::Error(e),
         };
-        let header = self.header(route.destination.clone(), route.transaction_id);
+        let mut header = self.header(route.destination.clone(), route.transaction_id);
+        header.options = route.copied_options;
         let Ok(mut bytes) = self.build(header.clone(), &body) else {
             return;
         };
@@ -405,6 +435,11 @@ impl Node {
         code: ErrorCode,
         why: &str,
     ) {
+        // Unverified traffic costs a signature each: bounded per link.
+        if !self.error_budget(now, link) {
+            self.stats.errors_suppressed += 1;
+            return;
+        }
         let requester = match header.via_list.first() {
             Some(Destination::Node(n)) => *n,
             _ => from,
@@ -415,6 +450,7 @@ impl Node {
             destination: reply_destination(header, from),
             transaction_id: header.transaction_id,
             max_response_length: 0,
+            copied_options: copied_options(header),
         };
         self.reply(now, route, Err(ErrorResponse::new(code, why.to_string())));
     }
@@ -440,6 +476,27 @@ impl Node {
                 })
             })
             .map_err(|c| ErrorResponse::new(c, "join refused"))
+    }
+
+    /// Update (§6.4.2.3, §10.7): only from a neighbour over its own link — a routed
+    /// Update would make the plug-in take its signer for a linked, live neighbour.
+    fn on_update(
+        &mut self,
+        now: Instant,
+        signer: NodeId,
+        direct: bool,
+        body: bytes::Bytes,
+    ) -> Result<MessageBody, ErrorResponse> {
+        if !direct {
+            return Err(ErrorResponse::new(
+                ErrorCode::FORBIDDEN,
+                "Update must come from the updating peer over its own link",
+            ));
+        }
+        self.topo
+            .handle(now, TopologyInput::Update { from: signer, body })
+            .map(|()| MessageBody::UpdateAns(UpdateAns::default()))
+            .map_err(|c| ErrorResponse::new(c, "update refused"))
     }
 
     fn on_leave(
@@ -561,16 +618,29 @@ impl Node {
             .values()
             .any(|s| s.peer.is_none() && s.expected_peer == Some(requester));
         if !self.by_peer.contains_key(&requester) && !connecting {
-            let target = req
-                .candidates
-                .iter()
-                .find_map(|c| Some((c.overlay_link, c.addr_port.socket_addr()?)));
+            let on_loopback = self.s.listen.iter().any(|(_, a)| a.ip().is_loopback());
+            let target = req.candidates.iter().find_map(|c| {
+                let addr = c.addr_port.socket_addr()?;
+                usable_candidate(addr, on_loopback).then_some((c.overlay_link, addr))
+            });
             let Some((protocol, addr)) = target else {
                 return Err(ErrorResponse::new(
                     ErrorCode::INVALID_MESSAGE,
                     "Attach without a usable candidate",
                 ));
             };
+            // Links we are setting up on others' behalf are bounded like incoming ones.
+            let opening = self
+                .links
+                .values()
+                .filter(|s| !s.inbound && !s.session.is_established())
+                .count();
+            if opening >= self.s.admission.max_handshakes {
+                return Err(ErrorResponse::new(
+                    ErrorCode::FORBIDDEN,
+                    "too many links being set up: try again later",
+                ));
+            }
             if let Some(link) = self.open_link(now, addr, protocol, Some(requester))
                 && let Some(slot) = self.links.get_mut(&link)
             {

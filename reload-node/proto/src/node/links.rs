@@ -20,6 +20,12 @@ use crate::link::{LinkEvent, LinkSession};
 use crate::overlay::Overlay;
 use crate::topology::{StartMode, TopologyInput};
 
+/// Error answers to unverified or failing requests one link may cause in a burst, and per
+/// second after it: each costs a signature, so a peer sending garbage cannot make us sign
+/// without bound.
+pub(super) const ERROR_BURST: f64 = 20.0;
+pub(super) const ERROR_RATE: f64 = 10.0;
+
 /// One link.
 #[derive(Debug)]
 pub(super) struct LinkSlot {
@@ -38,13 +44,21 @@ pub(super) struct LinkSlot {
     pub(super) expected_peer: Option<NodeId>,
     /// Opened for an Attach we answered: send an Update once up (§6.4.2.3).
     pub(super) send_update: bool,
+    /// The Node-ID it is bound to was learnt through an Attach (or its certificate holds
+    /// only one): a peer with several Node-IDs may route nothing but Ping and Attach
+    /// through us before that (§6.1.2).
+    pub(super) attached: bool,
     /// Last time the link carried a message either way.
     last_activity: Option<Instant>,
+    /// Error answers this link may still cause now, and when that was computed (a token
+    /// bucket: [`ERROR_BURST`], refilled at [`ERROR_RATE`] per second).
+    error_tokens: (f64, Instant),
     /// The overlay in force when the link was made (its peer check used that trust).
     overlay: Arc<Overlay>,
 }
 
 impl LinkSlot {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         session: Box<dyn LinkSession>,
         transport: Transport,
@@ -53,6 +67,7 @@ impl LinkSlot {
         inbound: bool,
         expected_peer: Option<NodeId>,
         overlay: Arc<Overlay>,
+        now: Instant,
     ) -> Self {
         LinkSlot {
             session,
@@ -65,7 +80,9 @@ impl LinkSlot {
             chain: Vec::new(),
             expected_peer,
             send_update: false,
+            attached: false,
             last_activity: None,
+            error_tokens: (ERROR_BURST, now),
             overlay,
         }
     }
@@ -179,13 +196,19 @@ impl Node {
             let why = format!("peer certificate refused under the new configuration: {e}");
             return self.close_link(now, id, &why);
         }
-        let peer = slot
+        // Which of its Node-IDs (§6.1.2): the one the Attach named, or for a link the peer
+        // opened to us, the one whose answer to our Attach came back; else the first, and
+        // a peer with several may then route only Ping and Attach through us until it
+        // Attaches.
+        let awaiting = &self.awaiting_connect;
+        let attached_id = slot
             .expected_peer
             .filter(|e| node_ids.contains(e))
-            .or_else(|| node_ids.first().copied());
-        let Some(peer) = peer else {
+            .or_else(|| node_ids.iter().copied().find(|n| awaiting.contains_key(n)));
+        let Some(peer) = attached_id.or_else(|| node_ids.first().copied()) else {
             return self.close_link(now, id, "peer certificate has no Node-ID");
         };
+        slot.attached = attached_id.is_some() || node_ids.len() == 1;
         slot.cert = Some(cert);
         slot.chain = chain;
         let transport = slot.transport;
@@ -239,6 +262,58 @@ impl Node {
             self.topo.start(now, mode);
         }
         self.drain_topology(now);
+    }
+
+    /// Whether `link` may cause one more error answer now (see [`ERROR_BURST`]).
+    pub(super) fn error_budget(&mut self, now: Instant, link: LinkId) -> bool {
+        let Some(slot) = self.links.get_mut(&link) else {
+            return link == super::LOOPBACK;
+        };
+        let (tokens, at) = slot.error_tokens;
+        let refill = now.saturating_duration_since(at).as_secs_f64() * ERROR_RATE;
+        let tokens = (tokens + refill).min(ERROR_BURST);
+        if tokens < 1.0 {
+            slot.error_tokens = (tokens, now);
+            return false;
+        }
+        slot.error_tokens = (tokens - 1.0, now);
+        true
+    }
+
+    /// Whether requests other than Ping and Attach may come over `link`: not before a peer
+    /// whose certificate holds several Node-IDs has Attached (§6.1.2).
+    pub(super) fn may_route_through(&self, link: LinkId) -> bool {
+        self.links.get(&link).is_none_or(|s| s.attached)
+    }
+
+    /// The peer on `link` sent us an Attach signed as `signer`, one of its certificate's
+    /// Node-IDs: the link is bound to that Node-ID from now on (§6.1.2).
+    pub(super) fn attached_over(&mut self, now: Instant, link: LinkId, signer: NodeId) {
+        let Some(slot) = self.links.get_mut(&link) else {
+            return;
+        };
+        if !slot.cert.as_ref().is_some_and(|c| c.has_node_id(&signer)) {
+            return;
+        }
+        slot.attached = true;
+        let old = slot.peer.replace(signer);
+        if old == Some(signer) {
+            return;
+        }
+        if let Some(old) = old
+            && self.by_peer.get(&old) == Some(&link)
+        {
+            self.by_peer.remove(&old);
+            let _ = self.topo.handle(now, TopologyInput::LinkDown { peer: old });
+        }
+        if let Some(prev) = self.by_peer.insert(signer, link)
+            && prev != link
+        {
+            self.close_link(now, prev, "a newer link to the same peer");
+        }
+        let _ = self
+            .topo
+            .handle(now, TopologyInput::LinkUp { peer: signer });
     }
 
     /// The link is gone (failed, closed by either side, transport lost): forget it, tell

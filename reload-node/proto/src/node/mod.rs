@@ -46,7 +46,7 @@ use reload_wire::{MessageBody, NodeId};
 
 use crate::link::{LinkFactory, WallAnchor};
 use crate::overlay::Overlay;
-use crate::rand::Prng;
+use crate::rand::{Csprng, Seed};
 use crate::sign::{Credentials, Verifier};
 use crate::topology::{StartMode, Topology};
 
@@ -70,6 +70,9 @@ pub struct NodeSettings {
     pub cert_cache_size: usize,
     /// Requests handed to the application and not answered yet.
     pub max_app_requests: usize,
+    /// Requests of ours waiting for an answer, at most (the application's, the topology
+    /// plug-in's, Updates, keepalives): beyond, new ones are refused.
+    pub max_outstanding: usize,
     /// A DTLS link with no traffic for this long gets a Ping, so that a dead peer is
     /// noticed by the link's retransmission timeout (UDP has no connection to lose; RFC
     /// 6940 §6.6.3.1). 10 s by default (ICE keepalives are at least 15 s, RFC 5245 §10).
@@ -90,6 +93,7 @@ impl NodeSettings {
             answer_cache_size: 4096,
             cert_cache_size: 1024,
             max_app_requests: 1024,
+            max_outstanding: 4096,
             dtls_keepalive: Duration::from_secs(10),
             reassembly_buffer: 8 << 20,
             reassembly_messages: 1024,
@@ -258,6 +262,8 @@ pub struct NodeStats {
     /// the application did not answer in time.
     pub unserved_requests: u64,
     pub expired_requests: u64,
+    /// Error answers not sent: the link's error budget was spent.
+    pub errors_suppressed: u64,
 }
 
 /// The node core. See the module documentation.
@@ -268,7 +274,8 @@ pub struct Node {
     verifier: Verifier,
     topo: Box<dyn Topology + Send>,
     factory: Box<dyn LinkFactory>,
-    rng: Prng,
+    /// Transaction IDs and other values the RFC wants unpredictable (§6.3.2).
+    rng: Csprng,
     anchor: WallAnchor,
     links: HashMap<LinkId, links::LinkSlot>,
     by_peer: HashMap<NodeId, LinkId>,
@@ -317,8 +324,8 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// A node made of `parts`, at `now` (monotonic) which is `wall` on the wall clock,
-    /// with a random `seed`.
-    pub fn new(parts: NodeParts, now: Instant, wall: SystemTime, seed: u64) -> Self {
+    /// with a random `seed` (from the operating system on a real peer).
+    pub fn new(parts: NodeParts, now: Instant, wall: SystemTime, seed: Seed) -> Self {
         let NodeParts {
             settings,
             overlay,
@@ -339,7 +346,7 @@ impl Node {
             creds: credentials,
             topo: topology,
             factory: links,
-            rng: Prng::new(seed),
+            rng: Csprng::new(&seed),
             anchor: WallAnchor::new(now, wall),
             links: HashMap::new(),
             by_peer: HashMap::new(),

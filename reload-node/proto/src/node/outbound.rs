@@ -121,6 +121,12 @@ impl Node {
         configuration_sequence: u16,
         ttl: u8,
     ) -> Result<u64, RequestError> {
+        if self.tx.len() >= self.s.max_outstanding {
+            return Err(RequestError::Unsendable(format!(
+                "{} requests are waiting for answers already (max_outstanding)",
+                self.tx.len()
+            )));
+        }
         let transaction_id = self.rng.next_u64();
         let mut header = self.header(destination.clone(), transaction_id);
         header.configuration_sequence = configuration_sequence;
@@ -143,9 +149,12 @@ impl Node {
                 destination,
                 transmissions: 1,
                 next_retransmit: now + self.overlay.reliability_timer(),
+                sent_on: Vec::new(),
             },
         );
-        self.route_out(now, message);
+        if let Some(link) = self.route_out(now, message) {
+            self.tx.sent_on(transaction_id, link);
+        }
         Ok(transaction_id)
     }
 
@@ -172,22 +181,25 @@ impl Node {
         let interval = self.overlay.reliability_timer();
         for r in self.tx.expire(now, interval, MAX_TRANSMISSIONS) {
             match r {
-                Ok((_, message)) => {
+                Ok((tx, message)) => {
                     self.stats.retransmissions += 1;
-                    self.route_out(now, message);
+                    if let Some(link) = self.route_out(now, message) {
+                        self.tx.sent_on(tx, link);
+                    }
                 }
                 Err((tx, o)) => self.request_failed(now, tx, o.purpose, RequestError::Timeout),
             }
         }
     }
 
-    /// An answer to one of our requests.
-    pub(super) fn on_response(&mut self, now: Instant, msg: Message) {
+    /// An answer to one of our requests, arrived on `link`.
+    pub(super) fn on_response(&mut self, now: Instant, link: super::LinkId, msg: Message) {
         let txid = msg.header.transaction_id;
         let Some(pending) = self.tx.get(txid) else {
             return; // late or duplicate answer
         };
         let expected = pending.destination.last().cloned();
+        let on_path = pending.sent_on.contains(&link);
         let signer = match self.verifier.verify_message(&msg, self.wall(now)) {
             Ok(s) => s.node_id,
             Err(_) => {
@@ -200,10 +212,11 @@ impl Node {
         // the topology plug-in accepts as responsible (at least as close as any node we
         // know). Errors that only arise in transit (TTL, forwarding options, size, RFC
         // 7851 underlay errors) come from the hop that hit them, so they are accepted from
-        // any verified signer — else the RFC's own Error_TTL_Exceeded could never reach
-        // the requester.
+        // any verified signer on the request's path — one that saw the (unpredictable)
+        // transaction ID, whose answer comes back over a link the request left on — else
+        // the RFC's own Error_TTL_Exceeded could never reach the requester.
         let in_transit =
-            matches!(&body, Ok(MessageBody::Error(e)) if is_transit_error(e.error_code));
+            on_path && matches!(&body, Ok(MessageBody::Error(e)) if is_transit_error(e.error_code));
         let acceptable = in_transit
             || match &expected {
                 Some(Destination::Node(n)) if !n.is_wildcard() => *n == signer,

@@ -30,6 +30,13 @@ pub(super) fn header_code(data: &Bytes, header_len: usize) -> Option<MessageCode
     Some(MessageCode(u16::from_be_bytes([b[0], b[1]])))
 }
 
+/// Whether a destination list names an entry twice.
+fn has_duplicates(list: &[Destination]) -> bool {
+    list.iter()
+        .enumerate()
+        .any(|(i, d)| list[i + 1..].contains(d))
+}
+
 /// The destination list of an answer (§6.2.2, §6.1.2): the node we got the request from,
 /// then the request's via list reversed.
 pub(super) fn reply_destination(h: &ForwardingHeader, from: NodeId) -> Vec<Destination> {
@@ -81,6 +88,38 @@ impl Node {
             }
             self.stats.dropped_other += 1;
             return;
+        }
+        // §13.6.5: a request whose destination list (its originator's source route) names
+        // a node twice is a loop in the making. An answer's list is the reversed path of its
+        // request, which may have crossed a node twice while routes changed: not checked.
+        if !is_response && !tail && has_duplicates(&header.destination_list) {
+            self.error_reply(
+                now,
+                link,
+                from,
+                &header,
+                ErrorCode::INVALID_MESSAGE,
+                "duplicate entries in the destination list",
+            );
+            self.stats.dropped_malformed += 1;
+            return;
+        }
+        // §6.1.2: a peer whose certificate holds several Node-IDs routes nothing but Ping
+        // and Attach through us before it Attached.
+        if !is_response && !tail && !self.may_route_through(link) {
+            let code = header_code(&data, header_len);
+            if !matches!(code, Some(MessageCode::PING_REQ | MessageCode::ATTACH_REQ)) {
+                self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::FORBIDDEN,
+                    "Attach first: your certificate holds several Node-IDs (RFC 6940 §6.1.2)",
+                );
+                self.stats.dropped_other += 1;
+                return;
+            }
         }
         let m = Received {
             link,
@@ -239,7 +278,10 @@ impl Node {
             ..
         } = m;
         let max = overlay.max_message_size();
-        match self.reassembly.insert(now, header, header_len, data, max) {
+        match self
+            .reassembly
+            .insert(now, link.0, header, header_len, data, max)
+        {
             Ok(None) => {}
             Ok(Some(whole)) => {
                 self.stats.reassembled += 1;
@@ -267,10 +309,11 @@ impl Node {
     }
 
     /// Sends a message we originated (or an answer) towards its first destination: over
-    /// the link when directly connected, else as the topology routes it (§6.2.1).
-    pub(super) fn route_out(&mut self, now: Instant, message: Bytes) {
+    /// the link when directly connected, else as the topology routes it (§6.2.1). Returns
+    /// the link it left on ([`LOOPBACK`] for ourselves), if any.
+    pub(super) fn route_out(&mut self, now: Instant, message: Bytes) -> Option<LinkId> {
         let Ok((h, _)) = ForwardingHeader::peek(&message, self.overlay.decode()) else {
-            return;
+            return None;
         };
         let mut dest = h.destination_list;
         // Our own Node-ID first (a source route through us): skip it.
@@ -280,9 +323,18 @@ impl Node {
             dest.remove(0);
         }
         match self.next_link(&dest) {
-            Some(link) => self.send_on(now, link, message),
-            None if self.is_local(&dest) => self.loopback(now, message),
-            None => self.stats.dropped_no_route += 1,
+            Some(link) => {
+                self.send_on(now, link, message);
+                Some(link)
+            }
+            None if self.is_local(&dest) => {
+                self.loopback(now, message);
+                Some(LOOPBACK)
+            }
+            None => {
+                self.stats.dropped_no_route += 1;
+                None
+            }
         }
     }
 

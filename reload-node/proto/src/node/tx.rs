@@ -38,6 +38,9 @@ pub struct Outstanding {
     pub destination: Vec<Destination>,
     pub transmissions: u32,
     pub next_retransmit: Instant,
+    /// The links its transmissions left on: an error that arises in transit can only come
+    /// back over one of them (§6.3.4).
+    pub sent_on: Vec<super::LinkId>,
 }
 
 /// Our outstanding requests, by transaction ID.
@@ -64,6 +67,15 @@ impl Transactions {
 
     pub fn get(&self, tx: u64) -> Option<&Outstanding> {
         self.pending.get(&tx)
+    }
+
+    /// Records that a transmission of `tx` left on `link`.
+    pub fn sent_on(&mut self, tx: u64, link: super::LinkId) {
+        if let Some(o) = self.pending.get_mut(&tx)
+            && !o.sent_on.contains(&link)
+        {
+            o.sent_on.push(link);
+        }
     }
 
     /// Our outstanding Attach for the Node-ID `peer`, if any.

@@ -750,13 +750,11 @@ impl Chord {
         }
         let range_changed = old_preds.first() != self.preds.first();
         let mut to_neighbors: BTreeSet<NodeId> = BTreeSet::new();
-        if nb_changed && self.settings.reactive {
-            // §10.7.1, §10.7.3: immediate Update to the neighbour table.
-            to_neighbors.extend(self.neighbors_set());
-        }
-        if range_changed {
-            // §10.7.1, §10.7.3: "When a peer discovers that its range of responsible IDs
-            // has changed, it MUST send an Update to all entries in its Connection Table."
+        // §10.7.3: with reactive recovery, a changed neighbour table means an Update "to
+        // each member of its Connection Table"; a changed range of responsibility means the
+        // same in any case ("it MUST send an Update to all entries in its Connection
+        // Table", §10.7.1, §10.7.3).
+        if (nb_changed && self.settings.reactive) || range_changed {
             to_neighbors.extend(
                 self.links
                     .iter()

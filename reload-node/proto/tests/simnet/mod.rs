@@ -15,7 +15,7 @@ use reload_proto::link::WallAnchor;
 use reload_proto::link::plain::PlainLinks;
 use reload_proto::node::{Event, Node, NodeSettings, RequestError};
 use reload_proto::node::{NodeParts, Start};
-use reload_proto::rand::Prng;
+use reload_proto::rand::{Prng, Seed};
 use reload_proto::sim::{Sim, SimNetwork};
 use reload_proto::topology::chord::Chord;
 use reload_proto::topology::chord::ChordSettings;
@@ -91,7 +91,12 @@ pub fn build(
             topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
             links: Box::new(links),
         };
-        let node = Node::new(parts, sim.now, anchor.wall, seed ^ id as u64);
+        let node = Node::new(
+            parts,
+            sim.now,
+            anchor.wall,
+            Seed::from_u64(seed ^ id as u64),
+        );
         sim.add(node, addr);
         addrs.push(addr);
     }
