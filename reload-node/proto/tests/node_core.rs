@@ -1313,14 +1313,95 @@ fn a_configuration_update_naming_a_bad_node_drops_its_links_on_every_peer() {
 
 // ---- the endpoint's admission ------------------------------------------------------------
 
-/// A DTLS ClientHello, as a would-be peer sends it first.
-fn client_hello(r: &Ring) -> Bytes {
+/// A DTLS client of a would-be peer (it sends its ClientHello first).
+fn dtls_client(r: &Ring) -> reload_proto::link::Link {
     let creds = r.ca.node(false, 0x0999, "stranger");
     let anchor = WallAnchor::new(r.sim.now, SystemTime::now());
     let lc = LinkConfig::new(r.ca.trust(), 5000, anchor);
     let ctx = LinkContext::new(lc, &creds).unwrap();
-    let mut link = reload_proto::link::Link::connect_dtls(&ctx, None, r.sim.now).unwrap();
-    link.poll_transmit().unwrap()
+    reload_proto::link::Link::connect_dtls(&ctx, None, r.sim.now).unwrap()
+}
+
+/// What node `i` transmitted to `remote` just now (taken out of its queue).
+fn datagrams_to(r: &mut Ring, i: usize, remote: SocketAddr) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut keep = Vec::new();
+    while let Some(t) = r.sim.nodes[i].node.poll_transmit() {
+        match t.transport {
+            reload_proto::node::Transport::Datagram { remote: to, .. } if to == remote => {
+                out.push(t.data)
+            }
+            _ => keep.push(t),
+        }
+    }
+    assert!(keep.is_empty() || keep.iter().all(|t| !t.data.is_empty()));
+    out
+}
+
+#[test]
+fn spoofed_client_hellos_allocate_nothing_and_only_a_returned_cookie_makes_a_link() {
+    // RFC 6347 §4.2.1: the cookie exchange is stateless; a ClientHello from an address
+    // that never receives our HelloVerifyRequest costs no link.
+    let mut r = ring_over(
+        4,
+        57,
+        SimNetwork::default(),
+        |_, _| {},
+        Some(OverlayLinkType::DTLS_UDP_SR_NO_ICE),
+    );
+    r.sim.run_for(Duration::from_secs(3));
+    let local = r.sim.nodes[1].addr;
+    let links_before = r.sim.nodes[1].node.links().len();
+    let cookies_before = r.sim.nodes[1].node.stats().dtls_cookies_sent;
+    let mut client = dtls_client(&r);
+    let hello = client.poll_transmit().unwrap();
+    for k in 1..=200u16 {
+        let spoofed = SocketAddr::from(([10, 8, (k >> 8) as u8, k as u8], 4000 + k));
+        let now = r.sim.now;
+        r.sim.nodes[1]
+            .node
+            .handle_datagram(now, local, spoofed, hello.clone());
+        // A HelloVerifyRequest goes back to the (spoofed) address; nothing else.
+        let out = datagrams_to(&mut r, 1, spoofed);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0], 22, "a handshake record");
+        assert_eq!(out[0][13], 3, "hello_verify_request");
+    }
+    assert_eq!(r.sim.nodes[1].node.links().len(), links_before);
+    assert_eq!(
+        r.sim.nodes[1].node.stats().dtls_cookies_sent - cookies_before,
+        200
+    );
+    // A client that does receive at its address returns the cookie and gets a link, and
+    // its handshake proceeds (the server's flight comes back).
+    let real = SocketAddr::from(([10, 8, 9, 9], 4999));
+    let now = r.sim.now;
+    r.sim.nodes[1]
+        .node
+        .handle_datagram(now, local, real, hello.clone());
+    let hvr = datagrams_to(&mut r, 1, real);
+    assert_eq!(hvr.len(), 1);
+    client.handle_input(now, &hvr[0]);
+    let with_cookie = client.poll_transmit().unwrap();
+    r.sim.nodes[1]
+        .node
+        .handle_datagram(now, local, real, with_cookie);
+    assert_eq!(r.sim.nodes[1].node.links().len(), links_before + 1);
+    let flight = datagrams_to(&mut r, 1, real);
+    assert!(
+        !flight.is_empty(),
+        "the server answered the cookie with its flight"
+    );
+    for d in &flight {
+        client.handle_input(now, d);
+    }
+    assert!(
+        client.poll_transmit().is_some(),
+        "the client continues the handshake (its certificate flight)"
+    );
+    r.sim.after_input(1);
+    let tx = ping_node(&mut r, 0, 2);
+    assert!(wait(&mut r, 0, tx, Duration::from_secs(10)).is_ok());
 }
 
 #[test]
@@ -1345,20 +1426,25 @@ fn the_endpoint_refuses_links_beyond_its_caps_and_the_node_keeps_working() {
         );
         r.sim.run_for(Duration::from_secs(3));
         let local = r.sim.nodes[1].addr;
-        let hello = client_hello(&r);
         // Would-be peers that start a handshake and never finish it: from 20 addresses,
-        // then 5 more from one address.
+        // then 5 more from one address. Over DTLS they receive at their addresses (they
+        // return the cookie, RFC 6347 §4.2.1), so each gets as far as a link would.
         let remote = |ip: u8, port: u16| SocketAddr::from(([10, 9, 0, ip], port));
         let admit = |r: &mut Ring, from: SocketAddr| -> bool {
             let now = r.sim.now;
-            let node = &mut r.sim.nodes[1].node;
             if protocol == OverlayLinkType::TLS_TCP_FH_NO_ICE {
-                node.accept_stream(now, local, from).is_ok()
-            } else {
-                let before = node.stats().refused_links;
-                node.handle_datagram(now, local, from, hello.clone());
-                node.stats().refused_links == before
+                return r.sim.nodes[1].node.accept_stream(now, local, from).is_ok();
             }
+            let mut client = dtls_client(r);
+            let hello = client.poll_transmit().unwrap();
+            r.sim.nodes[1].node.handle_datagram(now, local, from, hello);
+            let hvr = datagrams_to(r, 1, from);
+            client.handle_input(now, &hvr[0]);
+            let with_cookie = client.poll_transmit().unwrap();
+            let node = &mut r.sim.nodes[1].node;
+            let before = node.stats().refused_links;
+            node.handle_datagram(now, local, from, with_cookie);
+            node.stats().refused_links == before
         };
         let accepted = (1..=20).filter(|&k| admit(&mut r, remote(k, 5000))).count();
         assert_eq!(

@@ -101,6 +101,7 @@ fn handshake_config(
     ctx: &LinkContext,
     check: &PeerCheck,
     is_client: bool,
+    cookie: Option<[u8; super::cookie::COOKIE_LEN]>,
 ) -> Result<Arc<HandshakeConfig>, LinkError> {
     let check = check.clone();
     let verify: VerifyPeerCertificateFn = Arc::new(
@@ -116,8 +117,17 @@ fn handshake_config(
                 .map_err(|e| DtlsError::Other(e.to_string()))
         },
     );
+    // A server whose ClientHello's cookie the endpoint verified expects that same cookie
+    // (see `link::cookie`).
+    let provider: Arc<dyn RTCCryptoProvider> = match cookie {
+        Some(c) => Arc::new(super::cookie::CookieProvider::new(
+            ctx.dtls.provider.clone(),
+            c,
+        )),
+        None => ctx.dtls.provider.clone(),
+    };
     let mut b = ConfigBuilder::default()
-        .with_crypto_provider(ctx.dtls.provider.clone())
+        .with_crypto_provider(provider)
         .with_certificates(vec![ctx.dtls.cert.clone()])
         .with_extended_master_secret(ExtendedMasterSecretType::Require)
         .with_verify_peer_certificate(Some(verify))
@@ -258,9 +268,14 @@ impl fmt::Debug for DtlsSession {
 }
 
 impl DtlsSession {
-    /// The Attach sender's side: waits for the ClientHello.
-    pub(crate) fn server(ctx: &LinkContext, check: PeerCheck) -> Result<Self, LinkError> {
-        let cfg = handshake_config(ctx, &check, false)?;
+    /// The Attach sender's side: waits for the ClientHello (whose cookie, when given, the
+    /// endpoint verified already).
+    pub(crate) fn server(
+        ctx: &LinkContext,
+        check: PeerCheck,
+        cookie: Option<[u8; super::cookie::COOKIE_LEN]>,
+    ) -> Result<Self, LinkError> {
+        let cfg = handshake_config(ctx, &check, false, cookie)?;
         Ok(DtlsSession {
             endpoint: Endpoint::new(LOCAL, TransportProtocol::UDP, Some(cfg)),
             check,
@@ -278,7 +293,7 @@ impl DtlsSession {
         check: PeerCheck,
         now: Instant,
     ) -> Result<Self, LinkError> {
-        let cfg = handshake_config(ctx, &check, true)?;
+        let cfg = handshake_config(ctx, &check, true, None)?;
         let mut endpoint = Endpoint::new(LOCAL, TransportProtocol::UDP, None);
         endpoint
             .connect(now, REMOTE, cfg, None)

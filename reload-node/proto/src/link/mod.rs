@@ -23,6 +23,7 @@
 //! signal (remove from the routing table), [`LinkEvent::Resumed`] its end, and
 //! [`LinkEvent::Failed`] the end of the link.
 
+pub mod cookie;
 pub mod framing;
 pub mod keylog;
 pub mod plain;
@@ -425,9 +426,20 @@ impl Link {
         expected_peer: Option<NodeId>,
         now: Instant,
     ) -> Result<Link, LinkError> {
+        Self::accept_dtls_with_cookie(ctx, expected_peer, None, now)
+    }
+
+    /// DTLS server side for a ClientHello whose cookie the endpoint verified statelessly
+    /// (`link::cookie`): the handshake expects that cookie.
+    pub fn accept_dtls_with_cookie(
+        ctx: &LinkContext,
+        expected_peer: Option<NodeId>,
+        cookie: Option<[u8; cookie::COOKIE_LEN]>,
+        now: Instant,
+    ) -> Result<Link, LinkError> {
         let check =
             auth::PeerCheck::new(ctx.trust.clone(), expected_peer, ctx.config.anchor.at(now));
-        let s = dtls::DtlsSession::server(ctx, check.clone())?;
+        let s = dtls::DtlsSession::server(ctx, check.clone(), cookie)?;
         Ok(Link::new(
             ctx,
             LinkProtocol::DtlsUdpSrNoIce,
@@ -899,6 +911,17 @@ pub trait LinkFactory: fmt::Debug + Send {
     /// A new overlay configuration is in force: links made from now on check their peers
     /// against its trust policy and apply its limits.
     fn reconfigure(&mut self, overlay: &Overlay);
+
+    /// A datagram server link for a ClientHello whose stateless cookie the endpoint
+    /// verified (`link::cookie`): its handshake expects that cookie.
+    fn verified_datagram_server(
+        &self,
+        cookie: [u8; cookie::COOKIE_LEN],
+        now: Instant,
+    ) -> Result<Box<dyn LinkSession>, LinkError> {
+        let _ = cookie;
+        self.link(TransportKind::Datagram, Role::Server, None, now)
+    }
 }
 
 /// The real links: TLS-TCP-FH-NO-ICE on streams, DTLS-UDP-SR-NO-ICE on datagrams.
@@ -933,6 +956,19 @@ impl LinkFactory for SecureLinks {
             (TransportKind::Datagram, Role::Client) => Link::connect_dtls(ctx, expected_peer, now),
         }?;
         Ok(Box::new(link))
+    }
+
+    fn verified_datagram_server(
+        &self,
+        cookie: [u8; cookie::COOKIE_LEN],
+        now: Instant,
+    ) -> Result<Box<dyn LinkSession>, LinkError> {
+        Ok(Box::new(Link::accept_dtls_with_cookie(
+            &self.ctx,
+            None,
+            Some(cookie),
+            now,
+        )?))
     }
 
     fn reconfigure(&mut self, overlay: &Overlay) {

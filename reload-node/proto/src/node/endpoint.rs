@@ -28,8 +28,10 @@ use bytes::Bytes;
 use reload_wire::NodeId;
 use reload_wire::link::OverlayLinkType;
 
+use super::Transmit;
 use super::links::LinkSlot;
 use super::{Event, LinkId, Node};
+use crate::link::cookie::{ClientHello, CookieJar};
 use crate::link::{LinkSession, Role, TransportKind, first_record_epoch_zero, is_client_hello};
 
 /// A stream (TCP connection) as the core names it; the shell maps it to its socket.
@@ -121,13 +123,24 @@ struct Flow {
 }
 
 /// Where bytes go (see the module documentation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Endpoint {
     streams: HashMap<StreamId, LinkId>,
     flows: HashMap<(SocketAddr, SocketAddr), Flow>,
+    /// Stateless DTLS cookies (RFC 6347 §4.2.1).
+    cookies: CookieJar,
 }
 
 impl Endpoint {
+    /// An endpoint whose DTLS cookies are keyed by `secret`.
+    pub(super) fn new(secret: &[u8; 32]) -> Self {
+        Endpoint {
+            streams: HashMap::new(),
+            flows: HashMap::new(),
+            cookies: CookieJar::new(secret),
+        }
+    }
+
     /// Forgets a link's transport; a successor association becomes its pair's only one.
     pub(super) fn remove(&mut self, link: LinkId, transport: Transport) {
         match transport {
@@ -331,29 +344,31 @@ impl Node {
                 match f.successor {
                     Some(n) => Some(n),
                     None if hello => {
+                        let Some(n) = self.new_dtls_association(now, local, remote, &data) else {
+                            return;
+                        };
                         tracing::info!(%remote, old = ?f.link, "new DTLS handshake from {remote} while an association with it exists (a restarted peer?): the old one stays until the new one completes");
-                        let n = self.accept_datagram_link(now, local, remote);
-                        if let (Some(n), Some(f)) = (n, self.endpoint.flows.get_mut(&key)) {
+                        if let Some(f) = self.endpoint.flows.get_mut(&key) {
                             f.successor = Some(n);
                         }
-                        n
+                        Some(n)
                     }
                     None => None,
                 }
             }
             Some(f) => Some(f.link),
             None if hello => {
-                let n = self.accept_datagram_link(now, local, remote);
-                if let Some(n) = n {
-                    self.endpoint.flows.insert(
-                        key,
-                        Flow {
-                            link: n,
-                            successor: None,
-                        },
-                    );
-                }
-                n
+                let Some(n) = self.new_dtls_association(now, local, remote, &data) else {
+                    return;
+                };
+                self.endpoint.flows.insert(
+                    key,
+                    Flow {
+                        link: n,
+                        successor: None,
+                    },
+                );
+                Some(n)
             }
             // Not a handshake start from an unknown pair: stray or spoofed.
             None => None,
@@ -368,33 +383,59 @@ impl Node {
         self.pump_link(now, link);
     }
 
-    fn accept_datagram_link(
+    /// A ClientHello for a new association: without a valid cookie it is answered with a
+    /// HelloVerifyRequest and forgotten (nothing allocated, RFC 6347 §4.2.1); with one, a
+    /// link is made (if admitted) and primed so that the ClientHello, fed to it next,
+    /// continues its handshake. `None` when no link is made.
+    fn new_dtls_association(
         &mut self,
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
+        data: &Bytes,
     ) -> Option<LinkId> {
+        let Some(ch) = ClientHello::parse(data) else {
+            self.stats.dropped_datagrams += 1;
+            return None;
+        };
+        let random = ch.random(data);
+        let cookies = &self.endpoint.cookies;
+        if !cookies.verify(local, remote, random, ch.cookie(data)) {
+            let cookie = cookies.cookie(local, remote, random);
+            self.stats.dtls_cookies_sent += 1;
+            self.transmits.push_back(Transmit {
+                transport: Transport::Datagram { local, remote },
+                data: ch.hello_verify_request(data, &cookie),
+            });
+            return None;
+        }
         if let Err(why) = self.admit(remote.ip()) {
             self.refused(remote, &why);
             return None;
         }
-        match self
-            .factory
-            .link(TransportKind::Datagram, Role::Server, None, now)
-        {
-            Ok(session) => Some(self.add_link(
-                now,
-                session,
-                Transport::Datagram { local, remote },
-                remote,
-                true,
-                None,
-            )),
+        let cookie = cookies.cookie(local, remote, random);
+        let session = match self.factory.verified_datagram_server(cookie, now) {
+            Ok(s) => s,
             Err(e) => {
                 self.refused(remote, &Refusal::Link(e.to_string()));
-                None
+                return None;
             }
+        };
+        let link = self.add_link(
+            now,
+            session,
+            Transport::Datagram { local, remote },
+            remote,
+            true,
+            None,
+        );
+        // The ClientHello as a first one: the link draws our cookie and asks for it; that
+        // HelloVerifyRequest is not sent (the client has ours).
+        if let Some(slot) = self.links.get_mut(&link) {
+            slot.session.handle_input(now, &ch.as_first(data));
+            while slot.session.poll_transmit().is_some() {}
         }
+        Some(link)
     }
 
     /// Opens a link to `addr` with `protocol`: we are its (D)TLS client (we received the

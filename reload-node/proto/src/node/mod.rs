@@ -264,6 +264,8 @@ pub struct NodeStats {
     pub expired_requests: u64,
     /// Error answers not sent: the link's error budget was spent.
     pub errors_suppressed: u64,
+    /// HelloVerifyRequests sent for ClientHellos without a valid cookie (RFC 6347 §4.2.1).
+    pub dtls_cookies_sent: u64,
 }
 
 /// The node core. See the module documentation.
@@ -334,6 +336,11 @@ impl Node {
             links,
         } = parts;
         let lifetime = overlay.request_lifetime();
+        let mut rng = Csprng::new(&seed);
+        let mut cookie_secret = [0u8; 32];
+        for chunk in cookie_secret.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
+        }
         Node {
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
@@ -346,11 +353,11 @@ impl Node {
             creds: credentials,
             topo: topology,
             factory: links,
-            rng: Csprng::new(&seed),
+            rng,
             anchor: WallAnchor::new(now, wall),
             links: HashMap::new(),
             by_peer: HashMap::new(),
-            endpoint: endpoint::Endpoint::default(),
+            endpoint: endpoint::Endpoint::new(&cookie_secret),
             next_id: 1,
             tx: tx::Transactions::default(),
             transmits: VecDeque::new(),
