@@ -96,6 +96,8 @@ pub struct Sim {
     /// Watched transactions (see [`Sim::watch`]): deliveries of their request and of
     /// their answers.
     watched: HashMap<u64, (u32, u32)>,
+    /// Captured transactions (see [`Sim::capture`]): every message delivered with them.
+    captured: HashMap<u64, Vec<Bytes>>,
 }
 
 impl Sim {
@@ -119,6 +121,7 @@ impl Sim {
             delivered: 0,
             lost: 0,
             watched: HashMap::new(),
+            captured: HashMap::new(),
         }
     }
 
@@ -312,7 +315,7 @@ impl Sim {
                             return true;
                         }
                         self.delivered += 1;
-                        if !self.watched.is_empty() {
+                        if !self.watched.is_empty() || !self.captured.is_empty() {
                             self.count_watched(node, data);
                         }
                     }
@@ -455,6 +458,9 @@ impl Sim {
         let Ok((h, len)) = reload_wire::ForwardingHeader::peek(&data, &decode) else {
             return;
         };
+        if let Some(c) = self.captured.get_mut(&h.transaction_id) {
+            c.push(data.clone());
+        }
         let Some(c) = self.watched.get_mut(&h.transaction_id) else {
             return;
         };
@@ -466,6 +472,17 @@ impl Sim {
         } else {
             c.0 += 1;
         }
+    }
+
+    /// Keeps, from now on, every message with transaction ID `tx` delivered over a plain
+    /// link (requests and answers, each time it crosses a link).
+    pub fn capture(&mut self, tx: u64) {
+        self.captured.entry(tx).or_default();
+    }
+
+    /// The messages captured for `tx` (see [`Sim::capture`]).
+    pub fn captured(&self, tx: u64) -> &[Bytes] {
+        self.captured.get(&tx).map_or(&[], Vec::as_slice)
     }
 
     /// Index of the node with this Node-ID.

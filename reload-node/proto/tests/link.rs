@@ -1538,6 +1538,28 @@ fn framing_stream_reassembly_and_garbage() {
         "ignored from now on"
     );
     assert!(g.poll_message().is_none());
+    // The same with 20-byte Node-IDs (node-id-length 20, §11.1): the header is read with
+    // the overlay's Node-ID length.
+    let long_id = NodeId::from_slice(&[0x42; 20]).unwrap();
+    let mut h = reload_wire::ForwardingHeader::new(1, 2, 100, 0xabce);
+    h.destination_list = vec![reload_wire::Destination::Node(long_id)];
+    let mut msg = bytes::BytesMut::new();
+    h.encode_with_length(&mut msg, 1001 - 8).unwrap();
+    let cfg = FramingConfig {
+        node_id_len: 20,
+        ..FramingConfig::new(1000)
+    };
+    let mut g = open_framer(Reliability::FramingHeader, cfg, t);
+    let mut frame = vec![128, 0, 0, 0, 0, 0, 0x03, 0xe9];
+    frame.extend_from_slice(&msg);
+    assert_eq!(g.handle_stream(t, &frame), Ok(()));
+    assert!(
+        matches!(
+            g.poll_event(),
+            Some(reload_proto::link::FramingEvent::TooLarge { .. })
+        ),
+        "20-byte Node-IDs: Error_Message_Too_Large can be answered"
+    );
     // Datagram records: whole frames only.
     let mut g = open_framer(Reliability::SimpleReliability, FramingConfig::new(1000), t);
     assert!(matches!(

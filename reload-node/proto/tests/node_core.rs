@@ -1487,3 +1487,69 @@ fn the_endpoint_refuses_links_beyond_its_caps_and_the_node_keeps_working() {
         );
     }
 }
+
+/// The kind block of `kind` in a signed configuration document, as a ConfigUpdate carries
+/// it (§6.5.4.1).
+fn kind_block(doc: &Bytes, kind: reload_wire::storage::KindId) -> Bytes {
+    let parsed =
+        reload_proto::config::ConfigDocument::parse(std::str::from_utf8(doc).unwrap()).unwrap();
+    let k = parsed.configurations[0]
+        .config
+        .kinds
+        .iter()
+        .find(|k| k.kind_id() == Some(kind))
+        .unwrap();
+    let text = std::str::from_utf8(k.signed_bytes(&parsed)).unwrap();
+    Bytes::from(k.block_xml_for_update(text).unwrap())
+}
+
+#[test]
+fn a_known_kind_is_not_changed_by_a_kind_block_only_by_a_new_configuration() {
+    // §6.5.4.2: a Kind update conflicting with a known Kind is refused. Even validly signed
+    // by a kind-signer, a different (e.g. older) definition cannot replace the one in force;
+    // the same definition is accepted and changes nothing.
+    use reload_proto::config::{AccessPolicy, KindDataModel, KindDefinition, KindRef};
+    use reload_wire::storage::KindId;
+    let mut r = ring(4, 58, SimNetwork::default(), |_, _| {});
+    let signer = r.ca.node(false, 0x5160_5163, "kind-signer");
+    let kind = KindId(0xf000_0044);
+    let def = |max_count| {
+        KindDefinition::new(
+            KindRef::Id(kind),
+            KindDataModel::Array,
+            AccessPolicy::UserMatch,
+            max_count,
+            200,
+        )
+    };
+    let (current, current_doc) = signed_config_with_kinds(&r, &signer, 5, vec![def(4)]);
+    let (_, older_doc) = signed_config_with_kinds(&r, &signer, 4, vec![def(1000)]);
+    let now = r.sim.now;
+    for i in 0..4 {
+        r.sim.nodes[i]
+            .node
+            .set_configuration(now, current.clone(), current_doc.clone());
+    }
+    let update = |block: Bytes| {
+        MessageBody::ConfigUpdateReq(reload_wire::link::ConfigUpdateReq::Kinds(vec![block]))
+    };
+    let tx = request(&mut r, 0, 1, update(kind_block(&older_doc, kind)));
+    match wait(&mut r, 0, tx, Duration::from_secs(5)) {
+        Err(RequestError::Error(_, e)) => assert_eq!(e.error_code, ErrorCode::FORBIDDEN),
+        other => panic!("a different definition was taken: {other:?}"),
+    }
+    let max_count = |r: &Ring| {
+        r.sim.nodes[1]
+            .node
+            .overlay()
+            .config()
+            .kinds
+            .iter()
+            .find(|k| k.kind_id() == Some(kind))
+            .map(|k| k.max_count)
+    };
+    assert_eq!(max_count(&r), Some(4));
+    let tx = request(&mut r, 0, 1, update(kind_block(&current_doc, kind)));
+    assert!(wait(&mut r, 0, tx, Duration::from_secs(5)).is_ok());
+    assert_eq!(max_count(&r), Some(4));
+}

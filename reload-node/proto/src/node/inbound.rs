@@ -108,6 +108,10 @@ pub(super) struct Inbound {
 }
 
 impl Inbound {
+    pub(super) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.iter().next().map(|(t, _)| *t)
     }

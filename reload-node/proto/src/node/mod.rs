@@ -403,6 +403,16 @@ impl Node {
         self.tx.len()
     }
 
+    /// Certificates of verified signers held in the signature cache.
+    pub fn cached_certificates(&self) -> usize {
+        self.verifier.cache.len()
+    }
+
+    /// Requests handed to the application and not answered yet.
+    pub fn pending_app_requests(&self) -> usize {
+        self.inbound.pending_len()
+    }
+
     /// Messages being reassembled (§6.7) and the bytes held for them.
     pub fn reassembly_backlog(&self) -> (usize, usize) {
         (self.reassembly.len(), self.reassembly.buffered())

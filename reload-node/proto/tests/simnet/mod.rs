@@ -33,6 +33,8 @@ pub struct Net {
     pub sim: Sim,
     pub ids: Vec<u128>,
     pub addrs: Vec<SocketAddr>,
+    /// The overlay's root CA (to issue more certificates in a test).
+    pub ca: TestCa,
 }
 
 /// `n` distinct Node-IDs (never 0 or all ones) drawn from the seed.
@@ -100,7 +102,12 @@ pub fn build(
         sim.add(node, addr);
         addrs.push(addr);
     }
-    Net { sim, ids, addrs }
+    Net {
+        sim,
+        ids,
+        addrs,
+        ca,
+    }
 }
 
 /// Starts node 0 alone, then every other one `gap` after the previous, each through a

@@ -1095,6 +1095,34 @@ fn neighbour_failure_updates_everyone_reactively() {
 }
 
 #[test]
+fn a_neighbour_change_updates_the_whole_connection_table() {
+    // §10.7.3: with reactive recovery, "the peer MUST send an Update request to each
+    // member of its Connection Table" — fingers and linked non-peers included, not only
+    // the neighbour table.
+    let me = 1u128 << 100;
+    let far = me.wrapping_add(1u128 << 126);
+    let mut c = joined_with(me, &[me - 100, me + 100, me + 200, me + 300, far], 3);
+    let client = me + 50;
+    c.handle(t(0.5), TopologyInput::LinkUp { peer: nid(client) })
+        .unwrap();
+    drain(&mut c);
+    c.handle(
+        t(1.0),
+        TopologyInput::LinkDown {
+            peer: nid(me + 100),
+        },
+    )
+    .unwrap();
+    let ups = updates_to(&drain(&mut c));
+    for n in [me - 100, me + 200, me + 300, far, client] {
+        assert!(
+            ups.iter().any(|(to, _)| *to == nid(n)),
+            "no Update to {n:x}: {ups:?}"
+        );
+    }
+}
+
+#[test]
 fn losing_every_successor_searches_own_id_plus_one() {
     // Only successors close by and one far finger: kill the successors.
     let me = 1u128 << 100;
