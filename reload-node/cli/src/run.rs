@@ -70,6 +70,20 @@ pub struct RunArgs {
     /// start when another live peer holds it, and replaces a stale one.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Links this peer holds at most (ours and accepted ones); new incoming connections
+    /// and DTLS associations beyond are refused.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_links: usize,
+    /// Incoming links still in their (D)TLS handshake at most; beyond, new ones are
+    /// refused until some finish or time out.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_handshakes: usize,
+    /// Incoming links from one IP address at most.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub max_links_per_address: usize,
+    /// Seconds a (D)TLS handshake (TCP connect included) may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub handshake_timeout: u64,
     /// Run the usage NAME on this peer (repeatable): it serves the methods it defines.
     /// Usages: echo (answers exp_a_req, RFC 6940 §14.8 experimental code, with the
     /// signer's user name and the request body — for tests).
@@ -123,7 +137,12 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         let opts = PeerOptions {
             listen: vec![(args.protocol.link_type(), args.listen)],
             key_log: args.key_log.clone(),
-            ..PeerOptions::default()
+            admission: reload_proto::node::Admission {
+                max_links: args.max_links,
+                max_handshakes: args.max_handshakes,
+                max_links_per_address: args.max_links_per_address,
+            },
+            handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         };
         let mut node = from_data_dir(&args.data_dir, &opts)?;
         let span = tracing::info_span!("node", id = %node.node_id());

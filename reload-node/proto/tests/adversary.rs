@@ -355,6 +355,42 @@ fn host(addr: &str) -> IceCandidate {
 }
 
 #[test]
+fn an_answer_from_a_node_that_may_not_give_it_is_ignored() {
+    // §6.3.4: the answer for a Resource-ID must come from a node at least as close to it
+    // as any node the requester knows; a member signing a valid answer for someone
+    // else's Resource-ID is ignored and the request retransmitted until the real answer.
+    let mut net = lab(0xad10);
+    let (a, v) = pair(&net);
+    let b = other_neighbour(&net, a, v);
+    let key = ResourceId::from(id(&net, b));
+    let now = net.sim.now;
+    let body = MessageBody::PingReq(PingReq::default());
+    let dest = vec![Destination::Resource(key)];
+    let tx = net.sim.nodes[v].node.send_request(now, dest, body).unwrap();
+    let fake = MessageBody::PingAns(reload_wire::link::PingAns {
+        response_id: 1,
+        time: 1,
+    });
+    let before = net.sim.nodes[v].node.stats().wrong_responder;
+    let e = craft(&net, a, vec![Destination::Node(id(&net, v))], &fake, |m| {
+        m.header.transaction_id = tx;
+    });
+    assert!(net.sim.inject(a, v, e.to_bytes().unwrap()));
+    net.sim.after_input(v);
+    assert!(net.sim.run_until(Duration::from_secs(20), |s| {
+        s.nodes[v]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Response { transaction_id, .. } if *transaction_id == tx))
+    }));
+    assert_eq!(net.sim.nodes[v].node.stats().wrong_responder, before + 1);
+    match take_response(&mut net.sim, v, tx) {
+        Some(Ok((who, _))) => assert_eq!(who, id(&net, b), "the responsible node's answer"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn attach_candidates_pointing_anywhere_are_refused_and_a_flood_costs_little() {
     // The adversary has no link with the victim: an Attach makes the victim connect to the
     // candidate (§6.5.1) — only to an address a peer could listen on, and one attempt at a
@@ -415,6 +451,26 @@ fn attach_candidates_pointing_anywhere_are_refused_and_a_flood_costs_little() {
         got.iter().filter_map(error_code).next(),
         Some(ErrorCode::INCOMPATIBLE_WITH_OVERLAY)
     );
+    // A proper Attach (role passive, its host candidate) gets our host candidates and the
+    // active role (§6.5.1: the Attach sender is the (D)TLS server, the answerer connects).
+    let own = host(&net.sim.nodes[a].addr.to_string());
+    let m = craft(
+        &net,
+        a,
+        vec![Destination::Node(id(&net, v))],
+        &attach(vec![own]),
+        |_| {},
+    );
+    net.sim.capture(m.header.transaction_id);
+    inject(&mut net, a, via, &m);
+    match answers(&net, m.header.transaction_id).first() {
+        Some(MessageBody::AttachAns(ans)) => {
+            assert_eq!(&ans.role[..], reload_wire::link::ROLE_ACTIVE);
+            assert_eq!(ans.candidates.len(), 1);
+            assert_eq!(ans.candidates[0].cand_type, CandType::HOST);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -660,6 +716,24 @@ fn routing_drops_what_it_must_and_answers_what_it_may() {
     assert_eq!(
         net.sim.nodes[v].node.stats().dropped_other,
         before.dropped_other + 1
+    );
+    // §6.1.1: a Node-ID in the victim's range that is neither its own nor a linked
+    // client's: dropped silently (no route).
+    let in_range = NodeId::from_u128(net.ids[v] - 1);
+    assert!(
+        net.sim.nodes[v]
+            .node
+            .topology()
+            .is_responsible(&ResourceId::from(in_range))
+    );
+    let before = net.sim.nodes[v].node.stats().clone();
+    let m = craft(&net, a, vec![Destination::Node(in_range)], &ping, |_| {});
+    net.sim.capture(m.header.transaction_id);
+    inject(&mut net, a, v, &m);
+    assert!(answers(&net, m.header.transaction_id).is_empty());
+    assert_eq!(
+        net.sim.nodes[v].node.stats().dropped_no_route,
+        before.dropped_no_route + 1
     );
     // §6.3.2 max_response_length: an answer that would be longer is replaced by
     // Error_Response_Too_Large.
