@@ -1,6 +1,6 @@
 //! Idle memory of real peers, reported, never asserted.
 //!
-//! `cargo bench -p reload-node --bench peer_rss -- [P]`: P (default 5) `reload-node run`
+//! `cargo bench -p reload-node-cli --bench peer_rss -- [P]`: P (default 5) `reload-node run`
 //! processes (enrolled with `reload-enroll` as in `tests/processes.rs`, TLS over
 //! 127.0.0.x) form a ring; after 10 s idle, each process's VmRSS, VmHWM and thread count
 //! from `/proc/PID/status`.

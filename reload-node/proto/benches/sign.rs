@@ -1,6 +1,6 @@
 //! Signing and verification rates (issue #3): our message signing and verification next
 //! to the raw aws-lc-rs primitive on the same key and the same bytes, for RSA-2048 and
-//! ECDSA P-256. `cargo bench -p reload-node --bench sign`.
+//! ECDSA P-256. `cargo bench -p reload-proto --bench sign`.
 
 #[path = "../tests/pki/mod.rs"]
 mod pki;

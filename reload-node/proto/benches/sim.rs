@@ -14,7 +14,7 @@
 //!   driven by `tests/chord_sim/harness.rs`, no cores, no messages encoded or signed;
 //!   lookups are routed through the plug-ins' tables).
 //!
-//! The idle memory of real peer processes is the `peer_rss` bench of `reload-node`.
+//! The idle memory of real peer processes is the `peer_rss` bench of `reload-node-cli`.
 
 #[path = "../tests/pki/mod.rs"]
 mod pki;
