@@ -29,4 +29,5 @@ pub mod overlay;
 pub mod rand;
 pub mod sign;
 pub mod sim;
+pub mod storage;
 pub mod topology;

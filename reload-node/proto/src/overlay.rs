@@ -6,14 +6,16 @@
 //! (§6.5.4) replaces it as a whole; every value derived from the configuration (overlay
 //! hash, codec options, trust policy, request lifetime) is computed here, once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reload_wire::DecodeOptions;
 
-use crate::config::OverlayConfig;
+use crate::config::{KindDefinition, OverlayConfig};
 use crate::identity::{TrustPolicy, overlay_hash};
+use reload_wire::storage::{DataModel, KindId};
 
 /// Transmissions of a request before it fails (RFC 6940 §6.2.1: "up to 4 times, for a
 /// total of 5 messages").
@@ -29,12 +31,21 @@ pub struct Overlay {
     hash: u32,
     decode: DecodeOptions,
     trust: Arc<TrustPolicy>,
+    /// The Kinds of `required-kinds` whose data model this node implements, by Kind-ID.
+    kinds: HashMap<KindId, (DataModel, usize)>,
 }
 
 impl Overlay {
     /// The overlay `config` defines; `document` is its signed text, when there is one.
     pub fn new(config: OverlayConfig, document: Option<Bytes>) -> Arc<Overlay> {
+        let kinds = config
+            .kinds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| Some((k.kind_id()?, (k.data_model.wire()?, i))))
+            .collect();
         Arc::new(Overlay {
+            kinds,
             hash: overlay_hash(&config.instance_name),
             decode: config.decode_options(),
             trust: Arc::new(crate::check::trust_policy(&config)),
@@ -95,6 +106,14 @@ impl Overlay {
     /// `node-id-length` (§11.1).
     pub fn node_id_len(&self) -> usize {
         self.decode.node_id_len()
+    }
+
+    /// A Kind of the configuration this node can store (§7.4.1.1 "known and supported"):
+    /// its definition and data model. `None` for Kinds the configuration does not define
+    /// and for data models other than the three of §7.2.
+    pub fn kind(&self, id: KindId) -> Option<(&KindDefinition, DataModel)> {
+        let (model, i) = self.kinds.get(&id)?;
+        Some((self.config.kinds.get(*i)?, *model))
     }
 
     /// Root-certs, bad-nodes, self-signed policy (§11.1, §11.3).

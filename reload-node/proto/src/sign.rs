@@ -396,6 +396,10 @@ pub fn stored_data_signature_input(
 /// ignored (a signer's certificate and a few intermediates fit).
 pub const MAX_CERTS_PER_MESSAGE: usize = 8;
 
+/// Certificates of a message looked at to verify the stored values it carries (a Fetch
+/// answer holds those of every signer whose values it returns), at most.
+pub const MAX_CERTS_FOR_VALUES: usize = 64;
+
 /// Node-IDs in one certificate, at most: a certificate with more is not used (each costs
 /// a hash per identity lookup index; enrollment servers issue a handful).
 pub const MAX_NODE_IDS_PER_CERT: usize = 64;
@@ -622,15 +626,38 @@ impl Verifier {
         intermediates: &[Bytes],
         now: SystemTime,
     ) -> Result<VerifiedSigner, SignError> {
+        let mut parsed = None;
+        self.check_signed_with(
+            signature,
+            data_without_identity,
+            intermediates,
+            &mut parsed,
+            now,
+        )
+    }
+
+    /// [`Verifier::check_signed`], with the carried certificates parsed at most once across
+    /// calls that share `parsed`.
+    fn check_signed_with(
+        &mut self,
+        signature: &Signature,
+        data_without_identity: &[u8],
+        intermediates: &[Bytes],
+        parsed: &mut Option<Vec<Arc<ReloadCertificate>>>,
+        now: SystemTime,
+    ) -> Result<VerifiedSigner, SignError> {
         // The cache first; only on a miss are the message's certificates parsed (bounded).
         let (cert, node_id) = match self.cache.resolve(&signature.identity, &[]) {
             Ok(found) => found,
             Err(SignError::UnknownSigner) => {
-                let candidates: Vec<Arc<ReloadCertificate>> = intermediates
-                    .iter()
-                    .filter_map(|der| self.cache.parse(der).ok())
-                    .collect();
-                self.cache.resolve(&signature.identity, &candidates)?
+                let cache = &self.cache;
+                let candidates = parsed.get_or_insert_with(|| {
+                    intermediates
+                        .iter()
+                        .filter_map(|der| cache.parse(der).ok())
+                        .collect()
+                });
+                self.cache.resolve(&signature.identity, candidates)?
             }
             Err(e) => return Err(e),
         };
@@ -733,6 +760,50 @@ impl Verifier {
             &inter,
             now,
         )
+    }
+
+    /// Verifies the signatures of values of `kind` stored at `resource` (RFC 6940 §7.1), as
+    /// a Store or a Fetch answer carries them: the carried certificates (at most
+    /// [`MAX_CERTS_FOR_VALUES`]) are parsed once for all the values. A value with identity
+    /// `none` or algorithm `{0,0}` never verifies (§7.4.1.1).
+    pub fn verify_stored_values<'a>(
+        &mut self,
+        resource: &ResourceId,
+        kind: KindId,
+        values: impl IntoIterator<Item = &'a StoredData>,
+        certificates: &[GenericCertificate],
+        now: SystemTime,
+    ) -> Vec<Result<VerifiedSigner, SignError>> {
+        let inter: Vec<Bytes> = certificates
+            .iter()
+            .filter(|c| c.certificate_type == reload_wire::security::CertificateType::X509)
+            .take(MAX_CERTS_FOR_VALUES)
+            .map(|c| c.certificate.clone())
+            .collect();
+        let mut parsed = None;
+        values
+            .into_iter()
+            .map(|data| {
+                if data.signature.identity == SignerIdentity::None
+                    || data.signature.algorithm
+                        == reload_wire::security::SignatureAndHashAlgorithm::NONE
+                {
+                    return Err(SignError::UnacceptableIdentity(
+                        "a stored value signed with identity none or algorithm {0,0}",
+                    ));
+                }
+                let full =
+                    stored_data_signature_input(resource, kind, data, &data.signature.identity)?;
+                let ident_len = data.signature.identity.encoded_len();
+                self.check_signed_with(
+                    &data.signature,
+                    &full[..full.len() - ident_len],
+                    &inter,
+                    &mut parsed,
+                    now,
+                )
+            })
+            .collect()
     }
 
     /// Verifies a signature over a configuration document or kind block (RFC 6940 §11.1):

@@ -118,8 +118,18 @@ impl Topology for Oracle {
     fn neighbors(&self) -> Vec<(&'static str, Vec<NodeId>)> {
         vec![("predecessors", vec![NodeId::from_u128(self.pred())])]
     }
-    fn replica_set(&self) -> Vec<NodeId> {
+    fn replica_set(&self, _: &ResourceId) -> Vec<NodeId> {
         vec![]
+    }
+    fn storage_role(&self, id: &ResourceId) -> StorageRole {
+        if self.is_responsible(id) {
+            StorageRole::Responsible
+        } else {
+            StorageRole::Outside
+        }
+    }
+    fn accepts_replica_from(&self, _: &NodeId, _: &ResourceId) -> bool {
+        false
     }
     fn responsible_ppb(&self) -> u32 {
         0

@@ -24,7 +24,9 @@ use reload_wire::topology::{
     JoinAns, JoinReq, LeaveAns, LeaveReq, ProbeAns, ProbeInformation, ProbeInformationType,
     RouteQueryAns, RouteQueryReq, UpdateAns, UpdateReq,
 };
-use reload_wire::{Destination, ForwardingHeader, ForwardingOption, NodeId, Wire};
+use reload_wire::{
+    Destination, ForwardingHeader, ForwardingOption, GenericCertificate, NodeId, Wire,
+};
 
 use super::routing::{Received, reply_destination};
 use super::tx::Outstanding;
@@ -172,7 +174,7 @@ impl Node {
             return self.on_response(now, m.link, msg);
         }
         if let Some((signer, body)) = self.check_request(now, &m, &msg) {
-            self.dispatch(now, m, signer, body);
+            self.dispatch(now, m, signer, body, &msg.security.certificates);
         }
     }
 
@@ -259,7 +261,14 @@ impl Node {
     }
 
     /// A checked request: answered by the core, or handed to the usage that serves it.
-    fn dispatch(&mut self, now: Instant, m: Received, signer: VerifiedSigner, body: MessageBody) {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        m: Received,
+        signer: VerifiedSigner,
+        body: MessageBody,
+        certificates: &[GenericCertificate],
+    ) {
         let Received {
             link, from, header, ..
         } = m;
@@ -273,6 +282,11 @@ impl Node {
         };
         // Join and Leave: the ID must be the signer's, on a link bound to it (§6.4.2.1-2).
         let direct = header.via_list.is_empty() && from == signer.node_id;
+        // Addressed to our Node-ID rather than routed to a Resource-ID we hold.
+        let to_us = matches!(
+            header.destination_list.last(),
+            Some(Destination::Node(n)) if *n == self.creds.node_id
+        );
         let answer = match body {
             MessageBody::PingReq(_) => Ok(MessageBody::PingAns(PingAns {
                 response_id: self.rng.next_u64(),
@@ -295,6 +309,13 @@ impl Node {
             MessageBody::ConfigUpdateReq(body) => self
                 .on_config_update(now, body)
                 .map(|()| MessageBody::ConfigUpdateAns(reload_wire::link::ConfigUpdateAns)),
+            MessageBody::StoreReq(req) => self.on_store(now, &signer, certificates, req),
+            MessageBody::FetchReq(req) => match self.on_fetch(now, to_us, req) {
+                Ok((body, certs)) => return self.reply_carrying(now, route, Ok(body), certs),
+                Err(e) => Err(e),
+            },
+            MessageBody::StatReq(req) => self.on_stat(now, to_us, req),
+            MessageBody::FindReq(req) => self.on_find(now, req),
             other => {
                 return self.hand_to_application(now, route, other, signer, from, &header);
             }
@@ -402,18 +423,35 @@ impl Node {
         route: ReplyRoute,
         answer: Result<MessageBody, ErrorResponse>,
     ) {
+        self.reply_carrying(now, route, answer, Vec::new())
+    }
+
+    /// [`Node::reply`] with `certificates` in the security block besides ours (those of
+    /// the values a Fetch answer returns, §6.3.4).
+    fn reply_carrying(
+        &mut self,
+        now: Instant,
+        route: ReplyRoute,
+        answer: Result<MessageBody, ErrorResponse>,
+        certificates: Vec<GenericCertificate>,
+    ) {
         let mut body = match answer {
             Ok(b) => b,
             Err(e) => MessageBody::Error(e),
         };
         let mut header = self.header(route.destination.clone(), route.transaction_id);
         header.options = route.copied_options;
-        let Ok(mut bytes) = self.build(header.clone(), &body) else {
+        let Ok(mut bytes) = self.build_carrying(header.clone(), &body, certificates) else {
             return;
         };
         // §6.3.2 max_response_length: answer Error_Response_Too_Large instead (we emit
-        // Response_Too_Large, §6.3.3.1; both codes are accepted on receipt).
-        if route.max_response_length != 0 && bytes.len() > route.max_response_length as usize {
+        // Response_Too_Large, §6.3.3.1; both codes are accepted on receipt). So too for
+        // an answer larger than the overlay's max-message-size, which no node accepts.
+        let limit = match route.max_response_length {
+            0 => self.overlay.max_message_size(),
+            n => (n as usize).min(self.overlay.max_message_size()),
+        };
+        if bytes.len() > limit {
             body = MessageBody::Error(ErrorResponse::new(
                 ErrorCode::RESPONSE_TOO_LARGE,
                 "response too large",

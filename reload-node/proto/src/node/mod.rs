@@ -32,6 +32,7 @@ mod inbound;
 mod links;
 mod outbound;
 mod routing;
+mod storage;
 mod tx;
 
 use std::collections::{HashMap, VecDeque};
@@ -54,6 +55,7 @@ pub use crate::overlay::MAX_TRANSMISSIONS;
 pub use endpoint::{Admission, Refusal, StreamEvent, StreamId, Transport};
 pub use inbound::{InboundId, InboundRequest};
 pub use links::LinkInfo;
+pub use storage::{Fetched, MAX_REPLICATION_IN_FLIGHT, SWEEP_INTERVAL, everything};
 pub use tx::Purpose;
 
 /// This node's own choices: where it listens, and the limits that bound its memory and
@@ -83,6 +85,8 @@ pub struct NodeSettings {
     pub reassembly_messages: usize,
     /// Which new links the endpoint admits.
     pub admission: Admission,
+    /// What this node stores at most (values, bytes, bytes per user), RFC 6940 §7.
+    pub storage_limits: crate::storage::StorageLimits,
 }
 
 impl NodeSettings {
@@ -98,6 +102,7 @@ impl NodeSettings {
             reassembly_buffer: 8 << 20,
             reassembly_messages: 1024,
             admission: Admission::default(),
+            storage_limits: crate::storage::StorageLimits::default(),
         }
     }
 }
@@ -214,7 +219,12 @@ pub enum Event {
     /// A request for the application (a usage): answer it with [`Node::respond`] before
     /// its deadline.
     Request(InboundRequest),
-    /// The answer to [`Node::send_request`].
+    /// The answer to [`Node::fetch`], its values verified (§7.4.2.2).
+    Fetched {
+        transaction_id: u64,
+        result: Result<Fetched, RequestError>,
+    },
+    /// The answer to [`Node::send_request`] (and [`Node::store`]).
     Response {
         transaction_id: u64,
         result: Result<(NodeId, MessageBody), RequestError>,
@@ -308,6 +318,11 @@ pub struct Node {
     bootstrap: Vec<(OverlayLinkType, SocketAddr, Option<LinkId>)>,
     bootstrap_retry: Option<Instant>,
     bootstrap_backoff: Duration,
+    /// The values we hold (§7), and where copies of them are (§10.4).
+    storage: crate::storage::Storage,
+    replication: storage::Replication,
+    /// The storage_time of the last value we signed (§7: each later than the last).
+    last_storage_time: u64,
 }
 
 /// The first and the largest pause before connecting again to bootstrap peers.
@@ -341,7 +356,14 @@ impl Node {
         for chunk in cookie_secret.chunks_mut(8) {
             chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
         }
+        let storage = crate::storage::Storage::in_memory(
+            settings.storage_limits.clone(),
+            overlay.node_id_len(),
+        );
         Node {
+            storage,
+            replication: storage::Replication::default(),
+            last_storage_time: 0,
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
             reassembly: fragment::Reassembly::new(
@@ -375,6 +397,13 @@ impl Node {
             overlay,
             s: settings,
         }
+    }
+
+    /// The node with `storage` (opened on a durable backend) instead of the in-memory one
+    /// it starts with. Before [`Node::start`].
+    pub fn with_storage(mut self, storage: crate::storage::Storage) -> Self {
+        self.storage = storage;
+        self
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -442,6 +471,7 @@ impl Node {
     /// bootstrap peers (§11.4) and joining through them.
     pub fn start(&mut self, now: Instant, how: Start) {
         self.started_at = now;
+        self.schedule_expiry(now);
         let (mode, bootstrap) = match how {
             Start::FirstNode => {
                 self.start = Some(StartMode::FirstNode);
@@ -506,6 +536,8 @@ impl Node {
             self.next_keepalive(),
             self.inbound.next_deadline(),
             self.next_link_timeout(),
+            self.replication.next_expiry,
+            self.replication.next_sweep,
         ]
         .into_iter()
         .flatten()
@@ -534,6 +566,7 @@ impl Node {
         self.stats.reassembly_dropped = self.reassembly.dropped;
         self.topo.handle_timeout(now);
         self.drain_topology(now);
+        self.storage_timers(now);
     }
 
     /// Methods the application serves: requests with these codes reach it as

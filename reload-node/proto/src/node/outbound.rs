@@ -10,7 +10,9 @@ use reload_wire::body::MessageBody;
 use reload_wire::link::{AttachReqAns, ConfigUpdateReq, PingReq, ROLE_PASSIVE};
 use reload_wire::message::{ErrorCode, ErrorResponse, Message, MessageContents};
 use reload_wire::topology::{JoinReq, LeaveReq, RouteQueryReq, UpdateReq};
-use reload_wire::{Destination, ForwardingHeader, NodeId, SecurityBlock, Signature, Wire};
+use reload_wire::{
+    Destination, ForwardingHeader, GenericCertificate, NodeId, SecurityBlock, Signature, Wire,
+};
 
 use super::tx::Outstanding;
 use super::{BOOTSTRAP_RETRY_MIN, Event, MAX_TRANSMISSIONS, Node, Purpose, RequestError};
@@ -56,6 +58,17 @@ impl Node {
         header: ForwardingHeader,
         body: &MessageBody,
     ) -> Result<Bytes, SignError> {
+        self.build_carrying(header, body, vec![])
+    }
+
+    /// [`Node::build`], the security block carrying `certificates` besides ours (those
+    /// that verify stored values inside, §6.3.4).
+    pub(super) fn build_carrying(
+        &mut self,
+        header: ForwardingHeader,
+        body: &MessageBody,
+        certificates: Vec<GenericCertificate>,
+    ) -> Result<Bytes, SignError> {
         let contents =
             MessageContents::from_body(body).map_err(|e| SignError::Encode(e.to_string()))?;
         let mut m = Message {
@@ -66,7 +79,7 @@ impl Node {
                 signature: Signature::none(),
             },
         };
-        self.creds.sign_message(&mut m, vec![])?;
+        self.creds.sign_message(&mut m, certificates)?;
         m.to_bytes().map_err(|e| SignError::Encode(e.to_string()))
     }
 
@@ -108,8 +121,20 @@ impl Node {
         body: MessageBody,
         purpose: Purpose,
     ) -> Result<u64, RequestError> {
+        self.request_carrying(now, destination, body, purpose, vec![])
+    }
+
+    /// [`Node::request`] carrying `certificates` besides ours.
+    pub(super) fn request_carrying(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        purpose: Purpose,
+        certificates: Vec<GenericCertificate>,
+    ) -> Result<u64, RequestError> {
         let (sequence, ttl) = (self.overlay.sequence(), self.overlay.initial_ttl());
-        self.request_with(now, destination, body, purpose, sequence, ttl)
+        self.request_full(now, destination, body, purpose, sequence, ttl, certificates)
     }
 
     fn request_with(
@@ -120,6 +145,21 @@ impl Node {
         purpose: Purpose,
         configuration_sequence: u16,
         ttl: u8,
+    ) -> Result<u64, RequestError> {
+        let seq = configuration_sequence;
+        self.request_full(now, destination, body, purpose, seq, ttl, vec![])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request_full(
+        &mut self,
+        now: Instant,
+        destination: Vec<Destination>,
+        body: MessageBody,
+        purpose: Purpose,
+        configuration_sequence: u16,
+        ttl: u8,
+        certificates: Vec<GenericCertificate>,
     ) -> Result<u64, RequestError> {
         if self.tx.len() >= self.s.max_outstanding {
             return Err(RequestError::Unsendable(format!(
@@ -132,7 +172,7 @@ impl Node {
         header.configuration_sequence = configuration_sequence;
         header.ttl = ttl;
         let message = self
-            .build(header, &body)
+            .build_carrying(header, &body, certificates)
             .map_err(|e| RequestError::Unsendable(e.to_string()))?;
         let max = self.overlay.max_message_size();
         if message.len() > max {
@@ -244,6 +284,10 @@ impl Node {
                 ErrorResponse::new(ErrorCode::INVALID_MESSAGE, "malformed answer"),
             )),
         };
+        if o.purpose.is_storage() {
+            let certificates = msg.security.certificates;
+            return self.storage_answer(now, txid, o.purpose, result, &certificates);
+        }
         match (o.purpose, result) {
             (Purpose::Application, result) => self.events.push_back(Event::Response {
                 transaction_id: txid,
@@ -300,7 +344,11 @@ impl Node {
             RequestError::Error(_, r) => Some(r.error_code),
             _ => None,
         };
+        if purpose.is_storage() {
+            return self.storage_answer(now, txid, purpose, Err(e), &[]);
+        }
         let input = match purpose {
+            Purpose::Fetch { .. } | Purpose::Replicate { .. } | Purpose::FetchBack { .. } => return,
             Purpose::Application => {
                 self.events.push_back(Event::Response {
                     transaction_id: txid,
@@ -435,10 +483,12 @@ impl Node {
                 self.bootstrap_backoff = BOOTSTRAP_RETRY_MIN;
                 self.bootstrap_retry = None;
                 self.events.push_back(Event::Joined);
+                self.storage_topology_changed(now);
                 return;
             }
             TopologyAction::NeighborsChanged => {
                 self.events.push_back(Event::NeighborsChanged);
+                self.storage_topology_changed(now);
                 return;
             }
             TopologyAction::Isolated { reason } => {

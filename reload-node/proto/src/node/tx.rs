@@ -26,6 +26,28 @@ pub enum Purpose {
     TopologyPing { target: Destination },
     /// An Update, Leave or ConfigUpdate whose answer only needs to arrive.
     Notification,
+    /// The application's Fetch: the values are verified before it gets them.
+    Fetch { resource: reload_wire::ResourceId },
+    /// A replica or handover Store of what we hold at `resource` (§10.4, §10.7.3), to a
+    /// peer or (`None`) routed to whoever is responsible; `version` is that of our data
+    /// when it was sent.
+    Replicate {
+        resource: reload_wire::ResourceId,
+        to: Option<NodeId>,
+        version: u64,
+    },
+    /// A Fetch of newer data after a replica Store was refused (§7.4.1.1).
+    FetchBack { resource: reload_wire::ResourceId },
+}
+
+impl Purpose {
+    /// Whether the storage code handles the answer.
+    pub(super) fn is_storage(&self) -> bool {
+        matches!(
+            self,
+            Purpose::Fetch { .. } | Purpose::Replicate { .. } | Purpose::FetchBack { .. }
+        )
+    }
 }
 
 /// One outstanding request.

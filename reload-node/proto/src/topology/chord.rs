@@ -45,7 +45,9 @@ use bytes::Bytes;
 use reload_wire::chord::{ChordLeaveData, ChordRouteQueryAns, ChordUpdate, ChordUpdateBody};
 use reload_wire::{DecodeOptions, Destination, ErrorCode, NodeId, ResourceId, Wire};
 
-use super::{NextHop, StartMode, Topology, TopologyAction, TopologyContext, TopologyInput};
+use super::{
+    NextHop, StartMode, StorageRole, Topology, TopologyAction, TopologyContext, TopologyInput,
+};
 use crate::overlay::Overlay;
 use crate::rand::Prng;
 use ring::{dist, finger_slot, finger_span, finger_start, in_open_closed, pos};
@@ -258,6 +260,10 @@ pub struct Chord {
     partition_idx: usize,
     partition_via: Option<NodeId>,
 }
+
+/// Copies besides the responsible peer's (§10.4: "its successor … and that peer's
+/// successor").
+const REPLICAS: usize = 2;
 
 impl Chord {
     /// A plug-in for the node `node_id`. The neighbour list size is clamped to 3..=64
@@ -1941,12 +1947,48 @@ impl Topology for Chord {
         crate::identity::chord_resource_id(resource_name)
     }
 
-    fn replica_set(&self) -> Vec<NodeId> {
+    fn replica_set(&self, _id: &ResourceId) -> Vec<NodeId> {
         // §10.4: the successor and that peer's successor.
         if !self.joined() {
             return Vec::new();
         }
-        self.succs.iter().take(2).copied().collect()
+        self.succs.iter().take(REPLICAS).copied().collect()
+    }
+
+    fn storage_role(&self, id: &ResourceId) -> StorageRole {
+        if !self.joined() || id.as_bytes().len() != self.me.len() {
+            return StorageRole::Outside;
+        }
+        let k = pos(id.as_bytes());
+        if self.responsible_at(k) {
+            return StorageRole::Responsible;
+        }
+        // §10.4, §10.7.3: we are a replica while fewer than three predecessors lie between
+        // R and us — R is in the range of our first or second predecessor.
+        let preds = &self.preds;
+        for (i, p) in preds.iter().enumerate().take(REPLICAS) {
+            let inside = match preds.get(i + 1) {
+                Some(lower) => in_open_closed(k, pos(lower.as_bytes()), pos(p.as_bytes())),
+                // A short list is the whole ring: the last predecessor's range reaches
+                // back to us.
+                None => preds.len() < self.r() && in_open_closed(k, self.at, pos(p.as_bytes())),
+            };
+            if inside {
+                return StorageRole::Replica { responsible: *p };
+            }
+        }
+        StorageRole::Outside
+    }
+
+    fn accepts_replica_from(&self, from: &NodeId, id: &ResourceId) -> bool {
+        // §7.4.1.1 for CHORD-RELOAD: a replica Store comes from a node in the replica set
+        // or closer to R — our predecessors (the responsible peer and the replica before
+        // us) or our successors (the previous responsible peer handing data over when we
+        // joined, §10.5 step 6, or a replica giving back what the dead responsible peer
+        // held).
+        self.joined()
+            && (self.preds.contains(from) || self.succs.contains(from))
+            && self.storage_role(id) != StorageRole::Outside
     }
 
     fn responsible_ppb(&self) -> u32 {

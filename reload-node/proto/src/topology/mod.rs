@@ -147,6 +147,18 @@ pub enum NextHop {
     None,
 }
 
+/// This node's part in storing the data of a Resource-ID (RFC 6940 §10.4, §10.7.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageRole {
+    /// We are responsible: we answer Store, Fetch, Stat and Find for it, and copy what we
+    /// store to the replica set.
+    Responsible,
+    /// We hold a replica for the peer we believe responsible.
+    Replica { responsible: NodeId },
+    /// Neither: what we hold for it belongs to whoever is responsible now.
+    Outside,
+}
+
 /// A topology plug-in (RFC 6940 §5.3).
 pub trait Topology {
     /// Our Node-ID.
@@ -214,9 +226,17 @@ pub trait Topology {
             .unwrap_or_default()
     }
 
-    /// The replica set for data this node is responsible for (§10.4): the next peers to
+    /// The replica set of `id` when this node is responsible for it (§10.4): the peers to
     /// store copies on.
-    fn replica_set(&self) -> Vec<NodeId>;
+    fn replica_set(&self, id: &ResourceId) -> Vec<NodeId>;
+
+    /// Our part in storing the data of `id` (§10.4, §10.7.3).
+    fn storage_role(&self, id: &ResourceId) -> StorageRole;
+
+    /// Whether a replica Store (replica_number > 0) for `id` signed by `from` is plausible
+    /// (§7.4.1.1): it comes from a node that is, or was lately, in the replica set of
+    /// `id`, and we hold data for `id` ourselves.
+    fn accepts_replica_from(&self, from: &NodeId, id: &ResourceId) -> bool;
 
     /// Share of the ID space this node is responsible for, in parts per billion (Probe
     /// responsible_set, §6.4.2.5).

@@ -21,7 +21,9 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use reload_wire::{Destination, ErrorCode, NodeId, ResourceId};
 
-use super::{NextHop, StartMode, Topology, TopologyAction, TopologyContext, TopologyInput};
+use super::{
+    NextHop, StartMode, StorageRole, Topology, TopologyAction, TopologyContext, TopologyInput,
+};
 
 /// The plug-in's name in a configuration's `topology-plugin` (tests register it).
 pub const NAME: &str = "XOR-TEST";
@@ -315,8 +317,39 @@ impl Topology for Xor {
         vec![("peers", peers)]
     }
 
-    fn replica_set(&self) -> Vec<NodeId> {
-        self.neighbor_section("peers").into_iter().take(2).collect()
+    fn replica_set(&self, id: &ResourceId) -> Vec<NodeId> {
+        // The next two closest to the ID after us.
+        let target = pos(id.as_bytes());
+        let mut v: Vec<NodeId> = self.known.iter().copied().collect();
+        v.sort_by_key(|n| self.dist(n.as_bytes(), target));
+        v.truncate(2);
+        v
+    }
+
+    fn storage_role(&self, id: &ResourceId) -> StorageRole {
+        // The three nodes closest to the ID hold its data: the closest is responsible.
+        if !self.joined {
+            return StorageRole::Outside;
+        }
+        let target = pos(id.as_bytes());
+        let mine = self.at ^ target;
+        let mut closer: Vec<&NodeId> = self
+            .known
+            .iter()
+            .filter(|n| self.dist(n.as_bytes(), target) < mine)
+            .collect();
+        closer.sort_by_key(|n| self.dist(n.as_bytes(), target));
+        match closer.len() {
+            0 => StorageRole::Responsible,
+            1 | 2 => StorageRole::Replica {
+                responsible: *closer[0],
+            },
+            _ => StorageRole::Outside,
+        }
+    }
+
+    fn accepts_replica_from(&self, from: &NodeId, id: &ResourceId) -> bool {
+        self.known.contains(from) && self.storage_role(id) != StorageRole::Outside
     }
 
     fn responsible_ppb(&self) -> u32 {

@@ -250,7 +250,10 @@ fn lone_first_node_is_responsible_for_everything() {
     }
     assert_eq!(c.responsible_ppb(), 1_000_000_000);
     assert!(c.successors().is_empty() && c.predecessors().is_empty());
-    assert!(c.replica_set().is_empty());
+    assert!(
+        c.replica_set(&ResourceId::new(bytes::Bytes::from(vec![0u8; 16])))
+            .is_empty()
+    );
 }
 
 #[test]
