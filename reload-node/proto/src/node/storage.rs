@@ -49,6 +49,9 @@ pub const MAX_REPLICATION_IN_FLIGHT: usize = 32;
 /// How often data not yet where it belongs is looked at again.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The first pause before sweeping again after something did not settle.
+pub const SWEEP_RETRY_MIN: Duration = Duration::from_secs(1);
+
 /// Expired values removed per timer run (the rest at the next).
 const EXPIRY_BUDGET: usize = 4096;
 
@@ -79,6 +82,11 @@ pub(super) struct Replication {
     in_flight: usize,
     /// When to sweep next.
     pub(super) next_sweep: Option<Instant>,
+    /// The pause before the next sweep while data is not settled: from
+    /// [`SWEEP_RETRY_MIN`], doubling up to [`SWEEP_INTERVAL`] (a replica that refused our
+    /// Store because it had not yet heard of the failure we reacted to accepts it a
+    /// moment later).
+    retry: Duration,
     /// When values next expire.
     pub(super) next_expiry: Option<Instant>,
 }
@@ -779,8 +787,20 @@ impl Node {
         }
         self.pump_replication(now);
         if unsettled {
-            self.replication.next_sweep = Some(now + SWEEP_INTERVAL);
+            self.sweep_again(now);
+        } else {
+            self.replication.retry = SWEEP_RETRY_MIN;
         }
+    }
+
+    /// Schedules a sweep after the current retry pause (unless one comes sooner), and
+    /// lengthens the pause.
+    fn sweep_again(&mut self, now: Instant) {
+        let r = &mut self.replication;
+        r.retry = r.retry.clamp(SWEEP_RETRY_MIN, SWEEP_INTERVAL);
+        let at = now + r.retry;
+        r.next_sweep = Some(r.next_sweep.map_or(at, |t| t.min(at)));
+        r.retry = (r.retry * 2).min(SWEEP_INTERVAL);
     }
 
     /// Sends queued replica Stores while there is room.
@@ -802,6 +822,7 @@ impl Node {
     pub(super) fn storage_topology_changed(&mut self, now: Instant) {
         if !self.storage.is_empty() {
             self.replication.next_sweep = Some(now);
+            self.replication.retry = SWEEP_RETRY_MIN;
         }
     }
 

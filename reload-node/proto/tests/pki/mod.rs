@@ -56,6 +56,18 @@ impl TestCa {
         reload_proto::overlay::Overlay::new(self.config(), None)
     }
 
+    /// [`TestCa::config`] with the storage test Kinds ([`storage_kinds`]).
+    pub fn storage_config(&self) -> reload_proto::config::OverlayConfig {
+        let mut c = self.config();
+        c.kinds = storage_kinds();
+        c
+    }
+
+    /// The test overlay with the storage test Kinds.
+    pub fn storage_overlay(&self) -> std::sync::Arc<reload_proto::overlay::Overlay> {
+        reload_proto::overlay::Overlay::new(self.storage_config(), None)
+    }
+
     pub fn named(rsa: bool, name: &str) -> Self {
         let key = KeyPair::generate_for(alg(rsa)).unwrap();
         let mut p = CertificateParams::default();
@@ -198,4 +210,70 @@ pub fn config(f: &Fixture, sequence: u16) -> reload_proto::config::OverlayConfig
         ),
     ];
     c
+}
+
+/// Private test Kinds, one per data model and policy, and the registered ones RFC 6940
+/// defines (§8, §9) with RFC 7904's SIP-REGISTRATION.
+pub mod kinds {
+    /// SINGLE, USER-MATCH, max-count 1, max-size 1024.
+    pub const SINGLE: u32 = 0xf000_0001;
+    /// ARRAY, USER-MATCH, max-count 16, max-size 1024.
+    pub const ARRAY: u32 = 0xf000_0002;
+    /// DICTIONARY, USER-MATCH, max-count 16, max-size 1024.
+    pub const DICT: u32 = 0xf000_0003;
+    /// SINGLE, NODE-MULTIPLE with max-node-multiple 5, max-size 256.
+    pub const MULTI: u32 = 0xf000_0004;
+    /// SINGLE, NODE-MATCH, max-size 1024.
+    pub const NODE: u32 = 0xf000_0005;
+}
+
+pub fn storage_kinds() -> Vec<reload_proto::config::KindDefinition> {
+    use reload_proto::config::{AccessPolicy, KindDataModel as M, KindDefinition};
+    use reload_wire::storage::KindId;
+    let mut multi =
+        KindDefinition::new(kinds::MULTI, M::Single, AccessPolicy::NodeMultiple, 1, 256);
+    multi.max_node_multiple = Some(5);
+    let mut turn = KindDefinition::new(
+        KindId::TURN_SERVICE,
+        M::Single,
+        AccessPolicy::NodeMultiple,
+        1,
+        64,
+    );
+    turn.max_node_multiple = Some(20);
+    vec![
+        KindDefinition::new(kinds::SINGLE, M::Single, AccessPolicy::UserMatch, 1, 1024),
+        KindDefinition::new(kinds::ARRAY, M::Array, AccessPolicy::UserMatch, 16, 1024),
+        KindDefinition::new(
+            kinds::DICT,
+            M::Dictionary,
+            AccessPolicy::UserMatch,
+            16,
+            1024,
+        ),
+        multi,
+        KindDefinition::new(kinds::NODE, M::Single, AccessPolicy::NodeMatch, 1, 1024),
+        turn,
+        KindDefinition::new(
+            KindId::CERTIFICATE_BY_NODE,
+            M::Array,
+            AccessPolicy::NodeMatch,
+            4,
+            4096,
+        ),
+        KindDefinition::new(
+            KindId::CERTIFICATE_BY_USER,
+            M::Array,
+            AccessPolicy::UserMatch,
+            4,
+            4096,
+        ),
+        KindDefinition::new(
+            KindId::SIP_REGISTRATION,
+            M::Dictionary,
+            AccessPolicy::UserNodeMatch,
+            16,
+            2048,
+        ),
+    ]
 }

@@ -35,6 +35,10 @@ pub struct Net {
     pub addrs: Vec<SocketAddr>,
     /// The overlay's root CA (to issue more certificates in a test).
     pub ca: TestCa,
+    pub overlay: std::sync::Arc<reload_proto::overlay::Overlay>,
+    pub topology: ChordSettings,
+    pub anchor: WallAnchor,
+    pub seed: u64,
 }
 
 /// `n` distinct Node-IDs (never 0 or all ones) drawn from the seed.
@@ -73,31 +77,28 @@ pub fn build(
     cert_cache: Option<usize>,
 ) -> Net {
     let ca = TestCa::new(false);
-    let mut sim = Sim::new(seed, SimNetwork::default());
     let overlay = ca.overlay();
+    build_in(ca, overlay, seed, ids, addr, topology, cert_cache)
+}
+
+/// [`build`] in the overlay `overlay` of the CA `ca`.
+pub fn build_in(
+    ca: TestCa,
+    overlay: std::sync::Arc<reload_proto::overlay::Overlay>,
+    seed: u64,
+    ids: Vec<u128>,
+    addr: impl Fn(usize) -> SocketAddr,
+    topology: Option<ChordSettings>,
+    cert_cache: Option<usize>,
+) -> Net {
+    let mut sim = Sim::new(seed, SimNetwork::default());
     let topology = topology.unwrap_or_else(|| ChordSettings::from_overlay(&overlay));
     let mut addrs = Vec::with_capacity(ids.len());
     let anchor = WallAnchor::new(sim.now, SystemTime::now());
     for (i, &id) in ids.iter().enumerate() {
         let addr = addr(i);
-        let mut settings = NodeSettings::new(vec![(PROTOCOL, addr)]);
-        if let Some(c) = cert_cache {
-            settings.cert_cache_size = c;
-        }
-        let creds = ca.node(false, id, &format!("user{i}"));
-        let links = PlainLinks::new(&creds.cert, &overlay, anchor);
-        let parts = NodeParts {
-            settings,
-            overlay: overlay.clone(),
-            credentials: creds,
-            topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
-            links: Box::new(links),
-        };
-        let node = Node::new(
-            parts,
-            sim.now,
-            anchor.wall,
-            Seed::from_u64(seed ^ id as u64),
+        let node = make_node(
+            &ca, &overlay, &topology, anchor, &sim, seed, id, i, addr, cert_cache,
         );
         sim.add(node, addr);
         addrs.push(addr);
@@ -107,7 +108,67 @@ pub fn build(
         ids,
         addrs,
         ca,
+        overlay,
+        topology,
+        anchor,
+        seed,
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_node(
+    ca: &TestCa,
+    overlay: &std::sync::Arc<reload_proto::overlay::Overlay>,
+    topology: &ChordSettings,
+    anchor: WallAnchor,
+    sim: &Sim,
+    seed: u64,
+    id: u128,
+    i: usize,
+    addr: SocketAddr,
+    cert_cache: Option<usize>,
+) -> Node {
+    let mut settings = NodeSettings::new(vec![(PROTOCOL, addr)]);
+    if let Some(c) = cert_cache {
+        settings.cert_cache_size = c;
+    }
+    let creds = ca.node(false, id, &format!("user{i}"));
+    let links = PlainLinks::new(&creds.cert, overlay, anchor);
+    let parts = NodeParts {
+        settings,
+        overlay: overlay.clone(),
+        credentials: creds,
+        topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
+        links: Box::new(links),
+    };
+    Node::new(
+        parts,
+        sim.now,
+        anchor.wall,
+        Seed::from_u64(seed ^ id as u64),
+    )
+}
+
+/// Adds one more core (not started) with Node-ID `id` listening at `addr`, user
+/// `user{index}`; returns its index.
+pub fn add_node(net: &mut Net, id: u128, addr: SocketAddr) -> usize {
+    let i = net.ids.len();
+    let node = make_node(
+        &net.ca,
+        &net.overlay,
+        &net.topology,
+        net.anchor,
+        &net.sim,
+        net.seed,
+        id,
+        i,
+        addr,
+        None,
+    );
+    net.sim.add(node, addr);
+    net.ids.push(id);
+    net.addrs.push(addr);
+    i
 }
 
 /// Starts node 0 alone, then every other one `gap` after the previous, each through a
@@ -176,6 +237,34 @@ pub fn ring_error_of(net: &Net, m: &[usize], neighbors: usize) -> Option<String>
         if succ != want_s || pred != want_p {
             return Some(format!(
                 "node {i}: succ {succ:?} want {want_s:?}; pred {pred:?} want {want_p:?}"
+            ));
+        }
+    }
+    None
+}
+
+/// Why the first `k` successors and predecessors of some live node are not the next and
+/// previous `k` live Node-IDs (what storage needs: the replica set, §10.4).
+pub fn ring_prefix_error(net: &Net, k: usize) -> Option<String> {
+    let m = live(net);
+    let n = m.len();
+    let len = k.min(n - 1);
+    for (p, &i) in m.iter().enumerate() {
+        let t = net.sim.nodes[i].node.topology();
+        if !t.is_joined() {
+            return Some(format!("node {i} not joined"));
+        }
+        let want_s: Vec<NodeId> = (1..=len)
+            .map(|d| NodeId::from_u128(net.ids[m[(p + d) % n]]))
+            .collect();
+        let want_p: Vec<NodeId> = (1..=len)
+            .map(|d| NodeId::from_u128(net.ids[m[(p + n - d) % n]]))
+            .collect();
+        let succ = t.neighbor_section("successors");
+        let pred = t.neighbor_section("predecessors");
+        if succ.get(..len) != Some(&want_s[..]) || pred.get(..len) != Some(&want_p[..]) {
+            return Some(format!(
+                "node {i}: succ {succ:?} want {want_s:?}…; pred {pred:?} want {want_p:?}…"
             ));
         }
     }
