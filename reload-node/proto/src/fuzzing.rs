@@ -312,8 +312,8 @@ pub fn reassembly(data: &[u8]) {
             assert_eq!(h.fragment, Fragment::UNFRAGMENTED);
             assert!(hl <= m.len());
             assert!(
-                m.len() <= MAX_MESSAGE_SIZE + 256,
-                "a reassembled message of {} bytes",
+                m.len() <= MAX_MESSAGE_SIZE,
+                "a reassembled message of {} bytes, over max-message-size",
                 m.len()
             );
         }

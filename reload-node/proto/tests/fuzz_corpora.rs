@@ -164,7 +164,12 @@ mod seeds {
         let dir = corpus_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         for (i, (label, data)) in seeds.iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i:02}-{label}")), data).unwrap();
+            // Existing seeds stay as they are (signatures and randoms differ each time):
+            // only seeds added to the end of a list are written.
+            let path = dir.join(format!("seed-{i:02}-{label}"));
+            if !path.exists() {
+                std::fs::write(path, data).unwrap();
+            }
         }
     }
 
@@ -300,6 +305,29 @@ mod seeds {
         v
     }
 
+    /// A first fragment with a long via list, then a last one with a short header, each
+    /// within the target's max-message-size of 3000 but not together (the fix of
+    /// `Reassembly::insert`, issue 10).
+    fn long_first_header() -> Vec<u8> {
+        let fragment = |via: u128, offset: u32, last: bool, len: usize| {
+            let mut h = ForwardingHeader::new(0x1234_5678, 1, 100, 5);
+            h.via_list = (0..via)
+                .map(|i| Destination::Node(NodeId::from_u128(i + 1)))
+                .collect();
+            h.fragment = reload_wire::Fragment::new(offset, last);
+            let mut b = BytesMut::new();
+            h.encode_with_length(&mut b, (h.encoded_len() + len) as u32)
+                .unwrap();
+            b.put_slice(&vec![3u8; len]);
+            b.to_vec()
+        };
+        let short = fragment(0, 10, true, 0).len();
+        cat(&[
+            &raw(0, &fragment(30, 0, false, 10)),
+            &raw(0, &fragment(0, 10, true, 3000 - short - 10)),
+        ])
+    }
+
     pub fn reassembly() {
         let body: Vec<u8> = (0..=255u8).collect();
         let n1 = fuzzing::fixture_credentials(1);
@@ -381,6 +409,7 @@ mod seeds {
                 ("raw-split-in-order", raw_in_order),
                 ("raw-split-reversed", raw_reversed),
                 ("raw-refragmented", refragmented),
+                ("finding-long-first-header", long_first_header()),
             ],
         );
     }
