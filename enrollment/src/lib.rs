@@ -17,6 +17,8 @@
 
 pub mod ca;
 pub mod datadir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod init;
 pub mod names;
 pub mod server;

@@ -222,7 +222,7 @@ struct AppState {
 /// A refusal: status, body, the reason for the log (and the detail header, if the client
 /// may see it).
 #[derive(Debug)]
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     body: String,
     detail: String,
@@ -322,7 +322,7 @@ pub fn verify_password(hash: &str, password: &[u8]) -> bool {
 
 /// Whether the Accept header allows `application/pkix-cert` (§11.3: it MUST contain it;
 /// `application/*` and `*/*` are read as containing it, RFC 9110 §12.5.1).
-fn accepts_certificate(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_certificate(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').any(|range| {
@@ -339,7 +339,7 @@ fn accepts_certificate(headers: &HeaderMap) -> bool {
     })
 }
 
-fn media_type(v: Option<&str>) -> String {
+pub(crate) fn media_type(v: Option<&str>) -> String {
     v.unwrap_or("")
         .split(';')
         .next()
@@ -350,11 +350,11 @@ fn media_type(v: Option<&str>) -> String {
 
 /// The fields of an enrollment form.
 #[derive(Default)]
-struct Form {
-    username: Option<Bytes>,
-    password: Option<Bytes>,
-    nodeids: Option<Bytes>,
-    csr: Option<(Option<String>, Bytes)>,
+pub(crate) struct Form {
+    pub(crate) username: Option<Bytes>,
+    pub(crate) password: Option<Bytes>,
+    pub(crate) nodeids: Option<Bytes>,
+    pub(crate) csr: Option<(Option<String>, Bytes)>,
 }
 
 fn multipart_refusal(e: axum::extract::multipart::MultipartError, limit: usize) -> Refusal {
@@ -372,7 +372,7 @@ fn multipart_refusal(e: axum::extract::multipart::MultipartError, limit: usize) 
     }
 }
 
-async fn read_form(req: Request, limit: usize) -> std::result::Result<Form, Refusal> {
+pub(crate) async fn read_form(req: Request, limit: usize) -> std::result::Result<Form, Refusal> {
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
         Refusal::plain(
             StatusCode::BAD_REQUEST,
@@ -429,7 +429,7 @@ async fn read_form(req: Request, limit: usize) -> std::result::Result<Form, Refu
     Ok(form)
 }
 
-fn utf8_field(name: &str, v: Option<Bytes>) -> std::result::Result<String, Refusal> {
+pub(crate) fn utf8_field(name: &str, v: Option<Bytes>) -> std::result::Result<String, Refusal> {
     let v = v.ok_or_else(|| {
         Refusal::plain(
             StatusCode::BAD_REQUEST,
@@ -445,7 +445,7 @@ fn utf8_field(name: &str, v: Option<Bytes>) -> std::result::Result<String, Refus
 }
 
 /// The DER of a CSR given as DER or PEM.
-fn csr_der(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn csr_der(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
     let trimmed = raw.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(trimmed).map_err(|_| "PEM that is not ASCII".to_string())?;
@@ -467,7 +467,7 @@ enum Auth {
 /// How the log shows an account name a client sent: as it is if it can be an account name
 /// (letters, digits, `. _ - +`, at most 64), else its length only — never the client's
 /// bytes (up to the body limit, control characters included) in the log.
-fn shown_name(account: &str) -> String {
+pub(crate) fn shown_name(account: &str) -> String {
     if AccountKey::of(account).is_some() {
         account.to_string()
     } else {

@@ -20,5 +20,7 @@ pub mod client;
 pub mod control;
 pub mod datadir;
 pub mod enroll;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod peer;
 pub mod shell;

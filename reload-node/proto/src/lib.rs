@@ -22,6 +22,8 @@
 
 pub mod check;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod link;
 pub mod node;

@@ -252,7 +252,7 @@ impl Reassembly {
         }
         let len = h.encoded_len() + total;
         let mut b = BytesMut::with_capacity(len);
-        if h.encode_with_length(&mut b, len as u32).is_err() {
+        if len > max_message_size || h.encode_with_length(&mut b, len as u32).is_err() {
             self.dropped += 1;
             return Err(Refused::Inconsistent);
         }
@@ -581,6 +581,48 @@ mod tests {
             whole = r.insert(now, 2, h, hl, f, 100_000).unwrap();
         }
         assert!(whole.is_some(), "the message over the other link completed");
+    }
+
+    #[test]
+    fn a_long_first_header_cannot_make_the_message_exceed_max_message_size() {
+        // Found writing the reassembly fuzz target's invariants (issue 10): each fragment is
+        // checked against
+        // max-message-size with its own header, but the whole message gets the first
+        // fragment's. A first fragment with a long via list and a last one with a short
+        // header, each within the limit, must not reassemble into a message over it.
+        let max = 3000;
+        let fragment = |via: u128, offset: u32, last: bool, len: usize| {
+            let mut h = ForwardingHeader::new(1, 1, 100, 5);
+            h.via_list = (0..via)
+                .map(|i| Destination::Node(NodeId::from_u128(i + 1)))
+                .collect();
+            h.fragment = Fragment::new(offset, last);
+            let mut b = BytesMut::new();
+            h.encode_with_length(&mut b, (h.encoded_len() + len) as u32)
+                .unwrap();
+            b.extend_from_slice(&vec![3u8; len]);
+            let b = b.freeze();
+            let (h, hl) = ForwardingHeader::peek(&b, &opts()).unwrap();
+            (h, hl, b)
+        };
+        let mut r = Reassembly::new(1 << 20, 16, Duration::from_secs(15));
+        let now = Instant::now();
+        let (h, hl, first) = fragment(60, 0, false, 10);
+        assert!(hl > 1000);
+        assert_eq!(r.insert(now, 1, h, hl, first, max), Ok(None));
+        let (_, short, _) = fragment(0, 10, true, 0);
+        let (h, hl, last) = fragment(0, 10, true, max - short - 10);
+        assert_eq!(
+            last.len() + 10,
+            max,
+            "the last fragment is within the limit"
+        );
+        assert_eq!(
+            r.insert(now, 1, h, hl, last, max),
+            Err(Refused::Inconsistent)
+        );
+        assert!(r.is_empty());
+        assert_eq!(r.buffered(), 0);
     }
 
     #[test]
