@@ -558,3 +558,80 @@ fn stat_find_delete_and_expiry() {
     assert_eq!(content(&f.kinds[0].values.as_slice()[0]), None);
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn every_node_stores_its_certificate_once_by_node_and_by_user() {
+    // RFC 6940 §8: at H(Node-ID) (CERTIFICATE_BY_NODE) and H(user name)
+    // (CERTIFICATE_BY_USER), appended to the array.
+    let mut net = ring(15);
+    net.sim.run_for(5 * SEC);
+    for i in 0..N {
+        let der = net.sim.nodes[i].node.credentials().cert.der().clone();
+        let node_r = chord_resource_id(NodeId::from_u128(net.ids[i]).as_bytes());
+        let user_r = user_resource(i);
+        for (kind, r) in [
+            (KindId::CERTIFICATE_BY_NODE, node_r),
+            (KindId::CERTIFICATE_BY_USER, user_r),
+        ] {
+            let j = (i + 1) % N;
+            let f = fetch(&mut net, j, &r, vec![everything(kind, DataModel::Array)]).unwrap();
+            assert!(f.rejected.is_empty(), "{:?}", f.rejected);
+            let certs: Vec<Vec<u8>> = f.kinds[0]
+                .values
+                .as_slice()
+                .iter()
+                .filter_map(content)
+                .collect();
+            assert_eq!(certs, vec![der.to_vec()], "node {i}, {kind}");
+        }
+    }
+}
+
+#[test]
+fn a_turn_server_is_advertised_and_found_from_random_resource_ids() {
+    // RFC 6940 §9: TurnServer values at H(Node-ID ‖ d), d = 1..turn-density; a Find for
+    // TURN-SERVICE at a random Resource-ID returns one when the peer it reaches knows one.
+    let mut net = ring(16);
+    let server: SocketAddr = "192.0.2.7:3478".parse().unwrap();
+    let now = net.sim.now;
+    let txs = net.sim.nodes[3]
+        .node
+        .advertise_turn(now, server, 600)
+        .unwrap();
+    assert_eq!(txs.len() as u32, net.overlay.config().turn_density);
+    net.sim.after_input(3);
+    for tx in txs {
+        assert!(wait(&mut net, 3, tx).is_ok());
+    }
+    let mut rng = reload_proto::rand::Prng::new(5);
+    let zero = ResourceId::new(Bytes::from(vec![0u8; 16]));
+    let mut found = None;
+    for _ in 0..200 {
+        let key = ((rng.next_u64() as u128) << 64) | rng.next_u64() as u128;
+        let r = ResourceId::new(key.to_be_bytes().to_vec());
+        let body = MessageBody::FindReq(FindReq {
+            resource: r.clone(),
+            kinds: vec![KindId::TURN_SERVICE],
+        });
+        let (_, ans) = request(&mut net, 6, vec![Destination::Resource(r)], body).unwrap();
+        let MessageBody::FindAns(f) = ans else {
+            panic!()
+        };
+        if f.results[0].closest != zero {
+            found = Some(f.results[0].closest.clone());
+            break;
+        }
+    }
+    let at = found.expect("no Find located the TURN server");
+    let f = fetch(
+        &mut net,
+        6,
+        &at,
+        vec![everything(KindId::TURN_SERVICE, DataModel::Single)],
+    )
+    .unwrap();
+    let v = content(&f.kinds[0].values.as_slice()[0]).unwrap();
+    let t = reload_wire::storage::TurnServer::decode(&Bytes::from(v), &Default::default()).unwrap();
+    assert_eq!(t.iteration, 1);
+    assert_eq!(t.server_address.socket_addr(), Some(server));
+}

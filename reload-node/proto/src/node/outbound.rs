@@ -348,7 +348,10 @@ impl Node {
             return self.storage_answer(now, txid, purpose, Err(e), &[]);
         }
         let input = match purpose {
-            Purpose::Fetch { .. } | Purpose::Replicate { .. } | Purpose::FetchBack { .. } => return,
+            Purpose::Fetch { .. }
+            | Purpose::Replicate { .. }
+            | Purpose::FetchBack { .. }
+            | Purpose::PublishCert { .. } => return,
             Purpose::Application => {
                 self.events.push_back(Event::Response {
                     transaction_id: txid,
@@ -484,6 +487,7 @@ impl Node {
                 self.bootstrap_retry = None;
                 self.events.push_back(Event::Joined);
                 self.storage_topology_changed(now);
+                self.publish_certificate(now);
                 return;
             }
             TopologyAction::NeighborsChanged => {

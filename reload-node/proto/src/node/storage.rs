@@ -89,6 +89,8 @@ pub(super) struct Replication {
     retry: Duration,
     /// When values next expire.
     pub(super) next_expiry: Option<Instant>,
+    /// When to look again for our certificate in the overlay (§8).
+    pub(super) cert_retry: Option<Instant>,
 }
 
 impl Replication {
@@ -851,6 +853,126 @@ impl Node {
         if self.replication.next_sweep.is_some_and(|t| t <= now) {
             self.sweep_storage(now);
         }
+        if self.replication.cert_retry.is_some_and(|t| t <= now) {
+            self.replication.cert_retry = None;
+            self.publish_certificate(now);
+        }
+    }
+
+    // ------------------------------------------------- certificates (§8), TURN (§9)
+
+    /// §8: a node MUST store its certificate at the Resource-IDs of its Node-ID
+    /// (CERTIFICATE_BY_NODE) and of its user name (CERTIFICATE_BY_USER), at the end of
+    /// the array. For each Kind the overlay defines, we fetch the array first and append
+    /// our certificate only if it is not there yet (a restart does not add a copy).
+    pub(super) fn publish_certificate(&mut self, now: Instant) {
+        let node_name = self.creds.node_id.as_bytes().to_vec();
+        let user_name = self.creds.cert.user_name.clone();
+        let targets = [
+            (KindId::CERTIFICATE_BY_NODE, Some(node_name)),
+            (
+                KindId::CERTIFICATE_BY_USER,
+                user_name.map(|u| u.into_bytes()),
+            ),
+        ];
+        for (kind, name) in targets {
+            let (Some(name), Some((_, model))) = (name, self.overlay.kind(kind)) else {
+                continue;
+            };
+            let resource = self.topo.resource_id(&name);
+            let body = MessageBody::FetchReq(FetchReq {
+                resource: resource.clone(),
+                specifiers: vec![everything(kind, model)],
+            });
+            let purpose = Purpose::PublishCert {
+                kind,
+                resource: resource.clone(),
+            };
+            let dest = vec![Destination::Resource(resource)];
+            if let Err(e) = self.request(now, dest, body, purpose) {
+                tracing::debug!("certificate lookup not sent: {e}");
+                self.replication.cert_retry = Some(now + SWEEP_INTERVAL);
+            }
+        }
+    }
+
+    /// Appends our certificate to the array of `kind` at `resource` (§8), for as long as
+    /// it is valid.
+    fn store_certificate(&mut self, now: Instant, kind: KindId, resource: ResourceId) {
+        let wall_s = (self.wall_ms(now) / 1000) as i64;
+        let left = (self.creds.cert.not_after - wall_s).clamp(0, u32::MAX as i64) as u32;
+        if left == 0 {
+            return;
+        }
+        let value = StoredDataValue::Array(reload_wire::storage::ArrayEntry {
+            index: ARRAY_END,
+            value: reload_wire::storage::DataValue {
+                exists: true,
+                value: self.creds.cert.der().clone(),
+            },
+        });
+        let signed = match self.sign_value(now, &resource, kind, value, left) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("could not sign our certificate for §8 storage: {e}");
+                return;
+            }
+        };
+        let body = MessageBody::StoreReq(StoreReq {
+            resource: resource.clone(),
+            replica_number: 0,
+            kind_data: vec![StoreKindData {
+                kind,
+                generation_counter: 0,
+                values: KindValues::Decoded(vec![signed]),
+            }],
+        });
+        let dest = vec![Destination::Resource(resource)];
+        if let Err(e) = self.request(now, dest, body, Purpose::Notification) {
+            tracing::debug!("certificate store not sent: {e}");
+        }
+    }
+
+    /// §9: advertises this peer as a TURN server reachable at `server`: a TurnServer
+    /// value at H(Node-ID ‖ d) for each d from 1 to the configuration's `turn-density`
+    /// (TURN-SERVICE, NODE-MULTIPLE). Returns the transaction IDs of the Stores (their
+    /// answers are [`Event::Response`]s). Nothing when the overlay does not define
+    /// TURN-SERVICE or its turn-density is 0.
+    pub fn advertise_turn(
+        &mut self,
+        now: Instant,
+        server: std::net::SocketAddr,
+        lifetime: u32,
+    ) -> Result<Vec<u64>, RequestError> {
+        let kind = KindId::TURN_SERVICE;
+        if self.overlay.kind(kind).is_none() {
+            return Ok(Vec::new());
+        }
+        let density = self.overlay.config().turn_density.min(255);
+        let mut txs = Vec::new();
+        for d in 1..=density {
+            let [name, _] = policy::node_multiple_names(&self.creds.node_id, d);
+            let resource = self.topo.resource_id(&name);
+            let server_value = reload_wire::storage::TurnServer {
+                iteration: d as u8,
+                server_address: reload_wire::IpAddressPort::from(server),
+            };
+            let bytes = server_value
+                .to_bytes()
+                .map_err(|e| RequestError::Unsendable(e.to_string()))?;
+            let value = StoredDataValue::Single(reload_wire::storage::DataValue {
+                exists: true,
+                value: bytes,
+            });
+            let signed = self.sign_value(now, &resource, kind, value, lifetime)?;
+            let kind_data = vec![StoreKindData {
+                kind,
+                generation_counter: 0,
+                values: KindValues::Decoded(vec![signed]),
+            }];
+            txs.push(self.store(now, resource, kind_data)?);
+        }
+        Ok(txs)
     }
 
     // ------------------------------------------------------------- the client side
@@ -974,6 +1096,25 @@ impl Node {
             Purpose::FetchBack { resource } => {
                 if let Ok((_, MessageBody::FetchAns(a))) = result {
                     self.merge_fetched(now, &resource, a.kind_responses, certificates);
+                }
+            }
+            Purpose::PublishCert { kind, resource } => {
+                let present = match &result {
+                    Ok((_, MessageBody::FetchAns(a))) => Some(a.kind_responses.iter().any(|k| {
+                        k.values.as_slice().iter().any(|v| {
+                            matches!(&v.value, StoredDataValue::Array(e)
+                                if e.value.exists && e.value.value == *self.creds.cert.der())
+                        })
+                    })),
+                    _ => None,
+                };
+                match present {
+                    Some(true) => {}
+                    Some(false) => self.store_certificate(now, kind, resource),
+                    None => {
+                        // Not answered (the ring is still settling): try again later.
+                        self.replication.cert_retry = Some(now + SWEEP_INTERVAL);
+                    }
                 }
             }
             _ => {}

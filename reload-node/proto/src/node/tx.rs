@@ -38,6 +38,12 @@ pub enum Purpose {
     },
     /// A Fetch of newer data after a replica Store was refused (§7.4.1.1).
     FetchBack { resource: reload_wire::ResourceId },
+    /// Looking for our certificate in the certificate Kind `kind` at `resource` (§8),
+    /// to store it there if it is missing.
+    PublishCert {
+        kind: reload_wire::storage::KindId,
+        resource: reload_wire::ResourceId,
+    },
 }
 
 impl Purpose {
@@ -45,7 +51,10 @@ impl Purpose {
     pub(super) fn is_storage(&self) -> bool {
         matches!(
             self,
-            Purpose::Fetch { .. } | Purpose::Replicate { .. } | Purpose::FetchBack { .. }
+            Purpose::Fetch { .. }
+                | Purpose::Replicate { .. }
+                | Purpose::FetchBack { .. }
+                | Purpose::PublishCert { .. }
         )
     }
 }
