@@ -12,6 +12,7 @@
 
 mod pki;
 mod simnet;
+mod storage;
 
 use std::time::Duration;
 
@@ -1035,4 +1036,85 @@ fn a_node_refuses_to_have_more_requests_outstanding_than_its_cap() {
         "{refused:?}"
     );
     within_bounds(&net, v);
+}
+
+/// [`lab`] with the storage test Kinds (`pki::storage_kinds`).
+fn storage_lab(seed: u64) -> Net {
+    let ca = pki::TestCa::new(false);
+    let overlay = ca.storage_overlay();
+    let addr = |i: usize| std::net::SocketAddr::from(([10, 0, 1, i as u8 + 1], 6084));
+    let mut net = build_in(ca, overlay, seed, random_ids(N, seed), addr, None, None);
+    join_sequentially(&mut net, SEC, |_, _| {});
+    converge(&mut net, 5, SEC, Duration::from_secs(120)).expect("the ring formed");
+    clear_events(&mut net.sim);
+    net
+}
+
+#[test]
+fn a_responder_cannot_slip_a_value_past_the_fetcher() {
+    // §7.4.2.2: the fetcher verifies every value — its signature, its certificate and the
+    // Kind's access policy — whoever signed the answer. The responsible peer itself
+    // answers with a value another member signed for someone else's Resource-ID, a
+    // tampered copy of the real value, and an unsigned value that claims to exist: all
+    // three are refused, and reported.
+    use reload_wire::storage::{FetchAns, FetchKindResponse, KindId, KindValues};
+    let mut net = storage_lab(0xad20);
+    let writer = 3;
+    let r = storage::user_resource(writer);
+    storage::store(&mut net, writer, &r, pki::kinds::SINGLE, vec![storage::single("real")]).unwrap();
+    let resp = storage::responsible(&net, &r);
+    let f = (0..N)
+        .find(|&k| k != resp && k != writer && linked(&net, k, resp))
+        .unwrap();
+    let other = (0..N).find(|&k| k != resp && k != writer && k != f).unwrap();
+    let kind = KindId(pki::kinds::SINGLE);
+    let real = net.sim.nodes[resp].node.storage().record(&r, kind).unwrap().entries.values().next().unwrap().data.clone();
+    let forged = storage::sign(&mut net, other, &r, pki::kinds::SINGLE, vec![storage::single("forged")], 60).remove(0);
+    let mut tampered = real.clone();
+    tampered.value = storage::single("tampered");
+    let mut unsigned = real.clone();
+    unsigned.signature = Signature::none();
+    let now = net.sim.now;
+    let tx = net.sim.nodes[f]
+        .node
+        .fetch(now, r.clone(), vec![reload_proto::node::everything(kind, reload_wire::storage::DataModel::Single)])
+        .unwrap();
+    let body = MessageBody::FetchAns(FetchAns {
+        kind_responses: vec![FetchKindResponse {
+            kind,
+            generation: 7,
+            values: KindValues::Decoded(vec![forged, tampered, unsigned]),
+        }],
+    });
+    let mut m = craft(&net, resp, vec![Destination::Node(id(&net, f))], &body, |m| {
+        m.header.transaction_id = tx;
+    });
+    let other_cert = net.sim.nodes[other].node.credentials().cert.der().clone();
+    m.security.certificates.push(GenericCertificate::x509(other_cert));
+    m.header.length = m.encoded_len() as u32;
+    // The forged answer arrives before the real one (which is then a late duplicate).
+    assert!(net.sim.inject(resp, f, m.to_bytes().unwrap()));
+    net.sim.after_input(f);
+    assert!(net.sim.run_until(Duration::from_secs(20), |s| {
+        s.nodes[f]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Fetched { transaction_id, .. } if *transaction_id == tx))
+    }));
+    let got = net.sim.nodes[f]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Fetched { transaction_id, result } if *transaction_id == tx => Some(result.clone()),
+            _ => None,
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.responder, id(&net, resp));
+    assert!(got.kinds[0].values.as_slice().is_empty(), "{:?}", got.kinds[0].values);
+    assert_eq!(got.rejected.len(), 3, "{:?}", got.rejected);
+    // The same fetch, answered honestly, returns the real value.
+    let honest = storage::fetch(&mut net, f, &r, vec![reload_proto::node::everything(kind, reload_wire::storage::DataModel::Single)]).unwrap();
+    assert_eq!(storage::content(&honest.kinds[0].values.as_slice()[0]), Some(b"real".to_vec()));
+    within_bounds(&net, f);
 }
