@@ -661,7 +661,9 @@ impl Verifier {
             }
             Err(e) => return Err(e),
         };
-        self.check_chain(&cert, intermediates, now)?;
+        // One hash of the certificate keys both the chain verdict and the cache.
+        let key: [u8; 32] = Sha256::digest(cert.der()).into();
+        self.check_chain_keyed(&cert, key, intermediates, now)?;
         let mut input =
             BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());
         input.put_slice(data_without_identity);
@@ -676,20 +678,19 @@ impl Verifier {
             &signature.signature_value,
         )?;
         // Verified: now its certificate may be cached.
-        let key: [u8; 32] = Sha256::digest(cert.der()).into();
         self.cache.insert_parsed(key, cert.clone());
         Ok(VerifiedSigner { node_id, cert })
     }
 
     /// The trust policy's verdict on `cert`, reusing a recent pass (chain checks cost more
     /// than the signature itself). Failures are never cached.
-    fn check_chain(
+    fn check_chain_keyed(
         &mut self,
         cert: &ReloadCertificate,
+        key: [u8; 32],
         intermediates: &[Bytes],
         now: SystemTime,
     ) -> Result<(), SignError> {
-        let key: [u8; 32] = Sha256::digest(cert.der()).into();
         let secs = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
