@@ -1061,15 +1061,42 @@ fn a_responder_cannot_slip_a_value_past_the_fetcher() {
     let mut net = storage_lab(0xad20);
     let writer = 3;
     let r = storage::user_resource(writer);
-    storage::store(&mut net, writer, &r, pki::kinds::SINGLE, vec![storage::single("real")]).unwrap();
+    storage::store(
+        &mut net,
+        writer,
+        &r,
+        pki::kinds::SINGLE,
+        vec![storage::single("real")],
+    )
+    .unwrap();
     let resp = storage::responsible(&net, &r);
     let f = (0..N)
         .find(|&k| k != resp && k != writer && linked(&net, k, resp))
         .unwrap();
-    let other = (0..N).find(|&k| k != resp && k != writer && k != f).unwrap();
+    let other = (0..N)
+        .find(|&k| k != resp && k != writer && k != f)
+        .unwrap();
     let kind = KindId(pki::kinds::SINGLE);
-    let real = net.sim.nodes[resp].node.storage().record(&r, kind).unwrap().entries.values().next().unwrap().data.clone();
-    let forged = storage::sign(&mut net, other, &r, pki::kinds::SINGLE, vec![storage::single("forged")], 60).remove(0);
+    let real = net.sim.nodes[resp]
+        .node
+        .storage()
+        .record(&r, kind)
+        .unwrap()
+        .entries
+        .values()
+        .next()
+        .unwrap()
+        .data
+        .clone();
+    let forged = storage::sign(
+        &mut net,
+        other,
+        &r,
+        pki::kinds::SINGLE,
+        vec![storage::single("forged")],
+        60,
+    )
+    .remove(0);
     let mut tampered = real.clone();
     tampered.value = storage::single("tampered");
     let mut unsigned = real.clone();
@@ -1077,7 +1104,14 @@ fn a_responder_cannot_slip_a_value_past_the_fetcher() {
     let now = net.sim.now;
     let tx = net.sim.nodes[f]
         .node
-        .fetch(now, r.clone(), vec![reload_proto::node::everything(kind, reload_wire::storage::DataModel::Single)])
+        .fetch(
+            now,
+            r.clone(),
+            vec![reload_proto::node::everything(
+                kind,
+                reload_wire::storage::DataModel::Single,
+            )],
+        )
         .unwrap();
     let body = MessageBody::FetchAns(FetchAns {
         kind_responses: vec![FetchKindResponse {
@@ -1086,11 +1120,19 @@ fn a_responder_cannot_slip_a_value_past_the_fetcher() {
             values: KindValues::Decoded(vec![forged, tampered, unsigned]),
         }],
     });
-    let mut m = craft(&net, resp, vec![Destination::Node(id(&net, f))], &body, |m| {
-        m.header.transaction_id = tx;
-    });
+    let mut m = craft(
+        &net,
+        resp,
+        vec![Destination::Node(id(&net, f))],
+        &body,
+        |m| {
+            m.header.transaction_id = tx;
+        },
+    );
     let other_cert = net.sim.nodes[other].node.credentials().cert.der().clone();
-    m.security.certificates.push(GenericCertificate::x509(other_cert));
+    m.security
+        .certificates
+        .push(GenericCertificate::x509(other_cert));
     m.header.length = m.encoded_len() as u32;
     // The forged answer arrives before the real one (which is then a late duplicate).
     assert!(net.sim.inject(resp, f, m.to_bytes().unwrap()));
@@ -1105,16 +1147,35 @@ fn a_responder_cannot_slip_a_value_past_the_fetcher() {
         .events
         .iter()
         .find_map(|e| match e {
-            Event::Fetched { transaction_id, result } if *transaction_id == tx => Some(result.clone()),
+            Event::Fetched {
+                transaction_id,
+                result,
+            } if *transaction_id == tx => Some(result.clone()),
             _ => None,
         })
         .unwrap()
         .unwrap();
     assert_eq!(got.responder, id(&net, resp));
-    assert!(got.kinds[0].values.as_slice().is_empty(), "{:?}", got.kinds[0].values);
+    assert!(
+        got.kinds[0].values.as_slice().is_empty(),
+        "{:?}",
+        got.kinds[0].values
+    );
     assert_eq!(got.rejected.len(), 3, "{:?}", got.rejected);
     // The same fetch, answered honestly, returns the real value.
-    let honest = storage::fetch(&mut net, f, &r, vec![reload_proto::node::everything(kind, reload_wire::storage::DataModel::Single)]).unwrap();
-    assert_eq!(storage::content(&honest.kinds[0].values.as_slice()[0]), Some(b"real".to_vec()));
+    let honest = storage::fetch(
+        &mut net,
+        f,
+        &r,
+        vec![reload_proto::node::everything(
+            kind,
+            reload_wire::storage::DataModel::Single,
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        storage::content(&honest.kinds[0].values.as_slice()[0]),
+        Some(b"real".to_vec())
+    );
     within_bounds(&net, f);
 }
