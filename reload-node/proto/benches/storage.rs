@@ -1,5 +1,5 @@
 //! Store and Fetch served by one core, reported next to the crypto bound measured in the
-//! same run, never asserted. `cargo bench -p reload-proto --bench storage -- [N]`.
+//! same run, never asserted. `cargo bench -p reload-proto --bench storage -- [N] [p256|rsa]`.
 //!
 //! A peer alone in its overlay (so responsible for every Resource-ID, with no replica to
 //! copy to) is fed, over one plain link, N signed StoreReqs — each with a new value,
@@ -199,12 +199,14 @@ fn run(rsa: bool, n: usize) {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(5000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(5000);
+    // `p256` or `rsa` alone runs only that key type.
+    let only = |k: &str| args.iter().any(|a| a == k);
     for rsa in [false, true] {
+        if (only("p256") && rsa) || (only("rsa") && !rsa) {
+            continue;
+        }
         run(rsa, n);
     }
 }

@@ -276,6 +276,8 @@ pub fn self_signed_node_id(
 #[derive(Clone, Debug)]
 pub struct ReloadCertificate {
     der: Bytes,
+    /// SHA-256 of `der`, computed once (the signature checks key their caches by it).
+    sha256: [u8; 32],
     /// Node-IDs from the `reload:` URIs of the subjectAltName, in order.
     pub node_ids: Vec<NodeId>,
     /// Overlay names of those URIs.
@@ -371,6 +373,7 @@ impl ReloadCertificate {
             is_ca,
             self_issued,
             unexpected_names,
+            sha256: crate::sign::sha256(&der),
             der,
         })
     }
@@ -378,6 +381,11 @@ impl ReloadCertificate {
     /// The DER bytes.
     pub fn der(&self) -> &Bytes {
         &self.der
+    }
+
+    /// SHA-256 of the DER bytes.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
     }
 
     /// Whether `id` is one of this certificate's Node-IDs.

@@ -197,7 +197,7 @@ pub fn signer_identity(cert: &ReloadCertificate, node_id: &NodeId) -> SignerIden
     if cert.node_ids.len() <= 1 {
         SignerIdentity::CertHash {
             hash_alg: HashAlgorithm::SHA256,
-            certificate_hash: Bytes::copy_from_slice(&Sha256::digest(cert.der())),
+            certificate_hash: Bytes::copy_from_slice(cert.sha256()),
         }
     } else {
         SignerIdentity::CertHashNodeId {
@@ -231,12 +231,23 @@ fn cert_node_hash(alg: HashAlgorithm, node_id: &NodeId, der: &[u8]) -> Vec<u8> {
     hash(alg, &[node_id.as_bytes(), der]).unwrap_or_default()
 }
 
+/// SHA-256 of `data` (aws-lc: the CPU's SHA instructions where it has them; the hot path
+/// hashes a certificate per signature checked).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
 /// A node's own credentials: key, certificate, and the Node-ID it signs as.
 #[derive(Debug)]
 pub struct Credentials {
     pub key: SigningKey,
     pub cert: Arc<ReloadCertificate>,
     pub node_id: NodeId,
+    /// Our signer identity (§6.3.4), computed once.
+    identity: SignerIdentity,
 }
 
 impl Credentials {
@@ -255,15 +266,17 @@ impl Credentials {
                 "the private key does not belong to the certificate".into(),
             ));
         }
+        let identity = signer_identity(&cert, &node_id);
         Ok(Credentials {
             key,
             cert: Arc::new(cert),
             node_id,
+            identity,
         })
     }
 
     pub fn identity(&self) -> SignerIdentity {
-        signer_identity(&self.cert, &self.node_id)
+        self.identity.clone()
     }
 
     /// The key (PKCS#8) and certificate as PEM texts, as a data directory stores them.
@@ -514,7 +527,7 @@ impl CertCache {
     /// Parses and remembers a certificate (whose signature the caller verified); evicts
     /// the oldest when full.
     pub fn insert(&mut self, der: &Bytes) -> Result<Arc<ReloadCertificate>, IdentityError> {
-        let key: [u8; 32] = Sha256::digest(der).into();
+        let key = sha256(der);
         if let Some(c) = self.by_hash.get(&key) {
             return Ok(c.clone());
         }
@@ -661,8 +674,8 @@ impl Verifier {
             }
             Err(e) => return Err(e),
         };
-        // One hash of the certificate keys both the chain verdict and the cache.
-        let key: [u8; 32] = Sha256::digest(cert.der()).into();
+        // The certificate's hash keys both the chain verdict and the cache.
+        let key = *cert.sha256();
         self.check_chain_keyed(&cert, key, intermediates, now)?;
         let mut input =
             BytesMut::with_capacity(data_without_identity.len() + signature.identity.encoded_len());

@@ -382,7 +382,7 @@ impl Storage {
             .collect();
         let mut parsed: HashMap<[u8; 32], Option<Arc<StoredCert>>> = HashMap::new();
         for e in snapshot.entries {
-            let hash: [u8; 32] = Sha256::digest(&e.cert).into();
+            let hash = crate::sign::sha256(&e.cert);
             let cert = parsed
                 .entry(hash)
                 .or_insert_with(|| s.intern_der(&e.cert).ok())
@@ -491,7 +491,7 @@ impl Storage {
     }
 
     fn intern_der(&mut self, der: &Bytes) -> Result<Arc<StoredCert>, String> {
-        let hash: [u8; 32] = Sha256::digest(der).into();
+        let hash = crate::sign::sha256(der);
         if let Some(c) = self.certs.get(&hash).and_then(Weak::upgrade) {
             return Ok(c);
         }
@@ -802,7 +802,7 @@ impl Storage {
         for p in plans {
             let rk = (resource.clone(), p.kind);
             for (key, data, der, owner, expires_ms) in p.puts {
-                let hash: [u8; 32] = Sha256::digest(&der).into();
+                let hash = crate::sign::sha256(&der);
                 let cert = self.intern(hash, der, owner);
                 self.remove_entry(&rk, &key);
                 let entry = Entry {
