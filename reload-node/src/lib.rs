@@ -11,6 +11,8 @@
 //!   plug-in from the configuration);
 //! - [`control`]: the operator's control socket (status, ping, trace) on a running peer;
 //! - [`datadir`]: a node's data directory (credentials, configuration, key log files);
+//! - [`store_db`]: the values the peer stores for the overlay, in SQLite in its data
+//!   directory (the storage engine's durable backend, RFC 6940 §7);
 //! - [`enroll`]: the enrollment client (§11.2, §11.3): configuration and certificate from
 //!   the overlay's servers.
 //!
@@ -24,3 +26,4 @@ pub mod enroll;
 pub mod fuzzing;
 pub mod peer;
 pub mod shell;
+pub mod store_db;

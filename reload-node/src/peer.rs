@@ -12,6 +12,7 @@ use reload_proto::node::{Admission, Node, NodeParts, NodeSettings};
 use reload_proto::overlay::Overlay;
 use reload_proto::rand::Seed;
 use reload_proto::sign::Credentials;
+use reload_proto::storage::{Storage, StorageLimits};
 use reload_proto::topology::{Topologies, TopologyContext};
 use reload_wire::link::OverlayLinkType;
 
@@ -26,6 +27,21 @@ pub struct PeerOptions {
     pub admission: Admission,
     /// A (D)TLS handshake (and the TCP connect before it) must finish within this.
     pub handshake_timeout: Duration,
+    /// Where the values this node stores for the overlay live (RFC 6940 §7).
+    pub storage: StorageMode,
+    /// What this node stores at most.
+    pub storage_limits: StorageLimits,
+}
+
+/// Where a peer keeps what it stores for the overlay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageMode {
+    /// In SQLite, `storage.sqlite3` in the data directory ([`crate::store_db`]): what was
+    /// stored survives a restart, and a Store is answered only once it is on disk.
+    DataDir,
+    /// In memory only: for a client (RFC 6940 §4.2: it stores nothing for others) or a
+    /// throw-away node.
+    Memory,
 }
 
 impl Default for PeerOptions {
@@ -35,6 +51,8 @@ impl Default for PeerOptions {
             key_log: None,
             admission: Admission::default(),
             handshake_timeout: Duration::from_secs(10),
+            storage: StorageMode::DataDir,
+            storage_limits: StorageLimits::default(),
         }
     }
 }
@@ -75,6 +93,7 @@ pub fn build_with(
     let ctx = LinkContext::new(lc, &creds).map_err(|e| format!("link layer: {e}"))?;
     let mut settings = NodeSettings::new(opts.listen.clone());
     settings.admission = opts.admission;
+    settings.storage_limits = opts.storage_limits.clone();
     let parts = NodeParts {
         settings,
         overlay,
@@ -100,10 +119,48 @@ pub fn build(
 }
 
 /// Loads what `reload-node enroll` stored in `dir` and builds the peer, with its signed
-/// configuration document (sent to peers whose configuration is older, §6.3.2.1).
+/// configuration document (sent to peers whose configuration is older, §6.3.2.1) and —
+/// with [`StorageMode::DataDir`] — the values it stored before (`dir/storage.sqlite3`,
+/// what expired while it was down removed; logged).
 pub fn from_data_dir(dir: &Path, opts: &PeerOptions) -> Result<Node, String> {
     let (doc, config) = crate::datadir::load_config(dir)?;
     let creds = crate::datadir::load_credentials(dir, config.node_id_length)?;
+    let node_id_len = config.node_id_length;
     let overlay = Overlay::new(config, Some(bytes::Bytes::from(doc)));
-    build_with(overlay, creds, opts, &Topologies::default())
+    let node = build_with(overlay, creds, opts, &Topologies::default())?;
+    match opts.storage {
+        StorageMode::Memory => Ok(node),
+        StorageMode::DataDir => {
+            let storage = open_storage(dir, node_id_len, &opts.storage_limits)?;
+            Ok(node.with_storage(storage))
+        }
+    }
+}
+
+/// Opens the stored values of the peer in `dir` (creating an empty database the first
+/// time) and logs what was loaded and what had expired meanwhile.
+pub fn open_storage(
+    dir: &Path,
+    node_id_len: usize,
+    limits: &StorageLimits,
+) -> Result<Storage, String> {
+    let backend =
+        crate::store_db::SqliteBackend::open_in(dir, node_id_len).map_err(|e| e.to_string())?;
+    let path = backend.path().display().to_string();
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let (storage, report) = Storage::open(Box::new(backend), limits.clone(), node_id_len, now_ms)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        file = %path,
+        "storage loaded: {} values ({} bytes); {} expired while the peer was down and {} \
+         with an unreadable certificate were removed",
+        report.values,
+        storage.bytes(),
+        report.expired,
+        report.unreadable,
+    );
+    Ok(storage)
 }
