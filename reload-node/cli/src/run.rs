@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use reload_wire::link::OverlayLinkType;
 
-use reload_node::peer::{PeerOptions, from_data_dir};
+use reload_node::peer::{PeerOptions, StorageMode, from_data_dir};
 use reload_node::shell::Listeners;
 use reload_proto::node::{Event, Start};
+use reload_proto::storage::StorageLimits;
 
 /// Link protocols `run` can listen with (RFC 6940 §6.6: No-ICE overlays).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -89,6 +90,18 @@ pub struct RunArgs {
     /// signer's user name and the request body — for tests).
     #[arg(long = "usage", value_name = "NAME", value_parser = usage_name)]
     pub usages: Vec<String>,
+    /// Values this peer stores for the overlay at most, in all (RFC 6940 §7; kept in
+    /// DIR/storage.sqlite3 across restarts). A Store that would go beyond is refused with
+    /// Error_Data_Too_Large; replacing or deleting values always works.
+    #[arg(long, value_name = "N", default_value_t = StorageLimits::default().max_values)]
+    pub max_stored_values: usize,
+    /// Bytes of stored values (encoded StoredData) this peer holds at most, in all.
+    #[arg(long, value_name = "BYTES", default_value_t = StorageLimits::default().max_bytes)]
+    pub max_stored_bytes: u64,
+    /// Bytes of stored values this peer holds at most for one user (the user name of the
+    /// signer's certificate, else its Node-ID), so that one user cannot fill it.
+    #[arg(long, value_name = "BYTES", default_value_t = StorageLimits::default().max_bytes_per_owner)]
+    pub max_stored_bytes_per_user: u64,
 }
 
 fn usage_name(name: &str) -> Result<String, String> {
@@ -143,16 +156,37 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 max_links_per_address: args.max_links_per_address,
             },
             handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+            // A client stores nothing for others (RFC 6940 §4.2).
+            storage: if args.client { StorageMode::Memory } else { StorageMode::DataDir },
+            storage_limits: StorageLimits {
+                max_values: args.max_stored_values,
+                max_bytes: args.max_stored_bytes,
+                max_bytes_per_owner: args.max_stored_bytes_per_user,
+            },
         };
+        // Before the storage is opened: a second peer on the same data directory stops
+        // at the control socket, below, and must not have touched the database.
+        let control_path = args
+            .control
+            .clone()
+            .unwrap_or_else(|| reload_node::control::default_path(&args.data_dir));
+        if let Ok(meta) = std::fs::symlink_metadata(&control_path) {
+            use std::os::unix::fs::FileTypeExt as _;
+            if meta.file_type().is_socket()
+                && std::os::unix::net::UnixStream::connect(&control_path).is_ok()
+            {
+                return Err(format!(
+                    "another peer is running with control socket {} (stop it first, or give \
+                     this one another --data-dir or --control PATH)",
+                    control_path.display()
+                ));
+            }
+        }
         let mut node = from_data_dir(&args.data_dir, &opts)?;
         let span = tracing::info_span!("node", id = %node.node_id());
         let _g = span.enter();
         warn_about_key_log(args.key_log.as_deref(), std::env::var_os("SSLKEYLOGFILE").as_deref());
         // Before the listeners: a second peer on the same data directory stops here.
-        let control_path = args
-            .control
-            .clone()
-            .unwrap_or_else(|| reload_node::control::default_path(&args.data_dir));
         let control_socket = reload_node::control::bind(&control_path)?;
         let listeners = Listeners::bind(&opts.listen)
             .await
