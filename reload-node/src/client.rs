@@ -23,12 +23,16 @@
 
 use std::time::{Duration, Instant};
 
-use reload_proto::node::{InboundId, InboundRequest, LinkInfo, NodeStats, RequestError};
+use reload_proto::node::{Fetched, InboundId, InboundRequest, LinkInfo, NodeStats, RequestError};
 use reload_proto::sign::VerifiedSigner;
 use reload_wire::body::MessageBody;
 use reload_wire::link::PingReq;
 use reload_wire::message::{ErrorCode, ErrorResponse, MessageCode};
-use reload_wire::{Destination, NodeId, ResourceId};
+use reload_wire::storage::{
+    FindAns, FindReq, KindId, StatAns, StatReq, StoreAns, StoredDataSpecifier, StoredDataValue,
+    UnknownKinds,
+};
+use reload_wire::{DecodeOptions, Destination, NodeId, ResourceId, Wire};
 use tokio::sync::{mpsc, oneshot};
 
 /// What a running node looks like.
@@ -49,6 +53,11 @@ pub struct Snapshot {
     /// The configuration's sequence number.
     pub sequence: u16,
     pub stats: NodeStats,
+    /// Values this node stores for the overlay (RFC 6940 §7), and their encoded size.
+    pub stored_values: usize,
+    pub stored_bytes: u64,
+    /// Where they are kept (`memory`, `sqlite PATH`).
+    pub storage: String,
 }
 
 impl Snapshot {
@@ -99,6 +108,20 @@ pub(crate) enum Command {
         id: InboundId,
         answer: Result<MessageBody, ErrorResponse>,
     },
+    /// Sign `values` of `kind` for `resource` in the shell's task and Store them (§7.4.1).
+    Store {
+        resource: ResourceId,
+        kind: KindId,
+        values: Vec<StoredDataValue>,
+        lifetime: u32,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// Fetch (§7.4.2); the answer's values verified by the core.
+    Fetch {
+        resource: ResourceId,
+        specifiers: Vec<StoredDataSpecifier>,
+        reply: oneshot::Sender<Result<Fetched, RequestError>>,
+    },
     Shutdown,
 }
 
@@ -143,8 +166,13 @@ pub enum OpError {
         code: ErrorCode,
         info: String,
     },
-    /// `from` answered with something that is not a PingAns.
-    Unexpected { from: NodeId, what: String },
+    /// `from` answered with something that is not the answer expected (`expected`: its
+    /// name, e.g. PingAns).
+    Unexpected {
+        from: NodeId,
+        what: String,
+        expected: &'static str,
+    },
     /// The request could not be sent.
     Unsendable(String),
     /// The trace ran out of TTL before the target answered.
@@ -187,8 +215,12 @@ impl std::fmt::Display for OpError {
                 }
                 Ok(())
             }
-            OpError::Unexpected { from, what } => {
-                write!(f, "{from} answered with {what}, not a PingAns")
+            OpError::Unexpected {
+                from,
+                what,
+                expected,
+            } => {
+                write!(f, "{from} answered with {what}, not a {expected}")
             }
             OpError::Unsendable(why) => write!(f, "not sent: {why}"),
             OpError::NotReached { initial_ttl } => write!(
@@ -216,11 +248,50 @@ fn refused(from: NodeId, e: &ErrorResponse) -> OpError {
     OpError::Refused {
         from,
         code: e.error_code,
-        info: String::from_utf8_lossy(&e.error_info)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect(),
+        info: error_info(e),
+    }
+}
+
+/// An error answer's `error_info`, readable: the structures RFC 6940 puts there decoded
+/// (§7.4.1.2: the current generation counters of Error_Generation_Counter_Too_Low, the
+/// Kinds of Error_Unknown_Kind), other text with control characters dropped, at most 200
+/// characters.
+pub fn error_info(e: &ErrorResponse) -> String {
+    let opts = DecodeOptions::default();
+    let decoded = match e.error_code {
+        ErrorCode::GENERATION_COUNTER_TOO_LOW => {
+            StoreAns::decode(&e.error_info, &opts).ok().map(|a| {
+                let list: Vec<String> = a
+                    .kind_responses
+                    .iter()
+                    .map(|k| format!("Kind {} at {}", k.kind.0, k.generation_counter))
+                    .collect();
+                format!("current generation counters: {}", list.join(", "))
+            })
+        }
+        ErrorCode::UNKNOWN_KIND => UnknownKinds::decode(&e.error_info, &opts).ok().map(|u| {
+            let list: Vec<String> = u.unknown_kinds.iter().map(|k| k.0.to_string()).collect();
+            format!("Kinds the peer does not know: {}", list.join(", "))
+        }),
+        _ => None,
+    };
+    let text = decoded.unwrap_or_else(|| String::from_utf8_lossy(&e.error_info).into_owned());
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+/// A failed request as an [`OpError`] (`after`: how long it took).
+fn op_error(e: ClientError, after: Duration) -> OpError {
+    match e {
+        ClientError::Request(RequestError::Error(from, e)) => refused(from, &e),
+        ClientError::Request(RequestError::Timeout) => OpError::Timeout { hop: None, after },
+        ClientError::Request(RequestError::Unsendable(why)) => OpError::Unsendable(why),
+        ClientError::Stopped => OpError::Stopped,
+        ClientError::Unexpected { from, what } => OpError::Unexpected {
+            from,
+            what,
+            expected: "answer",
+        },
+        ClientError::Refused(why) => OpError::Unsendable(why),
     }
 }
 
@@ -343,6 +414,7 @@ impl NodeHandle {
             (Ok((from, body)), _) => Err(OpError::Unexpected {
                 from,
                 what: body_name(&body),
+                expected: "PingAns",
             }),
             (Err(RequestError::Error(from, e)), _) => Err(refused(from, &e)),
             (Err(_), rtt) => Err(OpError::Timeout {
@@ -380,6 +452,7 @@ impl NodeHandle {
                     return Err(OpError::Unexpected {
                         from,
                         what: body_name(&body),
+                        expected: "PingAns",
                     });
                 }
                 Err(RequestError::Error(node, e)) if e.error_code == ErrorCode::TTL_EXCEEDED => {
@@ -406,6 +479,113 @@ impl NodeHandle {
             }
         }
         Err(OpError::NotReached { initial_ttl })
+    }
+
+    // ---- storage (RFC 6940 §7.4) ----------------------------------------------------
+
+    /// Stores `values` of `kind` at `resource` (§7.4.1): the node signs each (§7.1; its
+    /// storage_time later than any it signed before) with `lifetime` seconds, and sends one
+    /// Store (replica number 0, generation counter 0: no check) to the peer responsible.
+    /// An array value with index 0xffffffff is appended (§7.4.1.1). The answer: who
+    /// stored it, and the StoreAns (generation counter and replica set, §7.4.1.2).
+    pub async fn store(
+        &self,
+        kind: KindId,
+        resource: ResourceId,
+        values: Vec<StoredDataValue>,
+        lifetime: u32,
+    ) -> Result<(NodeId, StoreAns), OpError> {
+        let t0 = Instant::now();
+        let answer = self
+            .call(|reply| Command::Store {
+                resource,
+                kind,
+                values,
+                lifetime,
+                reply,
+            })
+            .await
+            .map_err(|e| op_error(e, t0.elapsed()))?
+            .map_err(|e| op_error(ClientError::Request(e), t0.elapsed()))?;
+        match answer {
+            (from, MessageBody::StoreAns(a)) => Ok((from, a)),
+            (from, body) => Err(OpError::Unexpected {
+                from,
+                what: body_name(&body),
+                expected: "StoreAns",
+            }),
+        }
+    }
+
+    /// Fetches (§7.4.2) what `specifiers` select at `resource` from the peer responsible;
+    /// every value returned was verified by the core (signature, certificate, the Kind's
+    /// access policy, §7.4.2.2) — those that were not are in [`Fetched::rejected`].
+    pub async fn fetch(
+        &self,
+        resource: ResourceId,
+        specifiers: Vec<StoredDataSpecifier>,
+    ) -> Result<Fetched, OpError> {
+        let t0 = Instant::now();
+        self.call(|reply| Command::Fetch {
+            resource,
+            specifiers,
+            reply,
+        })
+        .await
+        .map_err(|e| op_error(e, t0.elapsed()))?
+        .map_err(|e| op_error(ClientError::Request(e), t0.elapsed()))
+    }
+
+    /// Stat (§7.4.3): the metadata of what `specifiers` select at `resource`.
+    pub async fn stat(
+        &self,
+        resource: ResourceId,
+        specifiers: Vec<StoredDataSpecifier>,
+    ) -> Result<(NodeId, StatAns), OpError> {
+        let body = MessageBody::StatReq(StatReq {
+            resource: resource.clone(),
+            specifiers,
+        });
+        match self.storage_request(resource, body).await? {
+            (from, MessageBody::StatAns(a)) => Ok((from, a)),
+            (from, body) => Err(OpError::Unexpected {
+                from,
+                what: body_name(&body),
+                expected: "StatAns",
+            }),
+        }
+    }
+
+    /// Find (§7.4.4): for each Kind, the Resource-ID at or after `resource` (clockwise,
+    /// among those its responsible peer holds) with values of that Kind.
+    pub async fn find(
+        &self,
+        resource: ResourceId,
+        kinds: Vec<KindId>,
+    ) -> Result<(NodeId, FindAns), OpError> {
+        let body = MessageBody::FindReq(FindReq {
+            resource: resource.clone(),
+            kinds,
+        });
+        match self.storage_request(resource, body).await? {
+            (from, MessageBody::FindAns(a)) => Ok((from, a)),
+            (from, body) => Err(OpError::Unexpected {
+                from,
+                what: body_name(&body),
+                expected: "FindAns",
+            }),
+        }
+    }
+
+    async fn storage_request(
+        &self,
+        resource: ResourceId,
+        body: MessageBody,
+    ) -> Result<(NodeId, MessageBody), OpError> {
+        let t0 = Instant::now();
+        self.request(vec![Destination::Resource(resource)], body)
+            .await
+            .map_err(|e| op_error(e, t0.elapsed()))
     }
 }
 

@@ -44,6 +44,8 @@
 //!   predecessors HEX…
 //!   routing-table HEX…     (successors, predecessors and fingers, §10.3)
 //!   connected HEX…         (peers with a link up, sorted)
+//!   stored N BYTES WHERE   (values stored for the overlay, RFC 6940 §7: how many, their
+//!                          encoded size, and where: `sqlite PATH` or `memory`)
 //!   ok
 //!   ```
 //! - `ping DEST` — one Ping (RFC 6940 §6.5.3) to DEST; answer `reply HEX MS` (the Node-ID
@@ -614,6 +616,10 @@ pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
         list("predecessors", s.predecessors()),
         list("routing-table", &s.routing_table),
         list("connected", &connected),
+        format!(
+            "stored {} {} {}",
+            s.stored_values, s.stored_bytes, s.storage
+        ),
     ]
 }
 

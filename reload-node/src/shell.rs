@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reload_proto::link::TransportKind;
-use reload_proto::node::{Event, Node, StreamEvent, StreamId, Transport};
+use reload_proto::node::{Event, Fetched, Node, RequestError, StreamEvent, StreamId, Transport};
 use reload_wire::link::OverlayLinkType;
 use reload_wire::message::{ErrorCode, ErrorResponse, MessageCode};
+use reload_wire::storage::{KindValues, StoreKindData};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -110,6 +111,8 @@ struct Shell {
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     /// Answers awaited by handles, by transaction ID.
     waiting: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Fetch answers awaited by handles (verified by the core), by transaction ID.
+    fetching: HashMap<u64, oneshot::Sender<Result<Fetched, RequestError>>>,
     /// Who serves which method.
     servers: HashMap<MessageCode, mpsc::Sender<reload_proto::node::InboundRequest>>,
     sink: EventSink,
@@ -158,6 +161,7 @@ async fn run(
         writers: Vec::new(),
         udp: HashMap::new(),
         waiting: HashMap::new(),
+        fetching: HashMap::new(),
         servers: HashMap::new(),
         sink,
     };
@@ -465,6 +469,14 @@ impl Shell {
                     let _ = reply.send(result.clone());
                 }
             }
+            Event::Fetched {
+                transaction_id,
+                result,
+            } => {
+                if let Some(reply) = self.fetching.remove(transaction_id) {
+                    let _ = reply.send(result.clone());
+                }
+            }
             Event::Request(req) => self.hand_to_server(req.clone()),
             _ => {}
         }
@@ -544,6 +556,48 @@ impl Shell {
                 let _ = reply.send(Ok(()));
             }
             Command::Respond { id, answer } => self.node.respond(now, id, answer),
+            Command::Store {
+                resource,
+                kind,
+                values,
+                lifetime,
+                reply,
+            } => {
+                let signed: Result<Vec<_>, RequestError> = values
+                    .into_iter()
+                    .map(|v| self.node.sign_value(now, &resource, kind, v, lifetime))
+                    .collect();
+                let sent = signed.and_then(|values| {
+                    let kind_data = vec![StoreKindData {
+                        kind,
+                        generation_counter: 0,
+                        values: KindValues::Decoded(values),
+                    }];
+                    self.node.store(now, resource, kind_data)
+                });
+                match sent {
+                    Ok(tx) => {
+                        self.waiting.retain(|_, r| !r.is_closed());
+                        self.waiting.insert(tx, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Fetch {
+                resource,
+                specifiers,
+                reply,
+            } => match self.node.fetch(now, resource, specifiers) {
+                Ok(tx) => {
+                    self.fetching.retain(|_, r| !r.is_closed());
+                    self.fetching.insert(tx, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Shutdown => {}
         }
     }
@@ -569,5 +623,8 @@ pub fn snapshot(node: &Node) -> Snapshot {
         initial_ttl: node.overlay().initial_ttl(),
         sequence: node.overlay().sequence(),
         stats: node.stats().clone(),
+        stored_values: node.storage().len(),
+        stored_bytes: node.storage().bytes(),
+        storage: node.storage().describe(),
     }
 }
