@@ -34,6 +34,9 @@ pub struct InitOptions {
     pub validity_days: u32,
     /// `expiration` of the configuration; `None` = no expiration.
     pub config_expires_days: Option<u32>,
+    /// Kinds the overlay defines besides [`default_kinds`] (one with the same Kind-ID
+    /// replaces the default's); each is signed by the kind-signer.
+    pub extra_kinds: Vec<KindDefinition>,
 }
 
 impl InitOptions {
@@ -47,6 +50,7 @@ impl InitOptions {
             self_signed: None,
             validity_days: 3650,
             config_expires_days: None,
+            extra_kinds: Vec::new(),
         }
     }
 }
@@ -131,6 +135,76 @@ pub fn default_kinds() -> Vec<KindDefinition> {
     ]
 }
 
+/// Reads a Kind definition given on the command line (`reload-enroll init --kind`):
+/// `ID,MODEL,POLICY,MAX-COUNT,MAX-SIZE` — ID a Kind-ID in the private range
+/// 0xF0000001–0xFFFFFFFE (hex with 0x, or decimal; RFC 6940 §14.6), MODEL `single`, `array`
+/// or `dictionary` (§7.2), POLICY an access control policy name (`USER-MATCH`,
+/// `NODE-MATCH`, `USER-NODE-MATCH`, `NODE-MULTIPLE`, §7.3), MAX-COUNT and MAX-SIZE the
+/// Kind's `max-count` and `max-size` (§11.1). An IANA-registered name instead of ID keeps
+/// the registry's model and policy (give them anyway) and sets its limits.
+pub fn parse_kind_spec(spec: &str) -> std::result::Result<KindDefinition, String> {
+    use reload_proto::config::{KindRef, registered_kind};
+    use reload_wire::storage::KindId;
+    let usage = "a Kind is ID,MODEL,POLICY,MAX-COUNT,MAX-SIZE, e.g. \
+                 0xf0000001,single,USER-MATCH,1,4096";
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let [id, model, policy, count, size] = parts.as_slice() else {
+        return Err(format!("--kind {spec:?}: {usage}"));
+    };
+    let number = |s: &str| -> Option<u32> {
+        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) => u32::from_str_radix(h, 16).ok(),
+            None => s.parse().ok(),
+        }
+    };
+    let kind: KindRef = match number(id) {
+        Some(n) if KindId(n).is_private() => KindRef::Id(KindId(n)),
+        Some(n) if registered_kind(KindId(n)).is_some() => KindRef::Id(KindId(n)),
+        Some(n) => {
+            return Err(format!(
+                "--kind {spec:?}: Kind-ID {n:#x} is neither registered nor in the private range \
+                 0xF0000001-0xFFFFFFFE (RFC 6940 §14.6)"
+            ));
+        }
+        None if registered_kind(*id).is_some() => KindRef::Name(id.to_string()),
+        None => {
+            return Err(format!(
+                "--kind {spec:?}: {id:?} is neither a Kind-ID nor a registered Kind name"
+            ));
+        }
+    };
+    let model = match model.to_ascii_lowercase().as_str() {
+        "single" => KindDataModel::Single,
+        "array" => KindDataModel::Array,
+        "dictionary" => KindDataModel::Dictionary,
+        other => {
+            return Err(format!(
+                "--kind {spec:?}: data model {other:?} is not single, array or dictionary"
+            ));
+        }
+    };
+    let policy = AccessPolicy::from_config_name(&policy.to_ascii_uppercase());
+    if matches!(policy, AccessPolicy::Other(_)) {
+        return Err(format!(
+            "--kind {spec:?}: unknown access control policy (USER-MATCH, NODE-MATCH, \
+             USER-NODE-MATCH, NODE-MULTIPLE, …)"
+        ));
+    }
+    let (Some(count), Some(size)) = (number(count), number(size)) else {
+        return Err(format!(
+            "--kind {spec:?}: MAX-COUNT and MAX-SIZE are numbers; {usage}"
+        ));
+    };
+    let mut k = KindDefinition::new(kind, model, policy, count, size);
+    if k.access_control == AccessPolicy::NodeMultiple && k.max_node_multiple.is_none() {
+        k.max_node_multiple = Some(
+            reload_proto::config::registered_max_node_multiple(k.kind_id().unwrap_or(KindId(0)))
+                .unwrap_or(8),
+        );
+    }
+    Ok(k)
+}
+
 /// Builds and signs the configuration document; returns its text.
 fn signed_document(
     opts: &InitOptions,
@@ -157,6 +231,10 @@ fn signed_document(
     c.configuration_signers = vec![config_signer.node_id.as_bytes().to_vec()];
     c.kind_signers = vec![kind_signer.node_id.as_bytes().to_vec()];
     let mut kinds = default_kinds();
+    for extra in &opts.extra_kinds {
+        kinds.retain(|k| k.kind_id() != extra.kind_id());
+        kinds.push(extra.clone());
+    }
     for k in &mut kinds {
         let block = sign_blob(&kind_signer.creds, k.to_xml().as_bytes())?;
         k.signature = Some(
@@ -303,4 +381,78 @@ pub fn x509_serial(der: &[u8]) -> Result<Vec<u8>> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| Error::new(format!("not a certificate: {e}")))?;
     Ok(cert.tbs_certificate.raw_serial().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reload_wire::storage::{DataModel, KindId};
+
+    #[test]
+    fn kind_specs_are_read_or_refused_with_the_reason() {
+        let k = parse_kind_spec("0xf0000001,single,USER-MATCH,1,4096").unwrap();
+        assert_eq!(k.kind_id(), Some(KindId(0xf000_0001)));
+        assert_eq!(k.data_model.wire(), Some(DataModel::Single));
+        assert_eq!(k.access_control, AccessPolicy::UserMatch);
+        assert_eq!((k.max_count, k.max_size), (1, 4096));
+        let k = parse_kind_spec(" 4026531842 , Dictionary , user-node-match , 8 , 100").unwrap();
+        assert_eq!(k.kind_id(), Some(KindId(0xf000_0002)));
+        assert_eq!(k.access_control, AccessPolicy::UserNodeMatch);
+        let k = parse_kind_spec("0xf0000003,single,NODE-MULTIPLE,1,64").unwrap();
+        assert!(k.max_node_multiple.is_some());
+        // A registered name keeps the registry's model and policy.
+        let k = parse_kind_spec("SIP-REGISTRATION,single,NODE-MATCH,3,2000").unwrap();
+        assert_eq!(k.kind_id(), Some(KindId::SIP_REGISTRATION));
+        assert_eq!(k.data_model.wire(), Some(DataModel::Dictionary));
+        for (bad, why) in [
+            ("0xf0000001,single,USER-MATCH,1", "ID,MODEL"),
+            ("0x00000099,single,USER-MATCH,1,1", "private range"),
+            ("NO-SUCH-KIND,single,USER-MATCH,1,1", "registered Kind name"),
+            ("0xf0000001,list,USER-MATCH,1,1", "data model"),
+            ("0xf0000001,single,ANYONE,1,1", "policy"),
+            ("0xf0000001,single,USER-MATCH,many,1", "numbers"),
+        ] {
+            let e = parse_kind_spec(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn extra_kinds_are_in_the_signed_configuration() {
+        let root = std::env::temp_dir().join(format!("reload-enroll-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let dir = DataDir::new(&root);
+        let mut opts = InitOptions::new("kinds.example.org");
+        opts.key_type = KeyType::P256;
+        opts.extra_kinds = vec![
+            parse_kind_spec("0xf0000001,array,USER-MATCH,16,512").unwrap(),
+            parse_kind_spec("CERTIFICATE_BY_USER,array,USER-MATCH,2,100").unwrap(),
+        ];
+        init(&dir, &opts).unwrap(); // init checks the document it made (signatures included)
+        let doc = ConfigDocument::parse_bytes(&std::fs::read(dir.config()).unwrap()).unwrap();
+        let kinds = &doc.configurations[0].config.kinds;
+        let find = |id: KindId| kinds.iter().find(|k| k.kind_id() == Some(id)).unwrap();
+        let k = find(KindId(0xf000_0001));
+        assert_eq!(k.data_model.wire(), Some(DataModel::Array));
+        assert!(k.signature.is_some(), "signed by the kind-signer");
+        assert_eq!(
+            find(KindId::CERTIFICATE_BY_USER).max_count,
+            2,
+            "replaces the default"
+        );
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| k.kind_id() == Some(KindId::CERTIFICATE_BY_USER))
+                .count(),
+            1
+        );
+        assert!(
+            kinds
+                .iter()
+                .any(|k| k.kind_id() == Some(KindId::SIP_REGISTRATION))
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -100,6 +100,13 @@ enum Command {
         /// Give the configuration an expiration this many days ahead (default: none).
         #[arg(long, value_name = "DAYS")]
         config_expires_days: Option<u32>,
+        /// Define a Kind besides the default ones (repeatable), signed by the kind-signer:
+        /// ID,MODEL,POLICY,MAX-COUNT,MAX-SIZE — a Kind-ID from the private range
+        /// 0xF0000001-0xFFFFFFFE (RFC 6940 §14.6), single|array|dictionary (§7.2), an
+        /// access control policy (USER-MATCH, NODE-MATCH, USER-NODE-MATCH, NODE-MULTIPLE,
+        /// §7.3), max-count and max-size (§11.1). Example: 0xf0000001,single,USER-MATCH,1,4096.
+        #[arg(long = "kind", value_name = "SPEC", value_parser = reload_enroll::init::parse_kind_spec)]
+        kinds: Vec<reload_proto::config::KindDefinition>,
     },
     /// Accounts (SQLite, passwords hashed with argon2id).
     #[command(subcommand)]
@@ -281,6 +288,7 @@ fn run(cli: Cli) -> Result<()> {
             self_signed_permitted,
             validity_days,
             config_expires_days,
+            kinds,
         } => {
             let mut opts = InitOptions::new(overlay);
             opts.key_type = match key_type {
@@ -299,6 +307,7 @@ fn run(cli: Cli) -> Result<()> {
             });
             opts.validity_days = validity_days;
             opts.config_expires_days = config_expires_days;
+            opts.extra_kinds = kinds;
             let dir = DataDir::new(&data_dir);
             let r = init(&dir, &opts)?;
             println!("created overlay {} in {}", r.overlay, data_dir.display());
