@@ -635,3 +635,34 @@ fn a_turn_server_is_advertised_and_found_from_random_resource_ids() {
     assert_eq!(t.iteration, 1);
     assert_eq!(t.server_address.socket_addr(), Some(server));
 }
+
+#[test]
+fn values_of_a_kind_the_configuration_drops_are_removed() {
+    // §7.4.1.1: a node stores only Kinds it knows; a new configuration without a Kind
+    // leaves no value of it behind.
+    let mut net = ring(17);
+    let i = 1;
+    let r = user_resource(i);
+    store(&mut net, i, &r, SINGLE, vec![single("x")]).unwrap();
+    store(&mut net, i, &r, DICT, vec![entry(b"k", "kept")]).unwrap();
+    net.sim.run_for(2 * SEC);
+    let group = replica_group(&net, &r);
+    assert!(group.iter().all(|&k| holds(&net, k, &r, SINGLE)));
+    let mut config = net.overlay.config().clone();
+    config.kinds.retain(|k| k.kind_id() != Some(KindId(SINGLE)));
+    let now = net.sim.now;
+    for k in 0..N {
+        net.sim.nodes[k].node.set_configuration(
+            now,
+            config.clone(),
+            Bytes::from_static(b"<overlay/>"),
+        );
+    }
+    for &k in &group {
+        assert!(!holds(&net, k, &r, SINGLE), "node {k} kept a dropped Kind");
+        assert!(
+            holds(&net, k, &r, DICT),
+            "node {k} lost a Kind still defined"
+        );
+    }
+}

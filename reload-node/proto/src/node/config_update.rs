@@ -83,15 +83,6 @@ impl Node {
         let sequence = config.sequence;
         self.kind_blocks.clear();
         self.put_in_force(now, Overlay::new(config, Some(data.clone())));
-        // Values of Kinds the new configuration no longer defines are not kept (§7.4.1.1:
-        // a node stores only Kinds it knows).
-        for kind in &change.dropped_kinds {
-            match self.storage.remove_kind(*kind) {
-                Ok(n) if n > 0 => tracing::info!(%kind, %n, "values of a dropped Kind removed"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%kind, "could not remove values of a dropped Kind: {e}"),
-            }
-        }
         self.events.push_back(Event::ConfigurationChanged {
             sequence,
             rejoin_because: change.rejoin_because,
@@ -177,6 +168,19 @@ impl Node {
         self.answers.set_lifetime(lifetime);
         self.reassembly.set_lifetime(lifetime);
         self.recheck_links(now);
+        // Values of Kinds the configuration no longer defines are not kept (§7.4.1.1: a
+        // node stores only Kinds it knows and supports).
+        for kind in self.storage.kinds() {
+            if self.overlay.kind(kind).is_some() {
+                continue;
+            }
+            match self.storage.remove_kind(kind) {
+                Ok(n) => {
+                    tracing::info!(%kind, %n, "values of a Kind the configuration dropped removed")
+                }
+                Err(e) => tracing::warn!(%kind, "could not remove values of a dropped Kind: {e}"),
+            }
+        }
     }
 
     /// The kind-block of `kind` to send in a ConfigUpdate (§6.5.4.1): as received by

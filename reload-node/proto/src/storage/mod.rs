@@ -481,6 +481,17 @@ impl Storage {
         v
     }
 
+    /// The Kinds held, each once.
+    pub fn kinds(&self) -> Vec<KindId> {
+        let mut v: Vec<KindId> = Vec::new();
+        for (k, _) in &self.by_kind {
+            if v.last() != Some(k) {
+                v.push(*k);
+            }
+        }
+        v
+    }
+
     /// The Kinds held at `resource`.
     pub fn kinds_at(&self, resource: &ResourceId) -> Vec<KindId> {
         self.records
