@@ -666,3 +666,123 @@ fn values_of_a_kind_the_configuration_drops_are_removed() {
         );
     }
 }
+
+/// `writer` signs `value` of `kind` for `r` with storage time `t`.
+fn signed_at(
+    net: &Net,
+    writer: usize,
+    r: &ResourceId,
+    kind: u32,
+    value: StoredDataValue,
+    t: u64,
+) -> reload_wire::storage::StoredData {
+    let mut d = reload_wire::storage::StoredData {
+        storage_time: t,
+        lifetime: LIFETIME,
+        value,
+        signature: Signature::none(),
+    };
+    net.sim.nodes[writer]
+        .node
+        .credentials()
+        .sign_stored_data(r, KindId(kind), &mut d)
+        .unwrap();
+    d
+}
+
+#[test]
+fn a_replica_with_newer_data_makes_the_responsible_peer_fetch_it_back() {
+    // §7.4.1.1: a replica Store refused with Error_Data_Too_Old makes the sender fetch the
+    // newer data from the peer that refused and replace its own copy. The replica gets a
+    // newer value than the responsible peer holds (as after a partition); the next change
+    // the responsible peer copies to it is refused, and the responsible peer ends up
+    // serving the newer value.
+    let mut net = ring(18);
+    let writer = 6;
+    let r = user_resource(writer);
+    let t0 = 1_900_000_000_000u64;
+    let v1 = signed_at(&net, writer, &r, SINGLE, single("v1"), t0);
+    let kd = |d: reload_wire::storage::StoredData| {
+        vec![StoreKindData {
+            kind: KindId(SINGLE),
+            generation_counter: 0,
+            values: KindValues::Decoded(vec![d]),
+        }]
+    };
+    store_raw(&mut net, writer, &r, kd(v1)).unwrap();
+    net.sim.run_for(2 * SEC);
+    let group = replica_group(&net, &r);
+    let (resp, replica) = (group[0], group[1]);
+    // The replica receives a newer value "from the responsible peer" (crafted, signed with
+    // its key, sent over their link): it now holds v3, the responsible peer v1.
+    let v3 = signed_at(&net, writer, &r, SINGLE, single("v3"), t0 + 3000);
+    let body = MessageBody::StoreReq(reload_wire::storage::StoreReq {
+        resource: r.clone(),
+        replica_number: 1,
+        kind_data: vec![StoreKindData {
+            kind: KindId(SINGLE),
+            generation_counter: 5,
+            values: KindValues::Decoded(vec![v3]),
+        }],
+    });
+    let node = &net.sim.nodes[resp].node;
+    let overlay = node.overlay().clone();
+    let mut h = reload_wire::ForwardingHeader::new(
+        overlay.hash(),
+        overlay.sequence(),
+        overlay.initial_ttl(),
+        0x7e57,
+    );
+    h.destination_list = vec![Destination::Node(NodeId::from_u128(net.ids[replica]))];
+    let mut m = reload_wire::Message {
+        header: h,
+        contents: reload_wire::MessageContents::from_body(&body).unwrap(),
+        security: reload_wire::SecurityBlock {
+            certificates: vec![],
+            signature: Signature::none(),
+        },
+    };
+    let writer_cert = net.sim.nodes[writer].node.credentials().cert.der().clone();
+    node.credentials()
+        .sign_message(
+            &mut m,
+            vec![reload_wire::GenericCertificate::x509(writer_cert)],
+        )
+        .unwrap();
+    m.header.length = m.encoded_len() as u32;
+    assert!(net.sim.inject(resp, replica, m.to_bytes().unwrap()));
+    net.sim.run_for(SEC);
+    let held = |net: &Net, k: usize| {
+        let rec = net.sim.nodes[k]
+            .node
+            .storage()
+            .record(&r, KindId(SINGLE))
+            .cloned()
+            .unwrap();
+        content(&rec.entries.values().next().unwrap().data)
+    };
+    assert_eq!(held(&net, replica), Some(b"v3".to_vec()));
+    assert_eq!(held(&net, resp), Some(b"v1".to_vec()));
+    // The writer stores v2 (newer than v1, older than v3): the responsible peer takes it and
+    // copies it to the replica, which refuses it as too old — and the responsible peer
+    // fetches v3 back.
+    let v2 = signed_at(&net, writer, &r, SINGLE, single("v2"), t0 + 2000);
+    store_raw(&mut net, writer, &r, kd(v2)).unwrap();
+    net.sim.run_for(3 * SEC);
+    assert_eq!(
+        held(&net, resp),
+        Some(b"v3".to_vec()),
+        "the responsible peer merged the newer value"
+    );
+    let f = fetch(
+        &mut net,
+        writer,
+        &r,
+        vec![spec(SINGLE, ModelSpecifier::Single)],
+    )
+    .unwrap();
+    assert_eq!(
+        content(&f.kinds[0].values.as_slice()[0]),
+        Some(b"v3".to_vec())
+    );
+}
