@@ -23,7 +23,7 @@ use std::time::Duration;
 use pki::kinds::MULTI;
 use reload_proto::identity::chord_resource_id;
 use reload_proto::node::everything;
-use reload_proto::storage::policy::node_multiple_names;
+use reload_proto::storage::policy::node_multiple_name;
 use reload_wire::NodeId;
 use reload_wire::ResourceId;
 use reload_wire::body::MessageBody;
@@ -48,7 +48,7 @@ fn values(net: &Net) -> Vec<(ResourceId, usize)> {
     for w in 0..PEERS {
         let id = NodeId::from_u128(net.ids[w]);
         for i in 1..=PER_PEER {
-            let [name, _] = node_multiple_names(&id, i);
+            let name = node_multiple_name(&id, i);
             v.push((chord_resource_id(&name), w));
         }
     }

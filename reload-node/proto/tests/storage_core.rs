@@ -20,7 +20,7 @@ use bytes::Bytes;
 use pki::kinds::*;
 use reload_proto::identity::chord_resource_id;
 use reload_proto::node::everything;
-use reload_proto::storage::policy::node_multiple_names;
+use reload_proto::storage::policy::node_multiple_name;
 use reload_wire::body::MessageBody;
 use reload_wire::message::ErrorCode;
 use reload_wire::storage::{
@@ -214,14 +214,14 @@ fn each_policy_lets_its_writer_store_and_forbids_others() {
     );
     // NODE-MULTIPLE (§7.3.4): H(Node-ID ‖ i) for i ≤ max-node-multiple (5).
     for n in 1..=5u32 {
-        let [name, _] = node_multiple_names(&node_i, n);
+        let name = node_multiple_name(&node_i, n);
         let rm = chord_resource_id(&name);
         assert!(
             store(&mut net, i, &rm, MULTI, vec![single("m")]).is_ok(),
             "i = {n}"
         );
     }
-    let [name, _] = node_multiple_names(&node_i, 6);
+    let name = node_multiple_name(&node_i, 6);
     let e = store(
         &mut net,
         i,
@@ -234,7 +234,7 @@ fn each_policy_lets_its_writer_store_and_forbids_others() {
         Some(ErrorCode::FORBIDDEN),
         "beyond max-node-multiple"
     );
-    let [name, _] = node_multiple_names(&node_i, 1);
+    let name = node_multiple_name(&node_i, 1);
     let e = store(
         &mut net,
         other,
@@ -248,7 +248,7 @@ fn each_policy_lets_its_writer_store_and_forbids_others() {
         "another node's Resource-ID"
     );
     // TURN-SERVICE (§9): NODE-MULTIPLE with 20.
-    let [name, _] = node_multiple_names(&node_i, 20);
+    let name = node_multiple_name(&node_i, 20);
     assert!(
         store(
             &mut net,
@@ -259,7 +259,7 @@ fn each_policy_lets_its_writer_store_and_forbids_others() {
         )
         .is_ok()
     );
-    let [name, _] = node_multiple_names(&node_i, 21);
+    let name = node_multiple_name(&node_i, 21);
     let e = store(
         &mut net,
         i,

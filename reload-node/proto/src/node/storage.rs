@@ -91,6 +91,8 @@ pub(super) struct Replication {
     pub(super) next_expiry: Option<Instant>,
     /// When to look again for our certificate in the overlay (§8).
     pub(super) cert_retry: Option<Instant>,
+    /// NODE-MULTIPLE Resource-IDs of recent signers (§7.3.4).
+    node_multiple: policy::NodeMultipleCache,
 }
 
 impl Replication {
@@ -186,7 +188,7 @@ impl Node {
 
     /// Checks a value's signer against its Kind's policy (§7.3).
     fn authorized(
-        &self,
+        &mut self,
         kind: KindId,
         resource: &ResourceId,
         value: &StoredData,
@@ -197,6 +199,7 @@ impl Node {
         };
         let topo = &self.topo;
         let hash = |name: &[u8]| topo.resource_id(name);
+        let multiple = &mut self.replication.node_multiple;
         policy::check(
             PolicyOf {
                 policy: &def.access_control,
@@ -209,6 +212,7 @@ impl Node {
                 node_id: &signer.node_id,
             },
             &hash,
+            multiple,
         )
         .map_err(|d| d.0)
     }
@@ -951,7 +955,7 @@ impl Node {
         let density = self.overlay.config().turn_density.min(255);
         let mut txs = Vec::new();
         for d in 1..=density {
-            let [name, _] = policy::node_multiple_names(&self.creds.node_id, d);
+            let name = policy::node_multiple_name(&self.creds.node_id, d);
             let resource = self.topo.resource_id(&name);
             let server_value = reload_wire::storage::TurnServer {
                 iteration: d as u8,

@@ -3,6 +3,9 @@
 //! signer's verified certificate; the hash is the topology plug-in's Resource-ID function
 //! (§5.2: "hashes (using the hash function for the overlay)").
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
 use reload_wire::storage::{StoredData, StoredDataValue};
 use reload_wire::{NodeId, ResourceId};
 
@@ -34,15 +37,102 @@ pub struct Signer<'a> {
     pub node_id: &'a NodeId,
 }
 
-/// The Resource-ID names of NODE-MULTIPLE: `Node-ID ‖ i`. RFC 6940 §7.3.4 and §9 do not
-/// say how `i` is encoded; this node writes one byte (TurnServer's `iteration` is a
-/// uint8) and also accepts a 4-byte big-endian `i` (spec-notes/decisions.md).
-pub fn node_multiple_names(node_id: &NodeId, i: u32) -> [Vec<u8>; 2] {
-    let mut one = node_id.as_bytes().to_vec();
-    one.push(i as u8);
+/// The Resource Name of NODE-MULTIPLE's `i`-th Resource-ID of `node_id`, as this node
+/// writes it: `Node-ID ‖ i`, `i` in one byte up to 255 (TurnServer's `iteration` is a
+/// uint8, §9), else four bytes big-endian. RFC 6940 §7.3.4 does not say how `i` is
+/// encoded (spec-notes/decisions.md).
+pub fn node_multiple_name(node_id: &NodeId, i: u32) -> Vec<u8> {
+    let mut name = node_id.as_bytes().to_vec();
+    match u8::try_from(i) {
+        Ok(b) => name.push(b),
+        Err(_) => name.extend_from_slice(&i.to_be_bytes()),
+    }
+    name
+}
+
+/// Every Resource Name accepted for NODE-MULTIPLE's `i`: one byte (when `i` fits) and
+/// four bytes big-endian.
+pub fn node_multiple_names(node_id: &NodeId, i: u32) -> Vec<Vec<u8>> {
     let mut four = node_id.as_bytes().to_vec();
     four.extend_from_slice(&i.to_be_bytes());
-    [one, four]
+    match u8::try_from(i) {
+        Ok(b) => {
+            let mut one = node_id.as_bytes().to_vec();
+            one.push(b);
+            vec![one, four]
+        }
+        Err(_) => vec![four],
+    }
+}
+
+/// The most `i` a NODE-MULTIPLE check tries, whatever max-node-multiple says.
+pub const MAX_NODE_MULTIPLE: u32 = 1 << 16;
+
+/// Largest max-node-multiple whose Resource-IDs are tried one by one; above it they are
+/// computed once per signer and kept ([`NodeMultipleCache`]).
+const LINEAR_MAX: u32 = 64;
+
+/// Signers whose NODE-MULTIPLE Resource-IDs are kept.
+const CACHED_SIGNERS: usize = 32;
+
+/// The NODE-MULTIPLE Resource-IDs of recent signers (§7.3.4: "the verifier MUST iterate
+/// through potential i values"): for a large max-node-multiple, every check would hash up
+/// to max names; the table of one signer is computed once (8 bytes of each Resource-ID →
+/// `i`, confirmed by hashing that `i` again) and kept for the last [`CACHED_SIGNERS`].
+#[derive(Debug, Default)]
+pub struct NodeMultipleCache {
+    tables: HashMap<(NodeId, u32), Arc<HashMap<u64, u32>>>,
+    order: VecDeque<(NodeId, u32)>,
+}
+
+fn prefix(id: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = id.len().min(8);
+    b[..n].copy_from_slice(&id[..n]);
+    u64::from_be_bytes(b)
+}
+
+impl NodeMultipleCache {
+    /// The `i` ≤ `max` for which H(Node-ID ‖ i) is `resource`, if any.
+    pub fn find_i(
+        &mut self,
+        node_id: &NodeId,
+        max: u32,
+        resource: &ResourceId,
+        hash: &dyn Fn(&[u8]) -> ResourceId,
+    ) -> Option<u32> {
+        let matches = |i: u32| {
+            node_multiple_names(node_id, i)
+                .iter()
+                .any(|name| hash(name) == *resource)
+        };
+        if max <= LINEAR_MAX {
+            return (1..=max).find(|&i| matches(i));
+        }
+        let key = (*node_id, max);
+        let table = match self.tables.get(&key) {
+            Some(t) => t.clone(),
+            None => {
+                let mut t = HashMap::with_capacity(2 * max as usize);
+                for i in 1..=max {
+                    for name in node_multiple_names(node_id, i) {
+                        t.insert(prefix(hash(&name).as_bytes()), i);
+                    }
+                }
+                let t = Arc::new(t);
+                if self.order.len() >= CACHED_SIGNERS
+                    && let Some(old) = self.order.pop_front()
+                {
+                    self.tables.remove(&old);
+                }
+                self.order.push_back(key);
+                self.tables.insert(key, t.clone());
+                t
+            }
+        };
+        let i = *table.get(&prefix(resource.as_bytes()))?;
+        matches(i).then_some(i)
+    }
 }
 
 /// Whether `signer` may write `value` at `resource` under `policy` (§7.3). `hash` maps a
@@ -53,6 +143,7 @@ pub fn check(
     value: &StoredData,
     signer: Signer<'_>,
     hash: &dyn Fn(&[u8]) -> ResourceId,
+    multiple: &mut NodeMultipleCache,
 ) -> Result<(), Denied> {
     let user_matches = || {
         signer
@@ -113,15 +204,13 @@ pub fn check(
                     "NODE-MULTIPLE without max-node-multiple in the Kind definition".to_string(),
                 ));
             };
-            // A configuration could ask for billions of hashes per value: iterate at most
-            // 2^16 (far above any "small integer", §7.3.4).
-            let max = max.min(1 << 16);
-            let found = (1..=max).any(|i| {
-                node_multiple_names(signer.node_id, i)
-                    .iter()
-                    .any(|name| hash(name) == *resource)
-            });
-            if found {
+            // A configuration could ask for billions of hashes per value: at most 2^16 (far
+            // above any "small integer", §7.3.4).
+            let max = max.min(MAX_NODE_MULTIPLE);
+            if multiple
+                .find_i(signer.node_id, max, resource, hash)
+                .is_some()
+            {
                 Ok(())
             } else {
                 Err(Denied(format!(
@@ -144,9 +233,31 @@ mod tests {
     #[test]
     fn node_multiple_names_are_one_and_four_byte_forms() {
         let n = NodeId::from_u128(7);
-        let [one, four] = node_multiple_names(&n, 3);
-        assert_eq!(one.len(), 17);
-        assert_eq!(one[16], 3);
-        assert_eq!(&four[16..], &[0, 0, 0, 3]);
+        let names = node_multiple_names(&n, 3);
+        assert_eq!(names[0].len(), 17);
+        assert_eq!(names[0][16], 3);
+        assert_eq!(&names[1][16..], &[0, 0, 0, 3]);
+        assert_eq!(node_multiple_name(&n, 3), names[0]);
+        // Past 255 only the four-byte form exists (a byte would wrap).
+        assert_eq!(node_multiple_names(&n, 256).len(), 1);
+        assert_eq!(&node_multiple_name(&n, 256)[16..], &[0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn the_cache_finds_the_same_i_as_the_linear_search() {
+        let hash = |name: &[u8]| crate::identity::chord_resource_id(name);
+        let n = NodeId::from_u128(0x1234);
+        let mut cache = NodeMultipleCache::default();
+        for (max, i) in [(20u32, 20u32), (1000, 1), (1000, 999), (1000, 300)] {
+            let r = hash(&node_multiple_name(&n, i));
+            assert_eq!(cache.find_i(&n, max, &r, &hash), Some(i), "max {max} i {i}");
+            let four = node_multiple_names(&n, i).pop().unwrap();
+            assert_eq!(cache.find_i(&n, max, &hash(&four), &hash), Some(i));
+        }
+        let r = hash(&node_multiple_name(&n, 1001));
+        assert_eq!(cache.find_i(&n, 1000, &r, &hash), None);
+        let other = NodeId::from_u128(0x9999);
+        let r = hash(&node_multiple_name(&other, 5));
+        assert_eq!(cache.find_i(&n, 1000, &r, &hash), None);
     }
 }
