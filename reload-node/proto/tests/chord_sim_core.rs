@@ -231,6 +231,12 @@ fn chord_in_real_cores_concurrent_joins_clients_and_failures() {
             let t = r.sim.nodes[c].node.topology();
             assert!(!t.is_joined());
             assert_eq!(t.neighbor_section("successors"), vec![want], "client {c}");
+            // One link, to that peer: the bootstrap link it let go is not reconnected.
+            assert_eq!(
+                r.sim.nodes[c].node.connected_peers(),
+                vec![want],
+                "client {c}'s links"
+            );
             // Its Node-ID is reachable through its peer.
             let from = m[(c * 7) % m.len()];
             assert_eq!(ping_node(r, from, c), NodeId::from_u128(r.ids[c]));

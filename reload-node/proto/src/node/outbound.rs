@@ -478,6 +478,11 @@ impl Node {
             }
             TopologyAction::ReleaseLink { peer } => {
                 if let Some(link) = self.by_peer.remove(&peer) {
+                    // A bootstrap link the topology lets go (a client attached to its
+                    // responsible peer, §4.2.1) is not one to reconnect.
+                    for b in self.bootstrap.iter_mut().filter(|b| b.2 == Some(link)) {
+                        b.2 = None;
+                    }
                     self.close_link(now, link, "no longer needed by the topology");
                 }
                 return;
