@@ -107,12 +107,32 @@ fn each_data_model_is_stored_replicated_and_fetched_verified() {
         vec![entry(b"k1", "v1"), entry(b"k2", "v2")],
     )
     .unwrap();
+    // Later stores of Kinds the replicas already hold (§10.4: each change copied).
+    store(
+        &mut net,
+        i,
+        &r,
+        ARRAY,
+        vec![element(reload_proto::storage::ARRAY_END, "a2")],
+    )
+    .unwrap();
+    store(&mut net, i, &r, DICT, vec![entry(b"k3", "v3")]).unwrap();
     net.sim.run_for(2 * SEC);
+    let held = |net: &Net, k: usize, kind: u32| -> Vec<Vec<u8>> {
+        net.sim.nodes[k]
+            .node
+            .storage()
+            .record(&r, KindId(kind))
+            .map(|rec| rec.entries.values().filter_map(|e| content(&e.data)).collect())
+            .unwrap_or_default()
+    };
     for &k in &group {
         for kind in [SINGLE, ARRAY, DICT] {
-            assert!(
-                holds(&net, k, &r, kind),
-                "node {k} of the replica group lacks Kind {kind:x}"
+            assert_eq!(
+                held(&net, k, kind),
+                held(&net, resp, kind),
+                "node {k} of the replica group holds what the responsible peer holds of \
+                 Kind {kind:x}"
             );
         }
     }
@@ -148,8 +168,12 @@ fn each_data_model_is_stored_replicated_and_fetched_verified() {
         got,
         vec![
             vec![Some(b"hello".to_vec())],
-            vec![Some(b"a0".to_vec()), Some(b"a1".to_vec())],
-            vec![Some(b"v1".to_vec()), Some(b"v2".to_vec())],
+            vec![Some(b"a0".to_vec()), Some(b"a1".to_vec()), Some(b"a2".to_vec())],
+            vec![
+                Some(b"v1".to_vec()),
+                Some(b"v2".to_vec()),
+                Some(b"v3".to_vec())
+            ],
         ]
     );
     // The appended element has its real index (§7.4.1.1).

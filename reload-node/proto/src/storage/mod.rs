@@ -136,6 +136,13 @@ impl Record {
     }
 }
 
+/// Whether two versions of a value are the same signed value. The lifetime is left out:
+/// it is not signed (§7.1), and a value copied to a replica or handed over carries what
+/// is left of it (§7.4.1.1), less than the copy held already.
+fn same_value(a: &StoredData, b: &StoredData) -> bool {
+    a.storage_time == b.storage_time && a.value == b.value && a.signature == b.signature
+}
+
 /// How a Store is applied (§7.4.1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreMode {
@@ -701,7 +708,7 @@ impl Storage {
                 let key = EntryKey::of(&data.value);
                 if let Some((old, _)) = after.get(&key) {
                     if data.storage_time < old.storage_time
-                        || (data.storage_time == old.storage_time && data != *old)
+                        || (data.storage_time == old.storage_time && !same_value(&data, old))
                     {
                         if mode == StoreMode::Merge {
                             continue;
@@ -711,7 +718,7 @@ impl Storage {
                             data.storage_time, old.storage_time, k.kind
                         )));
                     }
-                    if data == *old {
+                    if same_value(&data, old) {
                         continue; // the same value again: nothing to do
                     }
                 }

@@ -222,6 +222,47 @@ fn storage_time_must_move_forward() {
 }
 
 #[test]
+fn a_copy_with_less_lifetime_left_is_the_same_value() {
+    // §7.4.1.1, §10.4: a replica Store carries every value of the Kind with what is left
+    // of its lifetime (not signed, §7.1): the values held already are not "older", and
+    // the new element among them is stored.
+    let (mut s, _) = engine();
+    let r = rid(1);
+    let a0 = elem(10, 0, "a0");
+    s.store(
+        NOW,
+        &r,
+        StoreMode::Replica,
+        vec![kind(1, DataModel::Array, 1, vec![a0.clone()])],
+    )
+    .unwrap();
+    let mut older_copy = a0.clone();
+    older_copy.lifetime -= 5;
+    let stored = s
+        .store(
+            NOW + 5_000,
+            &r,
+            StoreMode::Replica,
+            vec![kind(
+                1,
+                DataModel::Array,
+                2,
+                vec![older_copy, elem(11, 1, "a1")],
+            )],
+        )
+        .unwrap();
+    assert!(stored[0].changed);
+    let got = fetched(
+        &s,
+        NOW + 5_000,
+        &r,
+        &spec(1, 0, ModelSpecifier::Array(vec![ArrayRange { first: 0, last: 1 }])),
+        DataModel::Array,
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
+}
+
+#[test]
 fn limits_of_the_kind_refuse_with_data_too_large() {
     let (mut s, _) = engine();
     let r = rid(1);
