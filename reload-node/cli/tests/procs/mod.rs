@@ -155,27 +155,39 @@ pub fn status_file(dir: &Path, i: usize) -> PathBuf {
 /// `reload-enroll serve` listens on 127.0.0.1:`port`, `reload-node enroll` of each user
 /// into its data directory (`peer_dir`).
 pub fn enroll_peers(dir: &Path, overlay: &str, port: u16, bootstrap: SocketAddr, peers: usize) {
+    enroll_peers_with(dir, overlay, port, bootstrap, peers, &[]);
+}
+
+/// [`enroll_peers`] with more `reload-enroll init` options (e.g. `--kind`).
+pub fn enroll_peers_with(
+    dir: &Path,
+    overlay: &str,
+    port: u16,
+    bootstrap: SocketAddr,
+    peers: usize,
+    init_options: &[&str],
+) {
     let eb = enroll_bin();
     let edir = dir.join("enroll");
     let edir_s = edir.to_str().unwrap();
     let password = |i: usize| format!("password-of-p{i}\n");
-    run_ok(
-        &eb,
-        &[
-            "init",
-            "--overlay",
-            overlay,
-            "--data-dir",
-            edir_s,
-            "--port",
-            &port.to_string(),
-            "--bootstrap",
-            &bootstrap.to_string(),
-            "--key-type",
-            "p256",
-        ],
-        None,
-    );
+    let port_s = port.to_string();
+    let bootstrap_s = bootstrap.to_string();
+    let mut init = vec![
+        "init",
+        "--overlay",
+        overlay,
+        "--data-dir",
+        edir_s,
+        "--port",
+        &port_s,
+        "--bootstrap",
+        &bootstrap_s,
+        "--key-type",
+        "p256",
+    ];
+    init.extend_from_slice(init_options);
+    run_ok(&eb, &init, None);
     for i in 0..peers {
         run_ok(
             &eb,
