@@ -48,8 +48,9 @@ enum Command {
     Run(run::RunArgs),
     /// A whole overlay on loopback from nothing: an enrollment server, N enrolled peers
     /// over TLS (or DTLS), the ring checked and printed, the path between two distant peers
-    /// traced (TTL-limited Pings) and a Ping timed; keeps running until Ctrl-C (--check:
-    /// exit 0 after the checks).
+    /// traced (TTL-limited Pings) and a Ping timed, a single value, an array and a
+    /// dictionary stored, fetched back and shown with the peers holding their replicas;
+    /// keeps running until Ctrl-C (--check: exit 0 after the checks).
     Sandbox(sandbox::SandboxArgs),
     /// Show a running peer's Node-ID, ring neighbours, routing table and connected peers
     /// (through its control socket).

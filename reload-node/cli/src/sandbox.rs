@@ -1,8 +1,9 @@
 //! `reload-node sandbox`: a whole overlay on loopback, from nothing — an enrollment server
 //! (`reload-enroll`, started as a child process next to this binary), N enrolled peers in
 //! this process over real TLS (or DTLS) links, the ring checked, the path between two
-//! distant peers traced (TTL-limited Pings) and a Ping timed; then it keeps running until
-//! Ctrl-C (`--check`: exit after the checks).
+//! distant peers traced (TTL-limited Pings) and a Ping timed; a value of each data model
+//! stored, fetched back by another peer and shown with the peers holding its replicas;
+//! then it keeps running until Ctrl-C (`--check`: exit after the checks).
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
@@ -10,8 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Args;
-use reload_proto::node::Start;
+use reload_proto::node::{Start, everything};
+use reload_wire::body::MessageBody;
+use reload_wire::storage::{
+    ArrayEntry, DataModel, DataValue, DictionaryEntry, FetchReq, KindId, StoredDataValue,
+};
 use reload_wire::{Destination, NodeId};
 
 use crate::run::Protocol;
@@ -20,6 +26,14 @@ use reload_node::peer::{PeerOptions, from_data_dir};
 use reload_node::shell::Listeners;
 
 const OVERLAY: &str = "sandbox.reload.test";
+
+/// The sandbox overlay's Kinds for the storage demonstration (private Kind-IDs, §14.6),
+/// one per data model, written under USER-MATCH (§7.3.1): `reload-enroll init --kind`.
+const DEMO_KINDS: [(u32, &str); 3] = [
+    (0xf000_0001, "single,USER-MATCH,1,1024"),
+    (0xf000_0002, "array,USER-MATCH,16,1024"),
+    (0xf000_0003, "dictionary,USER-MATCH,16,1024"),
+];
 
 /// Arguments of `reload-node sandbox`.
 #[derive(Args, Debug, Clone)]
@@ -36,7 +50,8 @@ pub struct SandboxArgs {
     /// Working directory (kept); default: a fresh temporary directory, removed at exit.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Exit 0 once the ring is correct and the Ping was answered (for tests).
+    /// Exit 0 once the ring is correct, the Ping was answered and each stored value was
+    /// fetched back and held by every peer of its replica set (for tests).
     #[arg(long)]
     pub check: bool,
     /// How long to wait for the ring to become correct.
@@ -163,6 +178,12 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                 &peer_addr(0).to_string(),
                 "--key-type",
                 "p256",
+                "--kind",
+                &format!("{:#x},{}", DEMO_KINDS[0].0, DEMO_KINDS[0].1),
+                "--kind",
+                &format!("{:#x},{}", DEMO_KINDS[1].0, DEMO_KINDS[1].1),
+                "--kind",
+                &format!("{:#x},{}", DEMO_KINDS[2].0, DEMO_KINDS[2].1),
             ],
             None,
         )?;
@@ -343,6 +364,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             }
             other => return Err(format!("the Ping failed: {other:?}")),
         }
+        storage_demo(&handles, &ring, a, b).await?;
         if !args.check {
             println!("== running; Ctrl-C to stop");
             crate::run::shutdown_signal().await;
@@ -353,6 +375,175 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         }
         Ok(true)
     })
+}
+
+/// Peer `a` stores a value of each data model at its user name's Resource-ID (§7.4.1);
+/// peer `b` fetches each back, verified (§7.4.2.2); each peer of the replica set (§10.4)
+/// is asked directly what it holds.
+async fn storage_demo(
+    handles: &[NodeHandle],
+    ring: &[Snapshot],
+    a: usize,
+    b: usize,
+) -> Result<(), String> {
+    let user = format!("peer{a}@{OVERLAY}");
+    let resource = handles[a]
+        .resource_id(user.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "== storage: {user} stores at Resource-ID {} (the hash of its user name, USER-MATCH); \
+         peer{b} fetches",
+        hex::encode(resource.as_bytes())
+    );
+    let text = |s: &str| DataValue {
+        exists: true,
+        value: Bytes::copy_from_slice(s.as_bytes()),
+    };
+    let demos: [(&str, DataModel, Vec<StoredDataValue>); 3] = [
+        (
+            "single",
+            DataModel::Single,
+            vec![StoredDataValue::Single(text("hello, overlay"))],
+        ),
+        (
+            "array",
+            DataModel::Array,
+            ["first", "second"]
+                .iter()
+                .map(|v| {
+                    StoredDataValue::Array(ArrayEntry {
+                        index: reload_proto::storage::ARRAY_END,
+                        value: text(v),
+                    })
+                })
+                .collect(),
+        ),
+        (
+            "dictionary",
+            DataModel::Dictionary,
+            [("colour", "blue"), ("shape", "round")]
+                .iter()
+                .map(|(k, v)| {
+                    StoredDataValue::Dictionary(DictionaryEntry {
+                        key: Bytes::copy_from_slice(k.as_bytes()),
+                        value: text(v),
+                    })
+                })
+                .collect(),
+        ),
+    ];
+    let name_of = |n: &NodeId| -> String {
+        ring.iter()
+            .position(|s| s.node_id == *n)
+            .map(|i| format!("{} (peer{i})", short(n)))
+            .unwrap_or_else(|| short(n))
+    };
+    for (i, (label, model, values)) in demos.into_iter().enumerate() {
+        let kind = KindId(DEMO_KINDS[i].0);
+        let (stored_by, ans) = handles[a]
+            .store(kind, resource.clone(), values, 600)
+            .await
+            .map_err(|e| format!("storing the {label} value: {e}"))?;
+        let replicas = ans
+            .kind_responses
+            .first()
+            .map(|k| k.replicas.clone())
+            .unwrap_or_default();
+        let fetched = handles[b]
+            .fetch(resource.clone(), vec![everything(kind, model)])
+            .await
+            .map_err(|e| format!("fetching the {label} value: {e}"))?;
+        if !fetched.rejected.is_empty() {
+            return Err(format!(
+                "the {label} value failed verification: {:?}",
+                fetched.rejected
+            ));
+        }
+        let shown: Vec<String> = fetched
+            .kinds
+            .iter()
+            .flat_map(|k| k.values.as_slice())
+            .filter(|d| d.value.data_value().exists)
+            .map(|d| {
+                let v = String::from_utf8_lossy(&d.value.data_value().value).into_owned();
+                match &d.value {
+                    StoredDataValue::Single(_) => format!("{v:?}"),
+                    StoredDataValue::Array(e) => format!("[{}] {v:?}", e.index),
+                    StoredDataValue::Dictionary(e) => {
+                        format!("[{:?}] {v:?}", String::from_utf8_lossy(&e.key))
+                    }
+                }
+            })
+            .collect();
+        println!(
+            "   {label:<10} Kind {:#x}: {}",
+            kind.0,
+            if shown.is_empty() {
+                "nothing fetched".to_string()
+            } else {
+                shown.join(", ")
+            }
+        );
+        if shown.is_empty() {
+            return Err(format!("peer{b} fetched no {label} value"));
+        }
+        println!(
+            "              fetched by peer{b} from {}; stored by {}",
+            name_of(&fetched.responder),
+            name_of(&stored_by)
+        );
+        // Each holder, asked directly (a peer serves a Fetch addressed to it from a
+        // replica it holds, §7.4.1.1); replication is asynchronous: a moment to settle.
+        for (role, peer) in std::iter::once(("responsible", stored_by))
+            .chain(replicas.iter().map(|r| ("replica", *r)))
+        {
+            let mut held = 0;
+            for _ in 0..20 {
+                held = held_by(&handles[b], peer, &resource, kind, model).await;
+                if held == shown.len() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            println!(
+                "              {role:<11} {}: holds {held} value{}",
+                name_of(&peer),
+                if held == 1 { "" } else { "s" }
+            );
+            if held != shown.len() {
+                return Err(format!(
+                    "{role} {} holds {held} {label} values, not {}",
+                    name_of(&peer),
+                    shown.len()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many values of `kind` at `resource` `peer` holds (a Fetch addressed to it).
+async fn held_by(
+    via: &NodeHandle,
+    peer: NodeId,
+    resource: &reload_wire::ResourceId,
+    kind: KindId,
+    model: DataModel,
+) -> usize {
+    let body = MessageBody::FetchReq(FetchReq {
+        resource: resource.clone(),
+        specifiers: vec![everything(kind, model)],
+    });
+    match via.request(vec![Destination::Node(peer)], body).await {
+        Ok((_, MessageBody::FetchAns(a))) => a
+            .kind_responses
+            .iter()
+            .flat_map(|k| k.values.as_slice())
+            .filter(|d| d.value.data_value().exists)
+            .count(),
+        _ => 0,
+    }
 }
 
 fn short(n: &NodeId) -> String {

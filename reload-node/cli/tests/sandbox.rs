@@ -1,7 +1,8 @@
 //! `reload-node sandbox --check` (the README's first command) builds a whole overlay on
 //! loopback — enrollment server, enrolled peers over TLS and over DTLS — and exits 0 only
 //! when the ring is exactly the sorted Node-IDs and a Ping between distant peers was
-//! answered by its target.
+//! answered by its target, and a value of each data model was stored, fetched back and
+//! held by its replicas.
 
 mod procs;
 
@@ -30,6 +31,17 @@ fn sandbox_over_tls() {
     assert!(ok, "{out}");
     assert!(out.contains("== waiting for the ring"), "{out}");
     assert!(out.contains("answered by"), "{out}");
+    // A value of each data model, fetched back, with its holders (RFC 6940 §7, §10.4).
+    assert!(
+        out.contains("single     Kind 0xf0000001: \"hello, overlay\""),
+        "{out}"
+    );
+    assert!(out.contains("[0] \"first\", [1] \"second\""), "{out}");
+    assert!(
+        out.contains("[\"colour\"] \"blue\", [\"shape\"] \"round\""),
+        "{out}"
+    );
+    assert_eq!(out.matches("replica     ").count(), 6, "{out}");
     // Six ring lines: Node-ID, address, successor, predecessor.
     assert_eq!(
         out.lines()
