@@ -10,7 +10,8 @@
 //! Leave), and stops the capture. Back outside it decrypts the capture with tshark and the
 //! peers' NSS key logs and checks what Wireshark's RELOAD dissector makes of it: every
 //! TLS record decrypts, every framed message decodes as one RELOAD message, the expected
-//! messages are there (RFC 6940 §14.8 codes), every request is answered, and nothing is
+//! messages are there (RFC 6940 §14.8 codes: Attach, Join, Update, Leave, and the Store
+//! and Fetch of each peer's certificates, §8), every request is answered, and nothing is
 //! malformed except the dissector defects listed in `shared/notes/external-tools.md`.
 //!
 //! Needs `unshare` (util-linux), `ip` (iproute2), `dumpcap` and `tshark`; root is not
@@ -47,6 +48,10 @@ const MARK_END: &str = "reload-join-capture: end";
 // RFC 6940 §14.8 message codes.
 const ATTACH_REQ: u16 = 0x3;
 const ATTACH_ANS: u16 = 0x4;
+const STORE_REQ: u16 = 0x7;
+const STORE_ANS: u16 = 0x8;
+const FETCH_REQ: u16 = 0x9;
+const FETCH_ANS: u16 = 0xa;
 const JOIN_REQ: u16 = 0xf;
 const JOIN_ANS: u16 = 0x10;
 const LEAVE_REQ: u16 = 0x11;
@@ -404,6 +409,10 @@ fn code_name(code: u16) -> String {
     match code {
         ATTACH_REQ => "AttachReq".into(),
         ATTACH_ANS => "AttachAns".into(),
+        STORE_REQ => "StoreReq".into(),
+        STORE_ANS => "StoreAns".into(),
+        FETCH_REQ => "FetchReq".into(),
+        FETCH_ANS => "FetchAns".into(),
         JOIN_REQ => "JoinReq".into(),
         JOIN_ANS => "JoinAns".into(),
         LEAVE_REQ => "LeaveReq".into(),
@@ -604,6 +613,15 @@ fn three_tls_peers_join_capture_decodes_in_tshark() {
         let n = msgs.iter().filter(|m| m.from == i).count();
         if !(5..=200).contains(&n) {
             fail(format!("{} sent {n} RELOAD messages\n{table}", user(i)));
+        }
+    }
+    // Storage (RFC 6940 §8): every peer stores its certificate by Node-ID and by user
+    // name once it has joined, and looks for it with Fetch: Stores and Fetches, and their
+    // answers, decode (and are answered, below).
+    let total = |code: u16| (0..PEERS).map(|i| count(i, code)).sum::<usize>();
+    for code in [STORE_REQ, STORE_ANS, FETCH_REQ, FETCH_ANS] {
+        if total(code) == 0 {
+            fail(format!("no {} decoded\n{table}", code_name(code)));
         }
     }
     // The leave: p2 left p0 and p1, then p1 left p0; Leave is the last request either
