@@ -312,3 +312,40 @@ fn a_joining_peer_keeps_trying_its_bootstrap_peer_until_it_is_up() {
     }
     assert_eq!(ring_error(&r, NEIGHBORS), None);
 }
+
+#[test]
+fn a_peer_that_left_does_not_reconnect_to_its_bootstrap_peer() {
+    // §6.4.2.2: once a peer has sent its Leaves it is gone; its bootstrap peer stopping
+    // after that must not make it connect again (found in a capture: a peer still
+    // lingering connected to its stopped bootstrap peer and got a reset).
+    let mut r = cores(3, 21);
+    start(&mut r, 0, None);
+    r.sim.run_for(Duration::from_secs(1));
+    for i in 1..3 {
+        start(&mut r, i, Some(0));
+        r.sim.run_for(Duration::from_secs(5));
+    }
+    assert_eq!(ring_error(&r, NEIGHBORS), None);
+    let now = r.sim.now;
+    r.sim.nodes[1].node.leave(now);
+    r.sim.after_input(1);
+    r.sim.run_for(Duration::from_millis(500));
+    r.sim.kill(0);
+    r.sim.nodes[1].events.clear();
+    r.sim.run_for(Duration::from_secs(30));
+    let reopened: Vec<&Event> = r.sim.nodes[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::LinkUp { .. } | Event::OpenStream { .. }))
+        .collect();
+    assert!(reopened.is_empty(), "links after leaving: {reopened:?}");
+    let downs = r.sim.nodes[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::LinkDown { .. }))
+        .count();
+    assert!(
+        downs <= 1,
+        "{downs} links went down: connection attempts after leaving"
+    );
+}

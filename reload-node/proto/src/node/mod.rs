@@ -514,6 +514,10 @@ impl Node {
 
     /// Leaves gracefully (§6.4.2.2, §10.9).
     pub fn leave(&mut self, now: Instant) {
+        // Leaving for good: the bootstrap peers are not connected again when their links
+        // close (they may stop before we do).
+        self.bootstrap.clear();
+        self.bootstrap_retry = None;
         self.topo.leave(now);
         self.drain_topology(now);
     }
