@@ -26,8 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procs::{
-    Proc, enroll_peers_with, free_port, peer_dir, scratch_dir, start_peer, start_peers,
-    status_file, wait_ring,
+    Proc, enroll_peers_with, free_port, peer_dir, scratch_dir, start_peers, status_file, wait_ring,
 };
 use serde_json::Value;
 

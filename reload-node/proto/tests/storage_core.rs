@@ -123,7 +123,12 @@ fn each_data_model_is_stored_replicated_and_fetched_verified() {
             .node
             .storage()
             .record(&r, KindId(kind))
-            .map(|rec| rec.entries.values().filter_map(|e| content(&e.data)).collect())
+            .map(|rec| {
+                rec.entries
+                    .values()
+                    .filter_map(|e| content(&e.data))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     for &k in &group {
@@ -168,7 +173,11 @@ fn each_data_model_is_stored_replicated_and_fetched_verified() {
         got,
         vec![
             vec![Some(b"hello".to_vec())],
-            vec![Some(b"a0".to_vec()), Some(b"a1".to_vec()), Some(b"a2".to_vec())],
+            vec![
+                Some(b"a0".to_vec()),
+                Some(b"a1".to_vec()),
+                Some(b"a2".to_vec())
+            ],
             vec![
                 Some(b"v1".to_vec()),
                 Some(b"v2".to_vec()),

@@ -610,14 +610,14 @@ async fn store(c: &Client, a: StoreArgs) -> Result<String, Failure> {
         key = Some(Bytes::copy_from_slice(c.own.node_id.as_bytes()));
     }
     let slot = spec::slot(&kind, index, key)?;
-    if let (Some(v), true) = (&value, kind.max_size > 0) {
-        if v.len() as u64 > kind.max_size as u64 {
-            eprintln!(
-                "note: {} bytes is above the Kind's max-size ({}); the peer will refuse it",
-                v.len(),
-                kind.max_size
-            );
-        }
+    if let Some(v) = &value
+        && v.len() as u64 > kind.max_size as u64
+    {
+        eprintln!(
+            "note: {} bytes is above the Kind's max-size ({}); the peer will refuse it",
+            v.len(),
+            kind.max_size
+        );
     }
     let (res, _) = resource(c, &a.resource, &kind).await?;
     let (from, ans) = c

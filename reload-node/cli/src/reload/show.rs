@@ -77,15 +77,13 @@ pub fn signer(d: &StoredData, kind: &Kind, name: Option<&str>, own: &Own) -> Sig
         SignerIdentity::CertHashNodeId {
             certificate_node_id_hash,
             ..
-        } => {
-            if certificate_node_id_hash[..] == own.cert_node_hash[..] {
-                return Signer {
-                    user: own.user.clone(),
-                    node_id: Some(own.node_id),
-                    cert_sha256: None,
-                    source: "this node's certificate",
-                };
-            }
+        } if certificate_node_id_hash[..] == own.cert_node_hash[..] => {
+            return Signer {
+                user: own.user.clone(),
+                node_id: Some(own.node_id),
+                cert_sha256: None,
+                source: "this node's certificate",
+            };
         }
         _ => {}
     }

@@ -68,6 +68,16 @@ pub struct Fetched {
     pub rejected: Vec<(KindId, String)>,
 }
 
+/// Fetched values after verification (§7.4.2.2).
+struct VerifiedFetch {
+    /// Per Kind, the values that verified (and the synthesized ones).
+    kinds: Vec<FetchKindResponse>,
+    /// Values dropped, and why.
+    rejected: Vec<(KindId, String)>,
+    /// Per Kind, the signer of each real value kept, in order.
+    signers: Vec<Vec<VerifiedSigner>>,
+}
+
 /// Replication bookkeeping.
 #[derive(Debug, Default)]
 pub(super) struct Replication {
@@ -650,11 +660,7 @@ impl Node {
         resource: &ResourceId,
         kinds: Vec<FetchKindResponse>,
         certificates: &[GenericCertificate],
-    ) -> (
-        Vec<FetchKindResponse>,
-        Vec<(KindId, String)>,
-        Vec<Vec<VerifiedSigner>>,
-    ) {
+    ) -> VerifiedFetch {
         let wall = self.wall(now);
         let mut rejected = Vec::new();
         let mut out = Vec::with_capacity(kinds.len());
@@ -690,7 +696,11 @@ impl Node {
             out.push(k);
             signers.push(kept_signers);
         }
-        (out, rejected, signers)
+        VerifiedFetch {
+            kinds: out,
+            rejected,
+            signers,
+        }
     }
 
     /// The answer to a fetch-back: newer values replace ours (merge, §7.4.1.1).
@@ -701,7 +711,11 @@ impl Node {
         kinds: Vec<FetchKindResponse>,
         certificates: &[GenericCertificate],
     ) {
-        let (kinds, rejected, signers) = self.verify_fetched(now, resource, kinds, certificates);
+        let VerifiedFetch {
+            kinds,
+            rejected,
+            signers,
+        } = self.verify_fetched(now, resource, kinds, certificates);
         if !rejected.is_empty() {
             tracing::debug!(n = rejected.len(), "fetched-back values refused");
         }
@@ -1063,8 +1077,9 @@ impl Node {
             Purpose::Fetch { resource } => {
                 let result = match result {
                     Ok((responder, MessageBody::FetchAns(a))) => {
-                        let (kinds, rejected, _) =
-                            self.verify_fetched(now, &resource, a.kind_responses, certificates);
+                        let VerifiedFetch {
+                            kinds, rejected, ..
+                        } = self.verify_fetched(now, &resource, a.kind_responses, certificates);
                         Ok(Fetched {
                             responder,
                             kinds,

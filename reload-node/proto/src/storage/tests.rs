@@ -256,7 +256,11 @@ fn a_copy_with_less_lifetime_left_is_the_same_value() {
         &s,
         NOW + 5_000,
         &r,
-        &spec(1, 0, ModelSpecifier::Array(vec![ArrayRange { first: 0, last: 1 }])),
+        &spec(
+            1,
+            0,
+            ModelSpecifier::Array(vec![ArrayRange { first: 0, last: 1 }]),
+        ),
         DataModel::Array,
     );
     assert_eq!(got.len(), 2, "{got:?}");
