@@ -551,6 +551,37 @@ fn ttl_games_get_error_ttl_exceeded() {
 }
 
 #[test]
+fn a_request_that_comes_back_is_answered_error_loop_detected() {
+    // §6.3.3.1, §13.6.5: a request whose via list already holds the node it reaches, for
+    // a destination further on, is in a loop: answered Error_Loop_Detected, not
+    // forwarded again (found in a capture: a Fetch bounced ~80 times between two peers
+    // whose tables disagreed during a join).
+    let mut net = lab(0xad0a);
+    let (a, v) = pair(&net);
+    let far = stranger_to(&net, v);
+    let ping = MessageBody::PingReq(PingReq::default());
+    let me = id(&net, v);
+    let m = craft(
+        &net,
+        a,
+        vec![Destination::Node(id(&net, far))],
+        &ping,
+        |m| {
+            m.header.via_list = vec![Destination::Node(me)];
+        },
+    );
+    net.sim.capture(m.header.transaction_id);
+    inject(&mut net, a, v, &m);
+    let got = answers(&net, m.header.transaction_id);
+    assert_eq!(
+        got.iter().filter_map(error_code).next(),
+        Some(ErrorCode::LOOP_DETECTED),
+        "{got:?}"
+    );
+    still_routes(&mut net, v);
+}
+
+#[test]
 fn junk_certificates_never_enter_the_signature_cache() {
     let mut net = lab(0xad08);
     let (a, v) = pair(&net);

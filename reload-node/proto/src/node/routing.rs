@@ -237,6 +237,29 @@ impl Node {
             }
             return;
         }
+        // A request that already passed through us is in a loop (routing tables that
+        // disagree while peers join or fail): answer Error_Loop_Detected (§6.3.3.1)
+        // instead of letting it bounce until its TTL runs out (§13.6.5).
+        if !is_response
+            && !tail
+            && header
+                .via_list
+                .iter()
+                .any(|d| matches!(d, Destination::Node(n) if *n == self.creds.node_id))
+        {
+            if let Some(link) = self.by_peer.get(&from).copied() {
+                self.error_reply(
+                    now,
+                    link,
+                    from,
+                    &header,
+                    ErrorCode::LOOP_DETECTED,
+                    "the request came back to a node it passed through",
+                );
+            }
+            self.stats.dropped_other += 1;
+            return;
+        }
         let Some(link) = self.next_link(&dest) else {
             self.stats.dropped_no_route += 1;
             return;
