@@ -50,7 +50,7 @@ use super::{
 };
 use crate::overlay::Overlay;
 use crate::rand::Prng;
-use ring::{dist, finger_slot, finger_span, finger_start, in_open_closed, pos};
+use ring::{dist, finger_slot, finger_span, finger_start, in_open, in_open_closed, pos};
 
 /// CHORD-RELOAD's settings: from the overlay configuration (RFC 6940 §10.7.4, §11.1) and
 /// this implementation's local choices.
@@ -1986,8 +1986,16 @@ impl Topology for Chord {
         // us) or our successors (the previous responsible peer handing data over when we
         // joined, §10.5 step 6, or a replica giving back what the dead responsible peer
         // held).
+        // A node we have not heard of yet whose Node-ID lies between our second
+        // predecessor and us has just joined next to us: it is one of our first two
+        // predecessors, and its Update is on the way (§10.5: the new peer's neighbours
+        // learn of it by Updates; its first replica Stores can arrive before them).
+        let unheard_neighbour = || match self.preds.get(REPLICAS - 1) {
+            Some(far) => in_open(pos(from.as_bytes()), pos(far.as_bytes()), self.at),
+            None => true, // fewer predecessors than replicas: the whole ring is near
+        };
         self.joined()
-            && (self.preds.contains(from) || self.succs.contains(from))
+            && (self.preds.contains(from) || self.succs.contains(from) || unheard_neighbour())
             && self.storage_role(id) != StorageRole::Outside
     }
 

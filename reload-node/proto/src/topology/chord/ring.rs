@@ -30,7 +30,6 @@ pub(crate) fn in_open_closed(x: u128, a: u128, b: u128) -> bool {
 }
 
 /// `x ∈ (a, b)` on the ring. `(a, a)` is the whole ring except `a`.
-#[cfg(test)]
 pub(crate) fn in_open(x: u128, a: u128, b: u128) -> bool {
     let d = dist(a, x);
     d != 0 && (a == b || d < dist(a, b))

@@ -274,6 +274,27 @@ fn responsibility_is_pred_exclusive_me_inclusive() {
 }
 
 #[test]
+fn replica_stores_come_from_neighbours_or_a_peer_that_just_joined_next_to_us() {
+    // §7.4.1.1, §10.4: predecessors 900 and 800 (and 700), successors 2000, 3000.
+    let c = joined_with(1000, &[700, 800, 900, 2000, 3000], 3);
+    assert_eq!(c.predecessors()[..2], [nid(900), nid(800)]);
+    let r = |k: u128| ResourceId::new(Bytes::copy_from_slice(&k.to_be_bytes()));
+    // R = 850 is 900's: we are its first replica.
+    assert!(c.accepts_replica_from(&nid(900), &r(850)));
+    assert!(
+        c.accepts_replica_from(&nid(2000), &r(850)),
+        "a successor handing back"
+    );
+    // 870 joined between 800 and 900; its Update has not reached us: it is plausible.
+    assert!(c.accepts_replica_from(&nid(870), &r(850)));
+    assert!(c.accepts_replica_from(&nid(950), &r(850)));
+    // Further away, or for a Resource-ID we hold nothing of: refused.
+    assert!(!c.accepts_replica_from(&nid(750), &r(850)));
+    assert!(!c.accepts_replica_from(&nid(2500), &r(850)));
+    assert!(!c.accepts_replica_from(&nid(900), &r(1500)));
+}
+
+#[test]
 fn responsibility_wraps_around_zero() {
     // We are the lowest node: our range wraps from the highest one.
     let c = joined_with(5, &[M - 10, 1000], 3);
