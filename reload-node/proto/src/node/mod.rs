@@ -542,6 +542,7 @@ impl Node {
             self.next_link_timeout(),
             self.replication.next_expiry,
             self.replication.next_sweep,
+            self.replication.cert_retry,
         ]
         .into_iter()
         .flatten()

@@ -101,6 +101,9 @@ pub(super) struct Replication {
     pub(super) next_expiry: Option<Instant>,
     /// When to look again for our certificate in the overlay (§8).
     pub(super) cert_retry: Option<Instant>,
+    /// The pause before the next look, doubling from [`SWEEP_RETRY_MIN`] to
+    /// [`SWEEP_INTERVAL`] while lookups go unanswered (the ring is settling).
+    cert_backoff: Duration,
     /// NODE-MULTIPLE Resource-IDs of recent signers (§7.3.4).
     node_multiple: policy::NodeMultipleCache,
 }
@@ -238,6 +241,12 @@ impl Node {
         let resource = req.resource.clone();
         let replica = req.replica_number != 0;
         if replica {
+            if !self.topo.is_joined() {
+                return Err(err(
+                    ErrorCode::NOT_FOUND,
+                    "this node is not in the overlay (joining, or it has left)",
+                ));
+            }
             // §7.4.1.1: a replica Store comes from a plausible member of the replica set.
             if !self.topo.accepts_replica_from(&signer.node_id, &resource) {
                 return Err(err(
@@ -909,9 +918,18 @@ impl Node {
             let dest = vec![Destination::Resource(resource)];
             if let Err(e) = self.request(now, dest, body, purpose) {
                 tracing::debug!("certificate lookup not sent: {e}");
-                self.replication.cert_retry = Some(now + SWEEP_INTERVAL);
+                self.cert_retry_later(now);
             }
         }
+    }
+
+    /// Looks for our certificate again after the current pause, and lengthens it.
+    fn cert_retry_later(&mut self, now: Instant) {
+        let r = &mut self.replication;
+        r.cert_backoff = r.cert_backoff.clamp(SWEEP_RETRY_MIN, SWEEP_INTERVAL);
+        let at = now + r.cert_backoff;
+        r.cert_retry = Some(r.cert_retry.map_or(at, |t| t.min(at)));
+        r.cert_backoff = (r.cert_backoff * 2).min(SWEEP_INTERVAL);
     }
 
     /// Appends our certificate to the array of `kind` at `resource` (§8), for as long as
@@ -1127,12 +1145,20 @@ impl Node {
                     })),
                     _ => None,
                 };
+                if present.is_some() {
+                    self.replication.cert_backoff = SWEEP_RETRY_MIN;
+                }
                 match present {
                     Some(true) => {}
-                    Some(false) => self.store_certificate(now, kind, resource),
+                    Some(false) => {
+                        // Stored, then looked for again: a Store lost while the ring
+                        // settles is made again at the next look.
+                        self.store_certificate(now, kind, resource);
+                        self.cert_retry_later(now);
+                    }
                     None => {
-                        // Not answered (the ring is still settling): try again later.
-                        self.replication.cert_retry = Some(now + SWEEP_INTERVAL);
+                        // Not answered (the ring is still settling): try again soon.
+                        self.cert_retry_later(now);
                     }
                 }
             }
