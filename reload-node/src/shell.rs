@@ -16,7 +16,8 @@
 //! - The application: a [`NodeHandle`] (requests, state, serving usages' methods).
 //! - Shutdown: on the signal (or [`NodeHandle::shutdown`]) the core sends its Leave
 //!   messages (RFC 6940 §6.4.2.2), the shell waits for their answers (at most `linger`),
-//!   closes every link with close_notify and lets the writers finish (bounded).
+//!   closes every link with close_notify, lets the writers finish and the readers drain
+//!   until each peer has closed too (both bounded), so that no connection ends in a reset.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -108,6 +109,9 @@ struct Shell {
     connections: HashMap<StreamId, Connection>,
     connecting: HashMap<StreamId, JoinHandle<()>>,
     writers: Vec<JoinHandle<()>>,
+    /// Reader tasks: at shutdown each drains until its peer closes too (bounded), so that
+    /// the process does not exit under a connection still receiving (a reset).
+    readers: Vec<JoinHandle<()>>,
     udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     /// Answers awaited by handles, by transaction ID.
     waiting: HashMap<u64, oneshot::Sender<Answer>>,
@@ -159,6 +163,7 @@ async fn run(
         connections: HashMap::new(),
         connecting: HashMap::new(),
         writers: Vec::new(),
+        readers: Vec::new(),
         udp: HashMap::new(),
         waiting: HashMap::new(),
         fetching: HashMap::new(),
@@ -238,6 +243,15 @@ async fn run(
     let writers = std::mem::take(&mut shell.writers);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         for t in writers {
+            let _ = t.await;
+        }
+    })
+    .await;
+    // Each reader reads until its peer has closed too (its close_notify and FIN after
+    // ours), at most CLOSE_DRAIN: the sockets then close without a reset.
+    let readers = std::mem::take(&mut shell.readers);
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        for t in readers {
             let _ = t.await;
         }
     })
@@ -344,7 +358,7 @@ impl Shell {
         let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let (close_tx, mut close_rx) = oneshot::channel::<()>();
         let io = self.io.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 16384];
             loop {
                 let read = tokio::select! {
@@ -384,6 +398,8 @@ impl Shell {
         });
         self.writers.retain(|t| !t.is_finished());
         self.writers.push(writer);
+        self.readers.retain(|t| !t.is_finished());
+        self.readers.push(reader);
         self.connections.insert(
             stream,
             Connection {
