@@ -110,6 +110,10 @@ struct Global {
     /// Give up after SECS: reaching the overlay, then the request.
     #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
     timeout: u64,
+    /// Write an NSS key log of this client's TLS and DTLS links to FILE (to decrypt
+    /// captures: a debugging aid, never for production).
+    #[arg(long, value_name = "FILE", global = true)]
+    key_log: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax) for the client node's logs on stderr.
     #[arg(long, default_value = "error", global = true)]
     log: String,
@@ -314,6 +318,9 @@ fn op_error_json(e: &OpError) -> serde_json::Value {
 /// What the client needs once it is in the overlay.
 struct Client {
     handle: NodeHandle,
+    /// The node's task: awaited after shutdown, so that its links close with
+    /// close_notify before the process exits.
+    task: tokio::task::JoinHandle<reload_proto::node::Node>,
     overlay: std::sync::Arc<Overlay>,
     own: show::Own,
     info: PeerInfo,
@@ -345,6 +352,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         let client = join(&dir, &g, timeout).await?;
         let result = tokio::time::timeout(timeout, command(&client, cli.command)).await;
         client.handle.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), client.task).await;
         match result {
             Ok(r) => r,
             Err(_) => Err(Failure::Local(format!(
@@ -406,8 +414,16 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
         .and_then(|l| l.local_addr().ok())
         .or_else(|| listeners.udp.first().and_then(|u| u.local_addr().ok()))
         .unwrap_or(listen);
+    if let Some(path) = &g.key_log {
+        eprintln!(
+            "--key-log: writing this client's link secrets to {} (whoever reads it can \
+             decrypt its links)",
+            path.display()
+        );
+    }
     let opts = PeerOptions {
         listen: vec![(link_type, bound)],
+        key_log: g.key_log.clone(),
         // A client stores nothing for others (§4.2).
         storage: StorageMode::Memory,
         ..PeerOptions::default()
@@ -463,6 +479,7 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
             Ok(None) => return Err(Failure::Local("the client node stopped".into())),
             Err(_) => {
                 handle.shutdown().await;
+                let _ = tokio::time::timeout(Duration::from_secs(3), running.task).await;
                 let list: Vec<String> = bootstrap.iter().map(ToString::to_string).collect();
                 return Err(Failure::Local(format!(
                     "could not reach the overlay through {} within {} s{}",
@@ -477,6 +494,7 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
     }
     Ok(Client {
         handle,
+        task: running.task,
         overlay,
         own,
         info,
