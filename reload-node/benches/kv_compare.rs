@@ -1,0 +1,378 @@
+//! Issue 11's comparison with OpenDHT: the same put/get workload against a RELOAD overlay
+//! and against OpenDHT on the same machine in the same run, reported (never asserted) in
+//! spec-notes/performance.md.
+//!
+//! `cargo bench -p reload-node --bench kv_compare -- [OPS] [--no-opendht]`
+//!
+//! RELOAD: ten peers on 127.0.0.1 over TLS-TCP-FH-NO-ICE (real sockets, the tokio shell,
+//! P-256 certificates from a test CA), in-memory storage, one client node (§4.2) in the
+//! same process. For each depth (1 and 16 requests in flight): OPS Stores of distinct
+//! Resource-IDs — H(client Node-ID ‖ i) under NODE-MULTIPLE (§7.3.4), so the keys spread
+//! over the ring as a DHT's do — each a 40-byte single value, then OPS Fetches of them.
+//! Every message is signed and verified hop by hop as RFC 6940 requires (the request, the
+//! value, the answer; the responsible peer copies each value to two replicas, §10.4), and
+//! the client verifies each fetched value (§7.4.2.2).
+//!
+//! OpenDHT: `interop/bench/opendht_kv.py` (Debian's `dhtnode` and `python3-opendht`): ten
+//! `dhtnode` processes on 127.0.0.1, one client, the same keys count, value size and
+//! depths. Skipped, with a note, when /usr/bin/python3 cannot import opendht.
+//!
+//! Every loop is bounded in count and time.
+
+#[path = "../proto/tests/pki/mod.rs"]
+#[allow(dead_code)]
+mod pki;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reload_node::client::NodeHandle;
+use reload_node::peer::{PeerOptions, build};
+use reload_node::shell::Listeners;
+use reload_proto::config::{AccessPolicy, KindDataModel, KindDefinition};
+use reload_proto::identity::chord_resource_id;
+use reload_proto::node::{Start, everything};
+use reload_proto::storage::policy::node_multiple_name;
+use reload_wire::link::OverlayLinkType;
+use reload_wire::storage::{DataModel, DataValue, KindId, StoredDataValue};
+use reload_wire::{NodeId, ResourceId};
+
+const PEERS: usize = 10;
+const KIND: KindId = KindId(0xf000_0010);
+const VALUE_LEN: usize = 40;
+const TLS: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
+/// One operation gives up after this.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One (system, operation, depth) measurement.
+#[derive(Clone, Debug)]
+struct Row {
+    system: String,
+    op: String,
+    depth: usize,
+    ops: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        (self.ops - self.failed) as f64 / self.seconds
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[k.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Runs `op(i)` for i in `range`, `depth` at a time; each one timed.
+async fn run_ops<F, Fut>(
+    system: &str,
+    name: &str,
+    range: std::ops::Range<usize>,
+    depth: usize,
+    op: F,
+) -> Row
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let n = range.len();
+    let mut next = range.start;
+    let mut set = tokio::task::JoinSet::new();
+    let mut latencies = Vec::with_capacity(n);
+    let mut failed = 0;
+    let t0 = Instant::now();
+    while next < range.end || !set.is_empty() {
+        while next < range.end && set.len() < depth {
+            let fut = op(next);
+            set.spawn(async move {
+                let t = Instant::now();
+                let ok = tokio::time::timeout(OP_TIMEOUT, fut).await.unwrap_or(false);
+                (ok, t.elapsed())
+            });
+            next += 1;
+        }
+        if let Some(Ok((ok, d))) = set.join_next().await {
+            latencies.push(d);
+            if !ok {
+                failed += 1;
+            }
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    latencies.sort();
+    Row {
+        system: system.into(),
+        op: name.into(),
+        depth,
+        ops: n,
+        seconds,
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        failed,
+    }
+}
+
+fn value(i: usize) -> Bytes {
+    let mut v = format!("value-{i:034}").into_bytes();
+    v.truncate(VALUE_LEN);
+    Bytes::from(v)
+}
+
+/// Starts the overlay and the client; the client's handle and Node-ID.
+async fn overlay(ops: usize) -> (NodeHandle, NodeId, Vec<NodeHandle>) {
+    let ca = pki::TestCa::new(false);
+    let mut config = ca.storage_config();
+    let mut k = KindDefinition::new(
+        KIND,
+        KindDataModel::Single,
+        AccessPolicy::NodeMultiple,
+        1,
+        256,
+    );
+    k.max_node_multiple = Some(ops as u32 + 1);
+    config.kinds.push(k);
+    let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+    let mut ids = Vec::new();
+    for _ in 0..=PEERS {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ids.push(x);
+    }
+    let mut peers = Vec::new();
+    let mut first: Option<SocketAddr> = None;
+    let mut client = None;
+    for (i, id) in ids.iter().enumerate() {
+        let creds = ca.node(false, *id, &format!("user{i}"));
+        let listeners = Listeners::bind(&[(TLS, "127.0.0.1:0".parse().unwrap())])
+            .await
+            .expect("listen");
+        let addr = listeners.tcp[0].local_addr().unwrap();
+        let opts = PeerOptions {
+            listen: vec![(TLS, addr)],
+            ..PeerOptions::default()
+        };
+        let mut node = build(config.clone(), creds, &opts).expect("node");
+        let start = match (i, first) {
+            (0, _) => Start::FirstNode,
+            (i, Some(b)) if i < PEERS => Start::Join(vec![(TLS, b)]),
+            (_, Some(b)) => Start::Client(vec![(TLS, b)]),
+            _ => unreachable!(),
+        };
+        node.start(Instant::now(), start);
+        let running = reload_node::shell::spawn(
+            node,
+            listeners,
+            Box::new(|_, _| {}),
+            std::future::pending(),
+            Duration::from_millis(200),
+        );
+        if i == 0 {
+            first = Some(addr);
+        }
+        if i < PEERS {
+            peers.push(running.handle);
+        } else {
+            client = Some((running.handle, NodeId::from_u128(*id)));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The ring: every peer joined, its first successor the next Node-ID.
+    let mut sorted: Vec<u128> = ids[..PEERS].to_vec();
+    sorted.sort();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut ok = true;
+        for h in &peers {
+            let s = h.snapshot().await.expect("snapshot");
+            let me = sorted
+                .iter()
+                .position(|v| NodeId::from_u128(*v) == s.node_id)
+                .unwrap();
+            let want = NodeId::from_u128(sorted[(me + 1) % PEERS]);
+            ok &= s.joined && s.successors().first() == Some(&want);
+        }
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ring did not form in 90 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (client, client_id) = client.unwrap();
+    loop {
+        let s = client.snapshot().await.expect("client");
+        if s.successors()
+            .first()
+            .is_some_and(|p| s.connected.contains(p))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the client did not attach");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (client, client_id, peers)
+}
+
+async fn reload_side(ops: usize) -> Vec<Row> {
+    let (client, id, _peers) = overlay(2 * ops).await;
+    let rid = |i: usize| -> ResourceId { chord_resource_id(&node_multiple_name(&id, i as u32)) };
+    let client = Arc::new(client);
+    let mut rows = Vec::new();
+    for (k, depth) in [1usize, 16].into_iter().enumerate() {
+        let range = 1 + k * ops..1 + (k + 1) * ops;
+        let c = client.clone();
+        rows.push(
+            run_ops("reload", "put", range.clone(), depth, |i| {
+                let c = c.clone();
+                let r = rid(i);
+                async move {
+                    let v = StoredDataValue::Single(DataValue {
+                        exists: true,
+                        value: value(i),
+                    });
+                    c.store(KIND, r, vec![v], 3600).await.is_ok()
+                }
+            })
+            .await,
+        );
+        let c = client.clone();
+        rows.push(
+            run_ops("reload", "get", range, depth, |i| {
+                let c = c.clone();
+                let r = rid(i);
+                async move {
+                    match c.fetch(r, vec![everything(KIND, DataModel::Single)]).await {
+                        Ok(f) => {
+                            f.rejected.is_empty()
+                                && f.kinds
+                                    .iter()
+                                    .flat_map(|k| k.values.as_slice())
+                                    .any(|d| d.value.data_value().value == value(i))
+                        }
+                        Err(_) => false,
+                    }
+                }
+            })
+            .await,
+        );
+    }
+    rows
+}
+
+/// The OpenDHT side, or why not.
+fn opendht_side(ops: usize) -> Result<Vec<Row>, String> {
+    let py = "/usr/bin/python3";
+    let probe = Command::new(py).args(["-c", "import opendht"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        return Err(format!(
+            "{py} cannot import opendht (apt-get install dhtnode python3-opendht)"
+        ));
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../interop/bench/opendht_kv.py"
+    );
+    let out = Command::new(py)
+        .arg(script)
+        .args(["--ops", &ops.to_string(), "--depth", "1", "--depth", "16"])
+        .output()
+        .map_err(|e| format!("{script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{script} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut rows = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        rows.push(Row {
+            system: "opendht".into(),
+            op: v["op"].as_str().unwrap_or("?").into(),
+            depth: f("depth") as usize,
+            ops: f("ops") as usize,
+            seconds: f("seconds"),
+            p50_ms: f("p50_ms"),
+            p99_ms: f("p99_ms"),
+            failed: f("failed") as usize,
+        });
+    }
+    Ok(rows)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ops: usize = args
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2000)
+        .clamp(10, 30_000);
+    let with_opendht = !args.iter().any(|a| a == "--no-opendht");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("kv_compare: {ops} puts then {ops} gets per depth; {cores} cores, {cpu}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = rt.block_on(reload_side(ops));
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if with_opendht {
+        match opendht_side(ops) {
+            Ok(r) => rows.extend(r),
+            Err(why) => println!("OpenDHT skipped: {why}"),
+        }
+    }
+    println!(
+        "{:<8} {:<4} {:>5} {:>6} {:>9} {:>8} {:>8} {:>6}",
+        "system", "op", "depth", "ops", "ops/s", "p50 ms", "p99 ms", "failed"
+    );
+    for r in &rows {
+        println!(
+            "{:<8} {:<4} {:>5} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>6}",
+            r.system,
+            r.op,
+            r.depth,
+            r.ops,
+            r.rate(),
+            r.p50_ms,
+            r.p99_ms,
+            r.failed
+        );
+    }
+    for r in rows.iter().filter(|r| r.system == "reload") {
+        if let Some(o) = rows
+            .iter()
+            .find(|o| o.system == "opendht" && o.op == r.op && o.depth == r.depth)
+        {
+            println!(
+                "{} depth {}: RELOAD {:.1}x OpenDHT's throughput",
+                r.op,
+                r.depth,
+                r.rate() / o.rate()
+            );
+        }
+    }
+}
