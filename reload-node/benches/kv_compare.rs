@@ -20,7 +20,6 @@
 //! Every loop is bounded in count and time.
 
 #[path = "../proto/tests/pki/mod.rs"]
-#[allow(dead_code)]
 mod pki;
 
 use std::net::SocketAddr;
