@@ -552,30 +552,57 @@ fn ttl_games_get_error_ttl_exceeded() {
 
 #[test]
 fn a_request_that_comes_back_is_answered_error_loop_detected() {
-    // §6.3.3.1, §13.6.5: a request whose via list already holds the node it reaches, for
-    // a destination further on, is in a loop: answered Error_Loop_Detected, not
-    // forwarded again (found in a capture: a Fetch bounced ~80 times between two peers
-    // whose tables disagreed during a join).
+    // §6.3.3.1, §13.6.5: a request that comes back to a node it passed through (its
+    // Node-ID in the via list) with the destination list it left with is in a loop:
+    // answered Error_Loop_Detected, not forwarded again (found in a capture: a Fetch
+    // bounced ~80 times between two peers whose tables disagreed during a join).
     let mut net = lab(0xad0a);
     let (a, v) = pair(&net);
     let far = stranger_to(&net, v);
     let ping = MessageBody::PingReq(PingReq::default());
     let me = id(&net, v);
-    let m = craft(
-        &net,
-        a,
-        vec![Destination::Node(id(&net, far))],
-        &ping,
-        |m| {
-            m.header.via_list = vec![Destination::Node(me)];
-        },
+    let dest = vec![Destination::Node(id(&net, far))];
+    // v forwards the Ping once (its target answers)…
+    let first = craft(&net, a, dest.clone(), &ping, |_| {});
+    let tx = first.header.transaction_id;
+    net.sim.capture(tx);
+    inject(&mut net, a, v, &first);
+    let got = answers(&net, tx);
+    assert!(
+        matches!(got.first(), Some(MessageBody::PingAns(_))),
+        "{got:?}"
     );
-    net.sim.capture(m.header.transaction_id);
-    inject(&mut net, a, v, &m);
-    let got = answers(&net, m.header.transaction_id);
+    // …then it comes back to v, v in its via list, its destination list unchanged.
+    let back = craft(&net, a, dest.clone(), &ping, |m| {
+        m.header.transaction_id = tx;
+        m.header.via_list = vec![Destination::Node(me)];
+    });
+    inject(&mut net, a, v, &back);
+    let got = answers(&net, tx);
     assert_eq!(
         got.iter().filter_map(error_code).next(),
         Some(ErrorCode::LOOP_DETECTED),
+        "{got:?}"
+    );
+    // A source route that brings a message back to v with a shorter list is no loop.
+    let routed = craft(
+        &net,
+        a,
+        vec![
+            Destination::Node(id(&net, a)),
+            Destination::Node(id(&net, far)),
+        ],
+        &ping,
+        |m| m.header.via_list = vec![Destination::Node(me)],
+    );
+    let tx2 = routed.header.transaction_id;
+    net.sim.capture(tx2);
+    inject(&mut net, a, v, &routed);
+    let got = answers(&net, tx2);
+    assert!(
+        !got.iter()
+            .filter_map(error_code)
+            .any(|c| c == ErrorCode::LOOP_DETECTED),
         "{got:?}"
     );
     still_routes(&mut net, v);

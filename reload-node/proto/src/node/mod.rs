@@ -307,6 +307,8 @@ pub struct Node {
     awaiting_connect: HashMap<NodeId, Instant>,
     /// Partial messages addressed to us (§6.7).
     reassembly: fragment::Reassembly,
+    /// Requests we forwarded lately, to recognise one coming back unchanged (a loop).
+    forwarded: routing::RecentForwards,
     /// Kind blocks accepted by ConfigUpdate (§6.5.4.2), as received: passed on to peers
     /// that do not know the Kind (§7.4.1.2).
     kind_blocks: HashMap<reload_wire::storage::KindId, Bytes>,
@@ -366,6 +368,7 @@ impl Node {
             last_storage_time: 0,
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
+            forwarded: routing::RecentForwards::default(),
             reassembly: fragment::Reassembly::new(
                 settings.reassembly_buffer,
                 settings.reassembly_messages,

@@ -237,16 +237,21 @@ impl Node {
             }
             return;
         }
-        // A request that already passed through us is in a loop (routing tables that
-        // disagree while peers join or fail): answer Error_Loop_Detected (§6.3.3.1)
-        // instead of letting it bounce until its TTL runs out (§13.6.5).
-        if !is_response
+        // A request that comes back to us with the same destination list — it passed
+        // through us (our Node-ID is in its via list) and no hop since consumed an entry —
+        // is in a loop (tables that disagree while peers join or fail): answer
+        // Error_Loop_Detected (§6.3.3.1) instead of letting it bounce until its TTL runs
+        // out (§13.6.5). A source route may legitimately bring a message back to us with
+        // a shorter list.
+        let key = (header.transaction_id, dest.len());
+        let back = !is_response
             && !tail
             && header
                 .via_list
                 .iter()
                 .any(|d| matches!(d, Destination::Node(n) if *n == self.creds.node_id))
-        {
+            && self.forwarded.contains(&key);
+        if back {
             if let Some(link) = self.by_peer.get(&from).copied() {
                 self.error_reply(
                     now,
@@ -264,6 +269,9 @@ impl Node {
             self.stats.dropped_no_route += 1;
             return;
         };
+        if !is_response && !tail {
+            self.forwarded.insert(key);
+        }
         let mut h = header;
         h.ttl -= 1;
         if !is_response {
@@ -414,6 +422,35 @@ impl Node {
         match self.topo.next_hop(&id, &connected) {
             NextHop::Peer(p) => self.by_peer.get(&p).copied(),
             NextHop::Local | NextHop::None => None,
+        }
+    }
+}
+
+/// Requests this node forwarded lately, by transaction ID and the length of the
+/// destination list they left with: the last [`RecentForwards::CAPACITY`] (a loop comes
+/// back within a few hops; older entries are forgotten first).
+#[derive(Debug, Default)]
+pub(super) struct RecentForwards {
+    set: std::collections::HashSet<(u64, usize)>,
+    order: std::collections::VecDeque<(u64, usize)>,
+}
+
+impl RecentForwards {
+    const CAPACITY: usize = 4096;
+
+    fn contains(&self, key: &(u64, usize)) -> bool {
+        self.set.contains(key)
+    }
+
+    fn insert(&mut self, key: (u64, usize)) {
+        if !self.set.insert(key) {
+            return;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
     }
 }
