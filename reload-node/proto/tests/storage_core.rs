@@ -819,3 +819,55 @@ fn a_replica_with_newer_data_makes_the_responsible_peer_fetch_it_back() {
         Some(b"v3".to_vec())
     );
 }
+
+#[test]
+fn values_survive_peers_leaving_gracefully() {
+    // §6.4.2.2, §10.9: a peer receiving a Leave treats it as a failure (§10.7.1) and sends
+    // "the appropriate Store/Update sequences": after the responsible peer of a value and
+    // then one of its replicas leave, the value is on its new responsible peer and both
+    // new replicas, and a Fetch returns it verified.
+    let mut net = ring(18);
+    let r = user_resource(4);
+    store(
+        &mut net,
+        4,
+        &r,
+        ARRAY,
+        vec![element(0, "kept"), element(1, "too")],
+    )
+    .unwrap();
+    net.sim.run_for(2 * SEC);
+    for round in 0..2 {
+        let group = replica_group(&net, &r);
+        // First the responsible peer, then its first replica (never the writer).
+        let leaving = *group.iter().skip(round).find(|&&k| k != 4).unwrap();
+        let now = net.sim.now;
+        net.sim.nodes[leaving].node.leave(now);
+        net.sim.after_input(leaving);
+        net.sim.run_for(Duration::from_millis(500));
+        net.sim.kill(leaving);
+        assert!(
+            converge(&mut net, 5, SEC, 60 * SEC).is_some(),
+            "{:?}",
+            ring_error(&net, 5)
+        );
+        net.sim.run_for(5 * SEC);
+        for &k in &replica_group(&net, &r) {
+            assert!(
+                holds(&net, k, &r, ARRAY),
+                "round {round}: node {k} of the new replica group lacks the value"
+            );
+        }
+    }
+    let reader = (0..N).find(|&k| live(&net).contains(&k) && k != 4).unwrap();
+    let f = fetch(
+        &mut net,
+        reader,
+        &r,
+        vec![everything(KindId(ARRAY), DataModel::Array)],
+    )
+    .unwrap();
+    assert!(f.rejected.is_empty());
+    let got: Vec<Option<Vec<u8>>> = f.kinds[0].values.as_slice().iter().map(content).collect();
+    assert_eq!(got, vec![Some(b"kept".to_vec()), Some(b"too".to_vec())]);
+}
