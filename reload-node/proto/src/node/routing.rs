@@ -186,6 +186,20 @@ impl Node {
         }
     }
 
+    /// Answers a request that came from the peer `from` with an error, over its link.
+    fn error_reply_to(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        header: &ForwardingHeader,
+        code: ErrorCode,
+        why: &str,
+    ) {
+        if let Some(link) = self.by_peer.get(&from).copied() {
+            self.error_reply(now, link, from, header, code, why);
+        }
+    }
+
     /// Forwards towards `dest[0]` (§6.1.2): TTL decremented, the previous hop appended to
     /// the via list of requests, the contents untouched.
     fn forward(&mut self, now: Instant, m: Received, dest: Vec<Destination>) {
@@ -200,17 +214,7 @@ impl Node {
         let tail = header.fragment.offset() != 0;
         if header.ttl == 0 {
             if !is_response && !tail {
-                let link = self.by_peer.get(&from).copied();
-                if let Some(link) = link {
-                    self.error_reply(
-                        now,
-                        link,
-                        from,
-                        &header,
-                        ErrorCode::TTL_EXCEEDED,
-                        "ttl exhausted",
-                    );
-                }
+                self.error_reply_to(now, from, &header, ErrorCode::TTL_EXCEEDED, "ttl exhausted");
             }
             self.stats.dropped_other += 1;
             return;
@@ -225,16 +229,13 @@ impl Node {
             if tail {
                 return;
             }
-            if let Some(link) = self.by_peer.get(&from).copied() {
-                self.error_reply(
-                    now,
-                    link,
-                    from,
-                    &header,
-                    ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
-                    "forward-critical option",
-                );
-            }
+            self.error_reply_to(
+                now,
+                from,
+                &header,
+                ErrorCode::UNSUPPORTED_FORWARDING_OPTION,
+                "forward-critical option",
+            );
             return;
         }
         // A request that comes back to us with the same destination list — it passed
@@ -252,16 +253,13 @@ impl Node {
                 .any(|d| matches!(d, Destination::Node(n) if *n == self.creds.node_id))
             && self.forwarded.contains(&key);
         if back {
-            if let Some(link) = self.by_peer.get(&from).copied() {
-                self.error_reply(
-                    now,
-                    link,
-                    from,
-                    &header,
-                    ErrorCode::LOOP_DETECTED,
-                    "the request came back to a node it passed through",
-                );
-            }
+            self.error_reply_to(
+                now,
+                from,
+                &header,
+                ErrorCode::LOOP_DETECTED,
+                "the request came back to a node it passed through",
+            );
             self.stats.dropped_other += 1;
             return;
         }
