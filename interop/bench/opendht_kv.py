@@ -4,8 +4,10 @@ python3-opendht), for the comparison in spec-notes/performance.md.
 
 Starts PEERS `dhtnode` processes on 127.0.0.1 (each bootstrapped from the first), one
 client DhtRunner in this process, then for each in-flight depth given: OPS puts of distinct
-keys (a 40-byte value each, like the RELOAD side's), then OPS gets of those keys, keeping
-DEPTH requests in flight. Prints one JSON object per (operation, depth) on stdout:
+keys (a 40-byte value each, like the RELOAD side's), then OPS gets of those keys by the
+same runner, then OPS gets by a second runner started after the puts (which holds none of
+the values, so every get crosses the network: op "get-fresh"), keeping DEPTH requests in
+flight. Prints one JSON object per (operation, depth) on stdout:
 {"system": "opendht", "op": "put", "depth": 16, "ops": N, "seconds": s, "p50_ms": …,
 "p99_ms": …, "failed": n}. Every loop is bounded in count and time.
 
@@ -103,6 +105,27 @@ def run_ops(op, keys, depth, client, value, timeout_s):
     return seconds, lat, failed
 
 
+def wait_for_nodes(runner, ports):
+    """Lets `runner` find the nodes: until a ping of each answers (bounded), then one more
+    round of routing-table exchanges."""
+    t_end = time.time() + 30
+    pending = set(ports)
+    while pending and time.time() < t_end:
+        for port in list(pending):
+            done = threading.Event()
+            res = {}
+
+            def pinged(ok, res=res, done=done):
+                res["ok"] = ok
+                done.set()
+
+            runner.ping(dht.SockAddr("127.0.0.1", port), pinged)
+            done.wait(timeout=2)
+            if res.get("ok"):
+                pending.discard(port)
+    time.sleep(2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peers", type=int, default=10)
@@ -114,31 +137,28 @@ def main():
     logdir = tempfile.mkdtemp(prefix="opendht-bench-")
     procs, ports = start_nodes(args.peers, logdir)
     client = dht.DhtRunner()
+    readers = []
     try:
         client.run(port=free_udp_port())
         client.bootstrap("127.0.0.1", str(ports[0]))
-        # Let the nodes find each other: until a ping of each node answers (bounded).
-        t_end = time.time() + 30
-        pending = set(ports)
-        while pending and time.time() < t_end:
-            for port in list(pending):
-                done = threading.Event()
-                res = {}
-
-                def pinged(ok, res=res, done=done):
-                    res["ok"] = ok
-                    done.set()
-
-                client.ping(dht.SockAddr("127.0.0.1", port), pinged)
-                done.wait(timeout=2)
-                if res.get("ok"):
-                    pending.discard(port)
-        time.sleep(2)  # one more round of routing-table exchanges
+        wait_for_nodes(client, ports)
         value = b"sip:bench@192.0.2.1:5060;transport=udp" + b"x" * 2
         for depth in depths:
             keys = [dht.InfoHash.get("kv-%d-%d-%d" % (os.getpid(), depth, i)) for i in range(args.ops)]
-            for op in ("put", "get"):
-                seconds, lat, failed = run_ops(op, keys, depth, client, value, args.timeout)
+            for op in ("put", "get", "get-fresh"):
+                runner = client
+                if op == "get-fresh":
+                    # A second DhtRunner started after the puts: it holds none of the
+                    # values, so each get crosses the network like a RELOAD client's
+                    # Fetch (the putting runner answers many gets from its own storage).
+                    runner = dht.DhtRunner()
+                    readers.append(runner)
+                    runner.run(port=free_udp_port())
+                    runner.bootstrap("127.0.0.1", str(ports[0]))
+                    wait_for_nodes(runner, ports)
+                seconds, lat, failed = run_ops(
+                    "put" if op == "put" else "get", keys, depth, runner, value, args.timeout
+                )
                 print(json.dumps({
                     "system": "opendht",
                     "op": op,
@@ -151,6 +171,8 @@ def main():
                     "failed": failed,
                 }), flush=True)
     finally:
+        for r in readers:
+            r.join()
         client.join()
         for p in procs:
             p.kill()
