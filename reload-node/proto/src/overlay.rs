@@ -33,6 +33,8 @@ pub struct Overlay {
     trust: Arc<TrustPolicy>,
     /// The Kinds of `required-kinds` whose data model this node implements, by Kind-ID.
     kinds: HashMap<KindId, (DataModel, usize)>,
+    /// The AOR domains SIP-REGISTRATION values may be stored for (RFC 7904 §3.4).
+    sip_domains: crate::storage::policy::AorDomains,
 }
 
 impl Overlay {
@@ -44,8 +46,13 @@ impl Overlay {
             .enumerate()
             .filter_map(|(i, k)| Some((k.kind_id()?, (k.data_model.wire()?, i))))
             .collect();
+        let sip_domains = crate::storage::policy::AorDomains::new(
+            config.domain_restriction(),
+            &config.instance_name,
+        );
         Arc::new(Overlay {
             kinds,
+            sip_domains,
             hash: overlay_hash(&config.instance_name),
             decode: config.decode_options(),
             trust: Arc::new(crate::check::trust_policy(&config)),
@@ -114,6 +121,11 @@ impl Overlay {
     pub fn kind(&self, id: KindId) -> Option<(&KindDefinition, DataModel)> {
         let (model, i) = self.kinds.get(&id)?;
         Some((self.config.kinds.get(*i)?, *model))
+    }
+
+    /// The AOR domains a SIP-REGISTRATION may be stored for (RFC 7904 §3.4).
+    pub fn sip_domains(&self) -> &crate::storage::policy::AorDomains {
+        &self.sip_domains
     }
 
     /// Root-certs, bad-nodes, self-signed policy (§11.1, §11.3).

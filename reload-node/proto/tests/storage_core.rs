@@ -871,3 +871,59 @@ fn values_survive_peers_leaving_gracefully() {
     let got: Vec<Option<Vec<u8>>> = f.kinds[0].values.as_slice().iter().map(content).collect();
     assert_eq!(got, vec![Some(b"kept".to_vec()), Some(b"too".to_vec())]);
 }
+
+/// RFC 7904 §3.3, §3.4: the storing peer admits a SIP-REGISTRATION only for an AOR whose
+/// domain the configuration's `sip:domain-restriction` admits, else Error_Forbidden.
+#[test]
+fn sip_registrations_follow_the_domain_restriction() {
+    use reload_proto::config::NamePatterns;
+    let k = KindId::SIP_REGISTRATION.0;
+    for (restriction, admitted) in [
+        // enable false: the overlay's own domain only (the users are user<i>@<overlay>).
+        (
+            NamePatterns {
+                enable: false,
+                patterns: vec![],
+            },
+            true,
+        ),
+        // enable true: only matching domains.
+        (
+            NamePatterns {
+                enable: true,
+                patterns: vec![r"sip\.example\.com".into()],
+            },
+            false,
+        ),
+        (
+            NamePatterns {
+                enable: true,
+                patterns: vec![pki::OVERLAY.replace('.', r"\.")],
+            },
+            true,
+        ),
+    ] {
+        let ca = pki::TestCa::new(false);
+        let mut config = ca.storage_config();
+        config.sip_domain_restriction = Some(restriction.clone());
+        let overlay = reload_proto::overlay::Overlay::new(config, None);
+        let addr = |i: usize| SocketAddr::from(([10, 0, 0, i as u8 + 1], 6084));
+        let mut net = build_in(ca, overlay, 31, random_ids(N, 31), addr, None, None);
+        join_sequentially(&mut net, SEC, |_, _| {});
+        assert!(converge(&mut net, 5, SEC, 120 * SEC).is_some());
+        let i = 2;
+        let node_i = NodeId::from_u128(net.ids[i]);
+        let got = store(
+            &mut net,
+            i,
+            &user_resource(i),
+            k,
+            vec![entry(node_i.as_bytes(), "contact")],
+        );
+        if admitted {
+            assert!(got.is_ok(), "{restriction:?}: {:?}", code(&got));
+        } else {
+            assert_eq!(code(&got), Some(ErrorCode::FORBIDDEN), "{restriction:?}");
+        }
+    }
+}

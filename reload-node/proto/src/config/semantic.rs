@@ -639,6 +639,17 @@ fn patterns_problems(
             "patterns are given but enable is not true: they are ignored and only AORs of the overlay's domain are accepted (RFC 7904 §3.4)",
         ));
     }
+    if !share {
+        for pat in &p.patterns {
+            if let Err(e) = regex::Regex::new(&format!("^(?:{pat})$")) {
+                out.push(ConfigProblem::new(
+                    element,
+                    line,
+                    format!("pattern '{pat}' is not a regular expression this node can use, so it admits no domain: {e}"),
+                ));
+            }
+        }
+    }
     if share {
         for pat in &p.patterns {
             if !(pat.contains("$USER") && pat.contains("$DOMAIN")) {

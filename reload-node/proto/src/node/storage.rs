@@ -210,6 +210,12 @@ impl Node {
         let Some((def, _)) = self.overlay.kind(kind) else {
             return Err(format!("unknown Kind {kind}"));
         };
+        // RFC 7904 §3.3: the AOR (the signer's one user name) must be admitted by the
+        // overlay's domain restriction — checked first, it is cheap (§8.1).
+        if kind == KindId::SIP_REGISTRATION {
+            let aor = signer.cert.user_name.as_deref().unwrap_or("");
+            self.overlay.sip_domains().admits(aor).map_err(|d| d.0)?;
+        }
         let topo = &self.topo;
         let hash = |name: &[u8]| topo.resource_id(name);
         let multiple = &mut self.replication.node_multiple;

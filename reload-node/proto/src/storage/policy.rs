@@ -226,9 +226,107 @@ pub fn check(
     }
 }
 
+/// The AORs a SIP-REGISTRATION may be stored for (RFC 7904 §3.3, §3.4), compiled once per
+/// configuration: the storing peer checks the domain of the signer's user name (the AOR,
+/// one per certificate) before anything else and refuses with Error_Forbidden.
+#[derive(Clone, Debug)]
+pub enum AorDomains {
+    /// No `sip:domain-restriction`: any AOR (§3.4 default).
+    Any,
+    /// The element with `enable` absent or false: only the overlay's own domain
+    /// (`instance-name`, compared without case) (§3.4 L541-543).
+    Overlay(String),
+    /// `enable="true"`: only domains that match one of the patterns as a whole (§3.4
+    /// L543-545). Patterns are anchored (`dht\.example\.com` does not admit
+    /// `dht.example.com.evil.org`) and matched without case; a pattern that does not
+    /// compile admits nothing, and no pattern admits nothing.
+    Patterns(Vec<regex::Regex>),
+}
+
+impl AorDomains {
+    pub fn new(restriction: Option<&crate::config::NamePatterns>, instance_name: &str) -> Self {
+        match restriction {
+            None => AorDomains::Any,
+            Some(r) if !r.enable => AorDomains::Overlay(instance_name.to_ascii_lowercase()),
+            Some(r) => AorDomains::Patterns(
+                r.patterns
+                    .iter()
+                    .filter_map(|p| {
+                        regex::RegexBuilder::new(&format!("^(?:{p})$"))
+                            .case_insensitive(true)
+                            .size_limit(1 << 20)
+                            .build()
+                            .ok()
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether an AOR (`user@domain`, no scheme) may be registered.
+    pub fn admits(&self, aor: &str) -> Result<(), Denied> {
+        let Some((_, domain)) = aor.rsplit_once('@') else {
+            return Err(Denied(format!(
+                "RFC 7904 §3.3: the signer's user name {aor:?} is not a SIP AOR (user@domain)"
+            )));
+        };
+        let ok = match self {
+            AorDomains::Any => true,
+            AorDomains::Overlay(name) => domain.eq_ignore_ascii_case(name),
+            AorDomains::Patterns(p) => p.iter().any(|r| r.is_match(domain)),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Denied(format!(
+                "RFC 7904 §3.4: the AOR domain {domain:?} is not admitted by this overlay's sip:domain-restriction"
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aor_domains_follow_rfc7904_section_3_4() {
+        use crate::config::NamePatterns;
+        // No element: anything that is an AOR.
+        let any = AorDomains::new(None, "overlay.example");
+        assert!(any.admits("alice@elsewhere.example").is_ok());
+        assert!(any.admits("no-at-sign").is_err());
+        // enable false (or absent): the overlay's own domain only, patterns ignored.
+        let own = NamePatterns {
+            enable: false,
+            patterns: vec![".*".into()],
+        };
+        let own = AorDomains::new(Some(&own), "Overlay.Example");
+        assert!(own.admits("alice@overlay.example").is_ok());
+        assert!(own.admits("alice@OVERLAY.example").is_ok());
+        assert!(own.admits("alice@other.example").is_err());
+        // enable true: whole-domain matches of the patterns (the §3.4 examples).
+        let pats = NamePatterns {
+            enable: true,
+            patterns: vec![
+                r"dht\.example\.com".into(),
+                r".*\.my\.example".into(),
+                "(".into(),
+            ],
+        };
+        let pats = AorDomains::new(Some(&pats), "x");
+        assert!(pats.admits("bob@dht.example.com").is_ok());
+        assert!(pats.admits("bob@DHT.example.com").is_ok());
+        assert!(pats.admits("bob@a.my.example").is_ok());
+        assert!(pats.admits("bob@dht.example.com.evil.org").is_err());
+        assert!(pats.admits("bob@my.example").is_err());
+        // enable true, no pattern: nothing.
+        let none = NamePatterns {
+            enable: true,
+            patterns: vec![],
+        };
+        assert!(AorDomains::new(Some(&none), "x").admits("a@x").is_err());
+    }
 
     #[test]
     fn node_multiple_names_are_one_and_four_byte_forms() {
