@@ -99,6 +99,9 @@ pub(crate) enum Command {
         name: Vec<u8>,
         reply: oneshot::Sender<ResourceId>,
     },
+    AppFlowTls {
+        reply: oneshot::Sender<Option<reload_proto::link::AppFlowTls>>,
+    },
     Serve {
         codes: Vec<MessageCode>,
         requests: mpsc::Sender<InboundRequest>,
@@ -362,6 +365,14 @@ impl NodeHandle {
     pub async fn resource_id(&self, name: &[u8]) -> Result<ResourceId, ClientError> {
         let name = name.to_vec();
         self.call(|reply| Command::ResourceId { name, reply }).await
+    }
+
+    /// TLS configurations for AppAttach application flows (RFC 6940 §6.5.2) under the
+    /// configuration in force; `None` when the node's links have no certificates.
+    pub async fn app_flow_tls(
+        &self,
+    ) -> Result<Option<reload_proto::link::AppFlowTls>, ClientError> {
+        self.call(|reply| Command::AppFlowTls { reply }).await
     }
 
     /// Serves requests with these message codes: each arrives on the returned

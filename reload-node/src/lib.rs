@@ -18,6 +18,7 @@
 //!
 //! The `reload-node` command line is the `reload-node-cli` package (`reload-node/cli`).
 
+pub mod app;
 pub mod client;
 pub mod control;
 pub mod datadir;

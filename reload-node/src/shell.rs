@@ -554,6 +554,9 @@ impl Shell {
             Command::ResourceId { name, reply } => {
                 let _ = reply.send(self.node.topology().resource_id(&name));
             }
+            Command::AppFlowTls { reply } => {
+                let _ = reply.send(self.node.app_flow_tls());
+            }
             Command::Serve {
                 codes,
                 requests,

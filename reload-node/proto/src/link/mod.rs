@@ -45,6 +45,7 @@ pub use auth::AuthError;
 pub use dtls::{MAX_DTLS_MESSAGE, MAX_RECORD_PLAINTEXT, first_record_epoch_zero, is_client_hello};
 pub use framing::{Framer, FramingConfig, FramingEvent, FramingStats, Reliability, RtoEstimator};
 pub use keylog::{KeyLogSink, NssKeyLog};
+pub use tls::AppFlowTls;
 
 use crate::identity::{ReloadCertificate, TrustPolicy};
 use crate::overlay::Overlay;
@@ -912,6 +913,12 @@ pub trait LinkFactory: fmt::Debug + Send {
     /// against its trust policy and apply its limits.
     fn reconfigure(&mut self, overlay: &Overlay);
 
+    /// TLS for AppAttach application flows (§6.5.2), when these links have certificates
+    /// (not the simulator's plain links).
+    fn app_flow_tls(&self) -> Option<AppFlowTls> {
+        None
+    }
+
     /// A datagram server link for a ClientHello whose stateless cookie the endpoint
     /// verified (`link::cookie`): its handshake expects that cookie.
     fn verified_datagram_server(
@@ -969,6 +976,10 @@ impl LinkFactory for SecureLinks {
             Some(cookie),
             now,
         )?))
+    }
+
+    fn app_flow_tls(&self) -> Option<AppFlowTls> {
+        Some(AppFlowTls::new(self.ctx.clone()))
     }
 
     fn reconfigure(&mut self, overlay: &Overlay) {

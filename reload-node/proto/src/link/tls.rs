@@ -234,6 +234,94 @@ fn config_error(e: rustls::Error) -> LinkError {
     LinkError::Config(format!("TLS configuration: {e}"))
 }
 
+/// TLS for the application flows AppAttach sets up (RFC 6940 §6.5.2): the node's own
+/// certificate and key, the overlay's trust policy, mutual authentication — what overlay
+/// links use (§6.5.1.13) — and the Node-ID the AppAttach named, which the peer must prove
+/// (RFC 7904 §5.1). Configurations for a tokio (or any) TLS stream: the IO is the shell's.
+/// As for Attach, the node that sent the AppAttach is the TLS server (§6.5.1.13, by the
+/// analogy §6.5.2 draws).
+#[derive(Clone, Debug)]
+pub struct AppFlowTls {
+    ctx: Arc<LinkContext>,
+}
+
+impl AppFlowTls {
+    pub(crate) fn new(ctx: Arc<LinkContext>) -> Self {
+        AppFlowTls { ctx }
+    }
+
+    /// Our Node-ID.
+    pub fn node_id(&self) -> reload_wire::NodeId {
+        self.ctx.node_id()
+    }
+
+    /// The AppAttach sender's side: requires a client certificate that names `expected`
+    /// (any valid one when `None`), judged at wall-clock `wall`.
+    pub fn server_config(
+        &self,
+        expected: Option<reload_wire::NodeId>,
+        wall: SystemTime,
+    ) -> Result<Arc<ServerConfig>, LinkError> {
+        let ctx = &self.ctx;
+        let check = PeerCheck::new(ctx.trust.clone(), expected, wall);
+        let mut cfg = ServerConfig::builder_with_details(
+            ctx.tls.provider.clone(),
+            Arc::new(Clock(check.clone())),
+        )
+        .with_protocol_versions(&versions(ctx)?)
+        .map_err(config_error)?
+        .with_client_cert_verifier(verifier(ctx, &check))
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
+        cfg.session_storage = Arc::new(NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+        if let Some(sink) = &ctx.config.key_log {
+            cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
+        }
+        Ok(Arc::new(cfg))
+    }
+
+    /// The AppAttach answerer's side: the server's certificate must name `expected`.
+    pub fn client_config(
+        &self,
+        expected: Option<reload_wire::NodeId>,
+        wall: SystemTime,
+    ) -> Result<Arc<ClientConfig>, LinkError> {
+        let ctx = &self.ctx;
+        let check = PeerCheck::new(ctx.trust.clone(), expected, wall);
+        let mut cfg = ClientConfig::builder_with_details(
+            ctx.tls.provider.clone(),
+            Arc::new(Clock(check.clone())),
+        )
+        .with_protocol_versions(&versions(ctx)?)
+        .map_err(config_error)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier(ctx, &check))
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
+        cfg.enable_sni = false;
+        cfg.resumption = Resumption::disabled();
+        if let Some(sink) = &ctx.config.key_log {
+            cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
+        }
+        Ok(Arc::new(cfg))
+    }
+
+    /// The server name a client connection is made with: never sent (no SNI; RELOAD
+    /// certificates hold no DNS names), rustls' API wants one.
+    pub fn server_name() -> ServerName<'static> {
+        ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into())
+    }
+
+    /// The Node-IDs of a peer's end-entity certificate (as the TLS stream reports it).
+    pub fn peer_node_ids(&self, end_entity: &[u8]) -> Vec<reload_wire::NodeId> {
+        crate::identity::ReloadCertificate::parse(
+            Bytes::copy_from_slice(end_entity),
+            self.ctx.trust.node_id_len,
+        )
+        .map(|c| c.node_ids.clone())
+        .unwrap_or_default()
+    }
+}
+
 /// One TLS connection carrying frames.
 pub(crate) struct TlsSession {
     conn: Connection,

@@ -336,6 +336,16 @@ impl Node {
         let code = body.code();
         if !self.inbound.served.contains(&code) {
             self.stats.unserved_requests += 1;
+            // §6.5.2.1: an AppAttach for an application the node does not run is
+            // answered Error_Not_Found.
+            if let MessageBody::AppAttachReq(a) = &body {
+                let why = format!("no application {} runs on this node", a.application);
+                return self.reply(
+                    now,
+                    route,
+                    Err(ErrorResponse::new(ErrorCode::NOT_FOUND, why)),
+                );
+            }
             let name = code.name().unwrap_or("this method");
             let why = format!("this node serves no usage that handles {name}");
             return self.reply(

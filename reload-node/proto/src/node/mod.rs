@@ -417,6 +417,12 @@ impl Node {
         &self.creds
     }
 
+    /// TLS for AppAttach application flows (§6.5.2) under the configuration in force;
+    /// `None` with links that have no certificates (the simulator's).
+    pub fn app_flow_tls(&self) -> Option<crate::link::AppFlowTls> {
+        self.factory.app_flow_tls()
+    }
+
     pub fn settings(&self) -> &NodeSettings {
         &self.s
     }

@@ -1,0 +1,115 @@
+//! An overlay of real peers in this process: loopback TLS-TCP-FH-NO-ICE sockets, the
+//! tokio shell, P-256 certificates from a test CA (user `user<i>@test.example.org`),
+//! in-memory storage. Shared by reload-node's and the usages' tests.
+
+#![allow(dead_code)]
+
+#[path = "../../proto/tests/pki/mod.rs"]
+pub mod pki;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reload_node::client::NodeHandle;
+use reload_node::peer::{PeerOptions, StorageMode, build};
+use reload_node::shell::Listeners;
+use reload_proto::config::OverlayConfig;
+use reload_proto::node::Start;
+use reload_wire::NodeId;
+use reload_wire::link::OverlayLinkType;
+
+const TLS: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
+
+/// One node of the overlay.
+pub struct Member {
+    pub handle: NodeHandle,
+    pub node_id: NodeId,
+    pub user: String,
+    pub addr: SocketAddr,
+}
+
+/// `peers` peers then `clients` client nodes (§4.2), Node-IDs spread over the ring; waits
+/// until the ring formed (every peer's first successor is the next Node-ID) and every
+/// client is attached. Bounded: panics after 90 s.
+pub async fn overlay(peers: usize, clients: usize, config: Option<OverlayConfig>) -> Vec<Member> {
+    let ca = pki::TestCa::new(false);
+    let config = config.unwrap_or_else(|| ca.storage_config());
+    let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+    let mut ids = Vec::new();
+    for _ in 0..peers + clients {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ids.push(x);
+    }
+    let mut out = Vec::new();
+    let mut first: Option<SocketAddr> = None;
+    for (i, id) in ids.iter().enumerate() {
+        let user = format!("user{i}");
+        let creds = ca.node(false, *id, &user);
+        let listeners = Listeners::bind(&[(TLS, "127.0.0.1:0".parse().unwrap())])
+            .await
+            .expect("listen");
+        let addr = listeners.tcp[0].local_addr().unwrap();
+        let opts = PeerOptions {
+            listen: vec![(TLS, addr)],
+            storage: StorageMode::Memory,
+            ..PeerOptions::default()
+        };
+        let mut node = build(config.clone(), creds, &opts).expect("node");
+        let start = match (i, first) {
+            (0, _) => Start::FirstNode,
+            (i, Some(b)) if i < peers => Start::Join(vec![(TLS, b)]),
+            (_, Some(b)) => Start::Client(vec![(TLS, b)]),
+            _ => unreachable!(),
+        };
+        node.start(Instant::now(), start);
+        let running = reload_node::shell::spawn(
+            node,
+            listeners,
+            Box::new(|_, _| {}),
+            std::future::pending(),
+            Duration::from_millis(200),
+        );
+        if i == 0 {
+            first = Some(addr);
+        }
+        out.push(Member {
+            handle: running.handle,
+            node_id: NodeId::from_u128(*id),
+            user: format!("{user}@{}", pki::OVERLAY),
+            addr,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sorted: Vec<u128> = ids[..peers].to_vec();
+    sorted.sort();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut ok = true;
+        for m in &out[..peers] {
+            let s = m.handle.snapshot().await.expect("snapshot");
+            let me = sorted
+                .iter()
+                .position(|v| NodeId::from_u128(*v) == s.node_id)
+                .unwrap();
+            let want = NodeId::from_u128(sorted[(me + 1) % peers]);
+            ok &= s.joined && s.successors().first() == Some(&want);
+        }
+        for m in &out[peers..] {
+            let s = m.handle.snapshot().await.expect("client");
+            ok &= s
+                .successors()
+                .first()
+                .is_some_and(|p| s.connected.contains(p));
+        }
+        if ok {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the overlay did not form in 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
