@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub stored_bytes: u64,
     /// Where they are kept (`memory`, `sqlite PATH`).
     pub storage: String,
+    /// How the overlay's structures decode (Node-ID length, max-message-size): for a
+    /// usage that decodes what it stores (e.g. destination lists).
+    pub decode: DecodeOptions,
 }
 
 impl Snapshot {

@@ -644,6 +644,7 @@ pub fn snapshot(node: &Node) -> Snapshot {
         stats: node.stats().clone(),
         stored_values: node.storage().len(),
         stored_bytes: node.storage().bytes(),
+        decode: node.overlay().decode().clone(),
         storage: node.storage().describe(),
     }
 }

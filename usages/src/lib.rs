@@ -10,9 +10,14 @@
 //!   it answers `exp_a_req` with its body, for interoperability and end-to-end tests of the
 //!   usage seam.
 //!
-//! To come: the SIP usage (RFC 7904), ReDiR (RFC 7374), ShaRe (RFC 8076), CoAP (RFC 7650).
+//! - [`sip`]: the SIP usage (RFC 7904) — the SIP-REGISTRATION Kind, AOR lookup, GRUUs,
+//!   and a SIP front end (registrar and outbound proxy) for unmodified user agents; it
+//!   needs settings (addresses) and is started with [`sip::SipFrontEnd::start`].
+//!
+//! To come: ReDiR (RFC 7374), ShaRe (RFC 8076), CoAP (RFC 7650).
 
 pub mod echo;
+pub mod sip;
 
 use reload_node::client::NodeHandle;
 

@@ -1,0 +1,1160 @@
+//! The SIP front end: each peer is the registrar and outbound proxy of the unmodified SIP
+//! user agents that use it, and the overlay is the location service (RFC 7904).
+//!
+//! - **Local side**: SIP over UDP and TCP on one port (RFC 3261 §18). A REGISTER for the
+//!   peer's own AOR — its certificate's user name, the only AOR USER-NODE-MATCH lets it
+//!   store (RFC 7904 §3.3) — records the UA's contact and stores, refreshes or removes the
+//!   peer's SIP-REGISTRATION entry; a REGISTER for any other AOR gets 403.
+//! - **Overlay side**: a request for an AOR is resolved in the overlay (§4.2), the peer
+//!   AppAttaches (application 5060, §5.1) to the target peer and sends the request over
+//!   that flow; the target peer hands it to its registered UA. A flow to a peer is reused
+//!   for later requests (§5.1 MAY) and serves both directions.
+//! - **Forwarding** is stateless (RFC 3261 §16.11) apart from the registrations and the
+//!   flows: each forwarded request gets a Via whose `rl` parameter says where it came from
+//!   (a UDP address, a TCP connection, or a peer) so that responses retrace it, and a
+//!   dialog-creating request gets a Record-Route naming this peer (`nid`, its Node-ID) and
+//!   its local UA's flow (`ua`), so that in-dialog requests (ACK, BYE, re-INVITE) follow
+//!   the dialog through the same two peers. Both tokens are authenticated with a per-run
+//!   HMAC key: a peer cannot make another send SIP to an address of its choosing.
+//! - **Errors**: an unknown AOR gets 404, an overlay that does not answer or a peer that
+//!   cannot be reached gets 503 with a Warning saying why, a registered AOR whose UA is
+//!   gone gets 480; a message that is not SIP is dropped (UDP) or closes the connection
+//!   (TCP); a request missing a mandatory header gets 400. The peer keeps running.
+//!
+//! What this front end does not do (yet): forking to several registrations (the first
+//! reachable one is used), SIPS (5061), authentication of local UAs (they are trusted as
+//! on a host or LAN the operator controls), and ICE on the flows (issue 13).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use futures_util::StreamExt;
+use reload_node::app::{AppAttachListener, AppFlow, app_attach};
+use reload_node::client::NodeHandle;
+use reload_wire::{DecodeOptions, Destination, NodeId};
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{
+    self, Header, Method, Param, Request, Response, SipMessage, StatusCode, Uri, Version,
+};
+use rsipstack::transport::stream::{SipCodec, SipCodecType};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::codec::FramedRead;
+
+use super::aor;
+use super::registry::{self, LookupError};
+
+/// The Application-ID of SIP (RFC 6940 §14.5, RFC 7904 §5.1).
+pub const SIP_APPLICATION: u16 = 5060;
+/// The registration lifetime when a REGISTER names none (RFC 3261 §10.2.1.1 suggests an
+/// hour).
+pub const DEFAULT_EXPIRES: u32 = 3600;
+/// The longest registration granted.
+pub const MAX_EXPIRES: u32 = 86_400;
+/// Contacts one AOR may have on this peer.
+pub const MAX_BINDINGS: usize = 32;
+/// The largest SIP message over UDP we read.
+const MAX_DATAGRAM: usize = 65_535;
+/// Local TCP connections at once.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Messages queued to one connection or flow before it is considered stuck.
+const QUEUE: usize = 256;
+
+/// Where a SIP message came from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flow {
+    /// A local UA over UDP.
+    Udp(SocketAddr),
+    /// A local UA over one TCP connection.
+    Tcp(u64),
+    /// Another peer, over an AppAttach flow.
+    Peer(NodeId),
+}
+
+impl Flow {
+    fn is_local(&self) -> bool {
+        !matches!(self, Flow::Peer(_))
+    }
+
+    fn encode(&self) -> String {
+        match self {
+            Flow::Udp(a) => format!("u{a}"),
+            Flow::Tcp(id) => format!("t{id}"),
+            Flow::Peer(n) => format!("p{}", hex::encode(n.as_bytes())),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Flow> {
+        let (kind, rest) = s.split_at_checked(1)?;
+        match kind {
+            "u" => rest.parse().ok().map(Flow::Udp),
+            "t" => rest.parse().ok().map(Flow::Tcp),
+            "p" => NodeId::from_slice(&hex::decode(rest).ok()?).map(Flow::Peer),
+            _ => None,
+        }
+    }
+}
+
+/// What the front end saw and did, for a ladder diagram (the sandbox prints it) and for
+/// tests.
+#[derive(Clone, Debug)]
+pub struct SipEvent {
+    /// `true`: received by this peer; `false`: sent.
+    pub incoming: bool,
+    pub flow: Flow,
+    /// The request method, or the status code and reason.
+    pub what: String,
+    pub call_id: String,
+}
+
+/// Settings of a front end.
+#[derive(Clone, Debug)]
+pub struct SipOptions {
+    /// UDP and TCP address for local user agents (the same port for both).
+    pub bind: SocketAddr,
+    /// TCP address AppAttach flows from other peers arrive on.
+    pub flows: SocketAddr,
+    /// The address put in this peer's Via and Record-Route headers: where local UAs reach
+    /// it (`bind` unless it is a wildcard).
+    pub advertise: Option<SocketAddr>,
+}
+
+impl Default for SipOptions {
+    fn default() -> Self {
+        SipOptions {
+            bind: "127.0.0.1:0".parse().expect("address"),
+            flows: "127.0.0.1:0".parse().expect("address"),
+            advertise: None,
+        }
+    }
+}
+
+/// A running front end.
+pub struct SipFrontEnd {
+    inner: Arc<Inner>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SipFrontEnd {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for SipFrontEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipFrontEnd")
+            .field("sip", &self.inner.addr)
+            .field("aor", &self.inner.aor)
+            .finish()
+    }
+}
+
+/// One contact of the local user.
+#[derive(Clone, Debug)]
+struct Binding {
+    contact: Uri,
+    flow: Flow,
+    until: Instant,
+}
+
+struct Inner {
+    node: NodeHandle,
+    node_id: NodeId,
+    /// The peer's AOR: its certificate's user name.
+    aor: String,
+    addr: SocketAddr,
+    opts: DecodeOptions,
+    key: hmac::Key,
+    udp: Arc<UdpSocket>,
+    tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    next_tcp: AtomicU64,
+    peers: Mutex<HashMap<NodeId, (u64, mpsc::Sender<Vec<u8>>)>>,
+    next_flow: AtomicU64,
+    /// One AppAttach at a time per peer.
+    attaching: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    bindings: Mutex<Vec<Binding>>,
+    events: broadcast::Sender<SipEvent>,
+}
+
+impl SipFrontEnd {
+    /// Starts the front end of the node behind `node`, whose Node-ID is `node_id` and
+    /// whose user name (its AOR) is `aor`.
+    pub async fn start(
+        node: &NodeHandle,
+        node_id: NodeId,
+        aor: &str,
+        options: SipOptions,
+    ) -> Result<SipFrontEnd, String> {
+        let aor = aor::aor_of(aor).map_err(|e| format!("the node's user name: {e}"))?;
+        let snapshot = node.snapshot().await.map_err(|e| e.to_string())?;
+        let opts = snapshot.decode;
+        // UDP first (an ephemeral port when asked), then TCP on the same port.
+        let udp = UdpSocket::bind(options.bind)
+            .await
+            .map_err(|e| format!("cannot listen for SIP on udp {}: {e}", options.bind))?;
+        let addr = udp.local_addr().map_err(|e| e.to_string())?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for SIP on tcp {addr}: {e}"))?;
+        let advertised = options.advertise.unwrap_or(addr);
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no random source".to_string())?;
+        let mut listener =
+            AppAttachListener::start(node, options.flows, None, &[SIP_APPLICATION]).await?;
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            node: node.clone(),
+            node_id,
+            aor,
+            addr: advertised,
+            opts,
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            udp: Arc::new(udp),
+            tcp: Mutex::new(HashMap::new()),
+            next_tcp: AtomicU64::new(1),
+            peers: Mutex::new(HashMap::new()),
+            next_flow: AtomicU64::new(1),
+            attaching: tokio::sync::Mutex::new(HashMap::new()),
+            bindings: Mutex::new(Vec::new()),
+            events,
+        });
+        let mut tasks = Vec::new();
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move { i.udp_loop().await }));
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move { i.tcp_loop(tcp).await }));
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(flow) = listener.next().await {
+                i.clone().add_peer_flow(flow);
+            }
+        }));
+        let i = inner.clone();
+        tasks.push(tokio::spawn(async move { i.expiry_loop().await }));
+        tracing::info!(sip = %advertised, aor = %inner.aor, "SIP front end listening (udp and tcp)");
+        Ok(SipFrontEnd { inner, tasks })
+    }
+
+    /// Where local UAs send SIP (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The AOR this peer registers.
+    pub fn aor(&self) -> &str {
+        &self.inner.aor
+    }
+
+    /// What the front end receives and sends from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SipEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The local user's registered contacts, with their remaining lifetimes.
+    pub fn contacts(&self) -> Vec<(String, Duration)> {
+        let now = Instant::now();
+        self.inner
+            .bindings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|b| {
+                (
+                    b.contact.to_string(),
+                    b.until.saturating_duration_since(now),
+                )
+            })
+            .collect()
+    }
+}
+
+// ------------------------------------------------------------------ transports
+
+impl Inner {
+    async fn udp_loop(self: Arc<Self>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let (n, from) = match self.udp.recv_from(&mut buf).await {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP errors surface here on some systems: keep serving.
+                    tracing::debug!("SIP udp: {e}");
+                    continue;
+                }
+            };
+            let data = &buf[..n];
+            if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                continue; // keepalive (RFC 5626 §3.5.1)
+            }
+            match SipMessage::try_from(data) {
+                Ok(msg) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.on_message(msg, Flow::Udp(from)).await });
+                }
+                Err(e) => tracing::info!(%from, "not SIP, dropped ({n} bytes): {e}"),
+            }
+        }
+    }
+
+    async fn tcp_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, from) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("SIP tcp accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if self.tcp.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_TCP_CONNECTIONS {
+                tracing::warn!(%from, "SIP tcp: too many connections, refused");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let id = self.next_tcp.fetch_add(1, Ordering::Relaxed);
+            let (rd, wr) = stream.into_split();
+            let (tx, rx) = mpsc::channel(QUEUE);
+            self.tcp
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, tx);
+            tokio::spawn(write_loop(wr, rx));
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.clone().read_stream(rd, Flow::Tcp(id)).await;
+                me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            });
+        }
+    }
+
+    /// Reads SIP messages off a stream (Content-Length framing, RFC 3261 §18.3) until it
+    /// ends or carries something that is not SIP.
+    async fn read_stream<R: tokio::io::AsyncRead + Unpin>(self: Arc<Self>, rd: R, flow: Flow) {
+        let mut frames = FramedRead::new(rd, SipCodec::new());
+        while let Some(item) = frames.next().await {
+            match item {
+                Ok(SipCodecType::Message(msg)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.on_message(msg, flow).await });
+                }
+                Ok(_) => {} // keepalives
+                Err(e) => {
+                    tracing::info!(?flow, "not SIP, connection closed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes a flow to another peer into use: its messages are read, and it carries what
+    /// this peer sends to that peer from now on.
+    fn add_peer_flow(self: Arc<Self>, flow: AppFlow) {
+        let peer = flow.peer;
+        let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
+        let (rd, wr) = tokio::io::split(flow.stream);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, (id, tx));
+        tokio::spawn(write_loop(wr, rx));
+        tracing::debug!(%peer, "SIP flow to peer open");
+        tokio::spawn(async move {
+            self.clone().read_stream(rd, Flow::Peer(peer)).await;
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            if peers.get(&peer).is_some_and(|(i, _)| *i == id) {
+                peers.remove(&peer);
+            }
+            tracing::debug!(%peer, "SIP flow to peer closed");
+        });
+    }
+
+    /// A flow to `peer` along `destinations` (AppAttach, §5.1), reusing one that is open.
+    async fn peer_sender(
+        self: &Arc<Self>,
+        peer: NodeId,
+        destinations: Vec<Destination>,
+    ) -> Result<mpsc::Sender<Vec<u8>>, String> {
+        if let Some(tx) = self.open_flow(&peer) {
+            return Ok(tx);
+        }
+        let lock = {
+            let mut map = self.attaching.lock().await;
+            map.entry(peer).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if let Some(tx) = self.open_flow(&peer) {
+            return Ok(tx);
+        }
+        let flow = app_attach(&self.node, destinations, SIP_APPLICATION)
+            .await
+            .map_err(|e| e.to_string())?;
+        if flow.peer != peer {
+            return Err(format!("the flow is to {}, not to {peer}", flow.peer));
+        }
+        self.clone().add_peer_flow(flow);
+        self.open_flow(&peer)
+            .ok_or_else(|| format!("the flow to {peer} closed at once"))
+    }
+
+    fn open_flow(&self, peer: &NodeId) -> Option<mpsc::Sender<Vec<u8>>> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers
+            .get(peer)
+            .filter(|(_, tx)| !tx.is_closed())
+            .map(|(_, tx)| tx.clone())
+    }
+
+    /// Sends `msg` on `flow`; for a peer without an open flow, AppAttaches to it first.
+    async fn send(self: &Arc<Self>, flow: Flow, msg: SipMessage) -> Result<(), String> {
+        let call_id = call_id(&msg);
+        let what = describe(&msg);
+        let bytes = msg.to_bytes();
+        match flow {
+            Flow::Udp(addr) => {
+                self.udp
+                    .send_to(&bytes, addr)
+                    .await
+                    .map_err(|e| format!("udp to {addr}: {e}"))?;
+            }
+            Flow::Tcp(id) => {
+                let tx = self
+                    .tcp
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| "the TCP connection closed".to_string())?;
+                tx.send(bytes)
+                    .await
+                    .map_err(|_| "the TCP connection closed".to_string())?;
+            }
+            Flow::Peer(peer) => {
+                let tx = self
+                    .peer_sender(peer, vec![Destination::Node(peer)])
+                    .await?;
+                tx.send(bytes)
+                    .await
+                    .map_err(|_| format!("the flow to {peer} closed"))?;
+            }
+        }
+        let _ = self.events.send(SipEvent {
+            incoming: false,
+            flow,
+            what,
+            call_id,
+        });
+        Ok(())
+    }
+
+    async fn expiry_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = Instant::now();
+            let emptied = {
+                let mut b = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+                let before = b.len();
+                b.retain(|x| x.until > now);
+                before > 0 && b.is_empty()
+            };
+            if emptied {
+                // The overlay entry expires on its own lifetime too; removing it says so
+                // at once (RFC 6940 §7.4.1.3).
+                tracing::info!(aor = %self.aor, "last registration expired");
+                if let Err(e) = registry::deregister(&self.node, &self.aor, self.node_id, 60).await
+                {
+                    tracing::info!(aor = %self.aor, "removing the expired registration: {e}");
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = rx.recv().await {
+        if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+// ------------------------------------------------------------------ messages
+
+fn call_id(msg: &SipMessage) -> String {
+    msg.call_id_header()
+        .map(|c| c.value().to_string())
+        .unwrap_or_default()
+}
+
+fn describe(msg: &SipMessage) -> String {
+    match msg {
+        SipMessage::Request(r) => r.method.to_string(),
+        SipMessage::Response(r) => {
+            let cseq = r
+                .cseq_header()
+                .ok()
+                .and_then(|c| c.typed().ok())
+                .map(|c| format!(" ({})", c.method))
+                .unwrap_or_default();
+            format!("{}{cseq}", r.status_code)
+        }
+    }
+}
+
+/// The first Via header value, removed from `headers`.
+fn pop_top_via(headers: &mut sip::Headers) -> Option<sip::Via> {
+    let i = headers.iter().position(|h| matches!(h, Header::Via(_)))?;
+    let Header::Via(via) = &headers.0[i] else {
+        return None;
+    };
+    let first = via.first_value().ok()?;
+    let whole = via.value().trim().to_string();
+    let rest = whole[first.value().len().min(whole.len())..]
+        .trim_start_matches([',', ' ', '\t', '\r', '\n'])
+        .to_string();
+    if rest.is_empty() {
+        headers.0.remove(i);
+    } else {
+        headers.0[i] = Header::Via(sip::Via::new(rest));
+    }
+    Some(first)
+}
+
+fn other_param<'a>(params: &'a [Param], name: &str) -> Option<String> {
+    params.iter().find_map(|p| match p {
+        Param::Other(n, v) if n.to_string().eq_ignore_ascii_case(name) => {
+            Some(v.as_ref().map(|v| v.to_string()).unwrap_or_default())
+        }
+        _ => None,
+    })
+}
+
+impl Inner {
+    /// An authenticated flow token (`<flow>.<mac>`), for Via `rl` and Record-Route `ua`.
+    fn token(&self, flow: Flow) -> String {
+        let f = flow.encode();
+        let tag = hmac::sign(&self.key, f.as_bytes());
+        format!("{f}.{}", hex::encode(&tag.as_ref()[..8]))
+    }
+
+    fn flow_of_token(&self, token: &str) -> Option<Flow> {
+        let (f, mac) = token.rsplit_once('.')?;
+        let tag = hmac::sign(&self.key, f.as_bytes());
+        (hex::encode(&tag.as_ref()[..8]) == mac).then(|| Flow::decode(f))?
+    }
+
+    fn node_hex(&self) -> String {
+        hex::encode(self.node_id.as_bytes())
+    }
+
+    /// One message in, from `flow`.
+    async fn on_message(self: Arc<Self>, msg: SipMessage, flow: Flow) {
+        let _ = self.events.send(SipEvent {
+            incoming: true,
+            flow,
+            what: describe(&msg),
+            call_id: call_id(&msg),
+        });
+        match msg {
+            SipMessage::Request(req) => self.on_request(req, flow).await,
+            SipMessage::Response(resp) => self.on_response(resp, flow).await,
+        }
+    }
+
+    async fn on_response(self: Arc<Self>, mut resp: Response, from: Flow) {
+        let Some(top) = pop_top_via(&mut resp.headers) else {
+            return;
+        };
+        let Ok(via) = top.typed() else {
+            return;
+        };
+        let Some(next) = other_param(&via.params, "rl").and_then(|t| self.flow_of_token(&t)) else {
+            tracing::debug!(
+                ?from,
+                "a response whose top Via is not this peer's: dropped"
+            );
+            return;
+        };
+        if let Err(e) = self.send(next, SipMessage::Response(resp)).await {
+            tracing::info!(?next, "response not delivered: {e}");
+        }
+    }
+
+    /// Answers `req` (received on `flow`) with `code`, adding `extra` headers.
+    async fn reply(
+        self: &Arc<Self>,
+        req: &Request,
+        flow: Flow,
+        code: StatusCode,
+        warning: Option<&str>,
+        extra: Vec<Header>,
+    ) {
+        if req.method == Method::Ack {
+            return; // never answered (RFC 3261 §17.1.1.3)
+        }
+        let mut headers = sip::Headers::default();
+        for h in req.headers.iter() {
+            match h {
+                Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
+                    headers.push(h.clone())
+                }
+                Header::To(to) => {
+                    let mut value = to.value().to_string();
+                    let tagged = to.typed().map(|t| t.tag().is_some()).unwrap_or(true);
+                    if !tagged && code != StatusCode::Trying {
+                        value.push_str(&format!(";tag={}", &self.node_hex()[..8]));
+                    }
+                    headers.push(Header::To(sip::To::new(value)));
+                }
+                _ => {}
+            }
+        }
+        headers.extend(extra);
+        if let Some(w) = warning {
+            let w = w.replace('"', "'");
+            headers.push(Header::Warning(sip::Warning::new(format!(
+                "399 {} \"{w}\"",
+                self.addr.ip()
+            ))));
+        }
+        headers.push(Header::Server(sip::Server::new("reload-rs")));
+        headers.push(Header::ContentLength(0u32.into()));
+        let resp = Response {
+            status_code: code,
+            wire_reason: None,
+            version: Version::V2,
+            headers,
+            body: Vec::new(),
+        };
+        if let Err(e) = self.send(flow, SipMessage::Response(resp)).await {
+            tracing::info!(?flow, "reply not delivered: {e}");
+        }
+    }
+
+    async fn on_request(self: Arc<Self>, mut req: Request, from: Flow) {
+        // RFC 3261 §8.1.1 / §16.3: the mandatory headers.
+        let ok = req.via_header().is_ok()
+            && req.from_header().is_ok()
+            && req.to_header().is_ok()
+            && req.call_id_header().is_ok()
+            && req
+                .cseq_header()
+                .ok()
+                .and_then(|c| c.typed().ok())
+                .is_some();
+        if !ok {
+            if req.via_header().is_ok() {
+                self.reply(
+                    &req,
+                    from,
+                    StatusCode::BadRequest,
+                    Some("a mandatory header is missing or malformed"),
+                    vec![],
+                )
+                .await;
+            }
+            return;
+        }
+        // §16.3 step 3: Max-Forwards.
+        let mf = req
+            .max_forwards_header()
+            .ok()
+            .and_then(|m| m.value().trim().parse::<u32>().ok());
+        match mf {
+            Some(0) => {
+                if req.method != Method::Register {
+                    return self
+                        .reply(&req, from, StatusCode::TooManyHops, None, vec![])
+                        .await;
+                }
+            }
+            Some(n) => req.headers.unique_push(Header::MaxForwards((n - 1).into())),
+            None => req.headers.unique_push(Header::MaxForwards(69u32.into())),
+        }
+        if req.method == Method::Register {
+            if from.is_local() {
+                return self.register(req, from).await;
+            }
+            return self
+                .reply(
+                    &req,
+                    from,
+                    StatusCode::Forbidden,
+                    Some("REGISTER is taken from local user agents only"),
+                    vec![],
+                )
+                .await;
+        }
+        // Loose routing (RFC 3261 §16.4): this peer's own Route entry goes.
+        let routes = req.typed_route_headers().unwrap_or_default();
+        let mut ua_flow = None;
+        let mut rest = routes.clone();
+        if let Some(first) = routes.first()
+            && other_param(&first.uri.params, "nid").as_deref() == Some(self.node_hex().as_str())
+        {
+            rest.remove(0);
+            ua_flow = other_param(&first.uri.params, "ua").and_then(|t| self.flow_of_token(&t));
+        }
+        if rest.len() != routes.len() {
+            req.headers.retain(|h| !matches!(h, Header::Route(_)));
+            for r in rest.iter().rev() {
+                req.headers.push_front(Header::Route(r.clone().into()));
+            }
+            // Keep Route after Via: move the Vias back on top.
+            let (vias, others): (Vec<Header>, Vec<Header>) = req
+                .headers
+                .0
+                .drain(..)
+                .partition(|h| matches!(h, Header::Via(_)));
+            req.headers.0 = vias.into_iter().chain(others).collect();
+        }
+        // Where to.
+        if let Some(next) = rest.first() {
+            if let Some(nid) = other_param(&next.uri.params, "nid")
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| NodeId::from_slice(&b))
+            {
+                return self.forward(req, from, Flow::Peer(nid), None).await;
+            }
+            if let Some(f) = ua_flow {
+                return self.forward(req, from, f, None).await;
+            }
+            return self
+                .reply(
+                    &req,
+                    from,
+                    StatusCode::NotFound,
+                    Some("the next Route is not a peer of this overlay"),
+                    vec![],
+                )
+                .await;
+        }
+        if let Some(f) = ua_flow {
+            // In a dialog, to this peer's local UA.
+            return self.forward(req, from, f, None).await;
+        }
+        self.route_by_uri(req, from).await;
+    }
+
+    /// A request without Route left: by its Request-URI (RFC 7904 §4.1).
+    async fn route_by_uri(self: Arc<Self>, req: Request, from: Flow) {
+        let uri = req.uri.clone();
+        // A GRUU: its destination list is the route (§6).
+        if let Some(gr) = aor::gr_param(&uri) {
+            let Some(dests) = aor::gruu_destinations(&gr, &self.opts) else {
+                return self
+                    .reply(
+                        &req,
+                        from,
+                        StatusCode::NotFound,
+                        Some("a GRUU whose destination list does not decode"),
+                        vec![],
+                    )
+                    .await;
+            };
+            return match dests.last() {
+                Some(Destination::Node(n)) if *n == self.node_id => {
+                    self.deliver_local(req, from).await
+                }
+                Some(Destination::Node(n)) => {
+                    let n = *n;
+                    self.forward_to_peer(req, from, n, dests).await
+                }
+                _ => {
+                    self.reply(
+                        &req,
+                        from,
+                        StatusCode::NotFound,
+                        Some("a GRUU that does not end in a Node-ID"),
+                        vec![],
+                    )
+                    .await
+                }
+            };
+        }
+        let target = match aor::aor_of_uri(&uri) {
+            Ok(a) => a,
+            Err(_) => {
+                // A contact address (an in-dialog request without Record-Route).
+                if let Some(b) = self.binding_at(&uri) {
+                    return self.forward(req, from, b.flow, None).await;
+                }
+                return self
+                    .reply(
+                        &req,
+                        from,
+                        StatusCode::NotFound,
+                        Some("the Request-URI has no AOR"),
+                        vec![],
+                    )
+                    .await;
+            }
+        };
+        if target == self.aor {
+            return self.deliver_local(req, from).await;
+        }
+        if let Some(b) = self.binding_at(&uri) {
+            return self.forward(req, from, b.flow, None).await;
+        }
+        if !from.is_local() {
+            // A peer sent us a request for an AOR that is not ours: not a transit node.
+            return self
+                .reply(
+                    &req,
+                    from,
+                    StatusCode::NotFound,
+                    Some("this peer does not serve that AOR"),
+                    vec![],
+                )
+                .await;
+        }
+        if req.method == Method::Invite {
+            // Stop the UA's retransmissions while the overlay is asked (§16.7 is for
+            // stateful proxies; one 100 is harmless from a stateless one).
+            self.reply(&req, from, StatusCode::Trying, None, vec![])
+                .await;
+        }
+        match registry::resolve(&self.node, &target, &self.opts).await {
+            Ok(targets) => {
+                let mut last = String::new();
+                for t in targets {
+                    let Some(Destination::Node(n)) = t.destinations.last().cloned() else {
+                        continue;
+                    };
+                    if n == self.node_id {
+                        return self.deliver_local(req, from).await;
+                    }
+                    match self.peer_sender(n, t.destinations.clone()).await {
+                        Ok(_) => return self.forward(req, from, Flow::Peer(n), None).await,
+                        Err(e) => {
+                            tracing::info!(aor = %target, peer = %n, "cannot reach the peer: {e}");
+                            last = e;
+                        }
+                    }
+                }
+                self.reply(
+                    &req,
+                    from,
+                    StatusCode::ServiceUnavailable,
+                    Some(&format!(
+                        "{target}: no registered peer could be reached ({last})"
+                    )),
+                    vec![],
+                )
+                .await
+            }
+            Err(LookupError::NotFound(_)) => {
+                self.reply(
+                    &req,
+                    from,
+                    StatusCode::NotFound,
+                    Some(&format!("{target} is not registered in the overlay")),
+                    vec![],
+                )
+                .await
+            }
+            Err(e @ LookupError::Overlay { .. }) => {
+                self.reply(
+                    &req,
+                    from,
+                    StatusCode::ServiceUnavailable,
+                    Some(&e.to_string()),
+                    vec![],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn forward_to_peer(
+        self: Arc<Self>,
+        req: Request,
+        from: Flow,
+        peer: NodeId,
+        dests: Vec<Destination>,
+    ) {
+        match self.peer_sender(peer, dests).await {
+            Ok(_) => self.forward(req, from, Flow::Peer(peer), None).await,
+            Err(e) => {
+                self.reply(
+                    &req,
+                    from,
+                    StatusCode::ServiceUnavailable,
+                    Some(&format!("peer {peer} cannot be reached: {e}")),
+                    vec![],
+                )
+                .await
+            }
+        }
+    }
+
+    fn binding_at(&self, uri: &Uri) -> Option<Binding> {
+        let now = Instant::now();
+        self.bindings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|b| b.until > now && b.contact.host_with_port == uri.host_with_port)
+            .cloned()
+    }
+
+    /// To the local user's UA: the most recently registered contact (no forking yet).
+    async fn deliver_local(self: Arc<Self>, req: Request, from: Flow) {
+        let now = Instant::now();
+        let binding = self
+            .bindings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .find(|b| b.until > now)
+            .cloned();
+        let Some(b) = binding else {
+            return self
+                .reply(
+                    &req,
+                    from,
+                    StatusCode::TemporarilyUnavailable,
+                    Some(&format!(
+                        "{} has no registered user agent on this peer",
+                        self.aor
+                    )),
+                    vec![],
+                )
+                .await;
+        };
+        let mut req = req;
+        // §16.5: the Request-URI becomes the contact.
+        req.uri = b.contact.clone();
+        self.forward(req, from, b.flow, None).await;
+    }
+
+    /// Forwards `req` (from `from`) to `to` with this peer's Via and, for a request that
+    /// may create a dialog, its Record-Route.
+    async fn forward(self: Arc<Self>, mut req: Request, from: Flow, to: Flow, _why: Option<&str>) {
+        let upstream_branch = req
+            .top_via_header()
+            .ok()
+            .and_then(|v| v.typed().ok())
+            .and_then(|v| v.branch().map(|b| b.to_string()))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}{}",
+                    call_id(&SipMessage::Request(req.clone())),
+                    req.cseq_header()
+                        .map(|c| c.value().to_string())
+                        .unwrap_or_default()
+                )
+            });
+        // The same upstream branch gives the same branch here (CANCEL and the ACK of a
+        // non-2xx share the INVITE's, RFC 3261 §16.11).
+        let tag = hmac::sign(&self.key, upstream_branch.as_bytes());
+        let branch = format!("z9hG4bK{}", hex::encode(&tag.as_ref()[..10]));
+        let transport = match to {
+            Flow::Tcp(_) => "TCP",
+            Flow::Udp(_) => "UDP",
+            Flow::Peer(_) => "TLS",
+        };
+        let via = format!(
+            "SIP/2.0/{transport} {};branch={branch};rl={}",
+            self.addr,
+            self.token(from)
+        );
+        let in_dialog = req
+            .to_header()
+            .ok()
+            .and_then(|t| t.typed().ok())
+            .is_some_and(|t| t.tag().is_some());
+        let creates_dialog = matches!(
+            req.method,
+            Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+        );
+        if creates_dialog && !in_dialog {
+            let local = if from.is_local() {
+                Some(from)
+            } else if to.is_local() {
+                Some(to)
+            } else {
+                None
+            };
+            let mut rr = format!("<sip:{};lr;nid={}", self.addr, self.node_hex());
+            if let Some(l) = local {
+                rr.push_str(&format!(";ua={}", self.token(l)));
+                if matches!(l, Flow::Tcp(_)) {
+                    rr.push_str(";transport=tcp");
+                }
+            }
+            rr.push('>');
+            req.headers
+                .push_front(Header::RecordRoute(sip::RecordRoute::new(rr)));
+        }
+        req.headers.push_front(Header::Via(sip::Via::new(via)));
+        let len = req.body.len() as u32;
+        req.headers.unique_push(Header::ContentLength(len.into()));
+        let request = req.clone();
+        if let Err(e) = self.send(to, SipMessage::Request(req)).await {
+            tracing::info!(?to, "request not delivered: {e}");
+            if request.method != Method::Ack {
+                let mut original = request;
+                // Answer for the hop that failed, as the request came to us.
+                let _ = pop_top_via(&mut original.headers);
+                original
+                    .headers
+                    .retain(|h| !matches!(h, Header::RecordRoute(_)));
+                self.reply(
+                    &original,
+                    from,
+                    StatusCode::ServiceUnavailable,
+                    Some(&format!("the next hop cannot be reached: {e}")),
+                    vec![],
+                )
+                .await;
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- registrar
+
+    /// REGISTER from a local UA (RFC 3261 §10.3) for this peer's AOR.
+    async fn register(self: Arc<Self>, req: Request, from: Flow) {
+        let to_aor = req
+            .to_header()
+            .ok()
+            .and_then(|t| t.typed().ok())
+            .and_then(|t| aor::aor_of_uri(&t.uri).ok());
+        if to_aor.as_deref() != Some(self.aor.as_str()) {
+            let why = format!(
+                "this peer registers only {} (its certificate's user name), not {}",
+                self.aor,
+                to_aor.as_deref().unwrap_or("that AOR")
+            );
+            return self
+                .reply(&req, from, StatusCode::Forbidden, Some(&why), vec![])
+                .await;
+        }
+        let header_expires = req
+            .expires_header()
+            .and_then(|e| e.value().trim().parse::<u32>().ok());
+        let contacts = req.typed_contact_headers().unwrap_or_default();
+        let now = Instant::now();
+        let mut changed = false;
+        {
+            let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+            for c in &contacts {
+                let star = matches!(&c.uri.scheme, Some(sip::Scheme::Other(s)) if s == "*");
+                let expires = c
+                    .expires()
+                    .or(header_expires)
+                    .unwrap_or(DEFAULT_EXPIRES)
+                    .min(MAX_EXPIRES);
+                if star {
+                    if expires == 0 {
+                        changed |= !bindings.is_empty();
+                        bindings.clear();
+                    }
+                    continue;
+                }
+                let mut contact = c.uri.clone();
+                contact.params.retain(|p| !matches!(p, Param::Expires(_)));
+                bindings.retain(|b| b.contact != contact);
+                changed = true;
+                if expires > 0 {
+                    bindings.push(Binding {
+                        contact,
+                        flow: from,
+                        until: now + Duration::from_secs(expires.into()),
+                    });
+                }
+            }
+            while bindings.len() > MAX_BINDINGS {
+                bindings.remove(0);
+            }
+        }
+        let (current, lifetime) = {
+            let b = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+            let lifetime = b
+                .iter()
+                .map(|x| x.until.saturating_duration_since(now).as_secs() as u32)
+                .max()
+                .unwrap_or(0);
+            (b.clone(), lifetime)
+        };
+        if changed {
+            let stored = if current.is_empty() {
+                registry::deregister(&self.node, &self.aor, self.node_id, 60).await
+            } else {
+                registry::register(&self.node, &self.aor, self.node_id, "", lifetime).await
+            };
+            if let Err(e) = stored {
+                tracing::warn!(aor = %self.aor, "the overlay did not take the registration: {e}");
+                return self
+                    .reply(
+                        &req,
+                        from,
+                        StatusCode::ServiceUnavailable,
+                        Some(&format!("the overlay did not store the registration: {e}")),
+                        vec![],
+                    )
+                    .await;
+            }
+            tracing::info!(aor = %self.aor, contacts = current.len(), lifetime, "registration stored in the overlay");
+        }
+        let mut extra: Vec<Header> = current
+            .iter()
+            .map(|b| {
+                let secs = b.until.saturating_duration_since(now).as_secs();
+                Header::Contact(sip::Contact::new(format!("<{}>;expires={secs}", b.contact)))
+            })
+            .collect();
+        if current.is_empty() {
+            extra.push(Header::Expires(0u32.into()));
+        }
+        self.reply(&req, from, StatusCode::OK, None, extra).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_round_trip_through_their_text() {
+        for f in [
+            Flow::Udp("127.0.0.1:5062".parse().unwrap()),
+            Flow::Udp("[::1]:5062".parse().unwrap()),
+            Flow::Tcp(42),
+            Flow::Peer(NodeId::from_u128(0x1234)),
+        ] {
+            assert_eq!(Flow::decode(&f.encode()), Some(f));
+        }
+        assert_eq!(Flow::decode("x1"), None);
+        assert_eq!(Flow::decode(""), None);
+    }
+
+    #[test]
+    fn the_top_via_value_is_popped_from_a_list() {
+        let mut h = sip::Headers::default();
+        h.push(Header::Via(sip::Via::new(
+            "SIP/2.0/UDP a:1;branch=z9hG4bK1, SIP/2.0/UDP b:2;branch=z9hG4bK2",
+        )));
+        h.push(Header::Via(sip::Via::new(
+            "SIP/2.0/UDP c:3;branch=z9hG4bK3",
+        )));
+        let top = pop_top_via(&mut h).unwrap();
+        assert!(top.value().contains("a:1"));
+        let next = pop_top_via(&mut h).unwrap();
+        assert!(next.value().contains("b:2"), "{}", next.value());
+        let last = pop_top_via(&mut h).unwrap();
+        assert!(last.value().contains("c:3"));
+        assert!(pop_top_via(&mut h).is_none());
+    }
+}

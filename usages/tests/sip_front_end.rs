@@ -1,0 +1,410 @@
+//! The SIP front end between real peers in this process (RFC 7904): user agents are plain
+//! UDP sockets speaking SIP written out here, so every header the peers add or remove is
+//! visible. The same scenarios with SIP software nobody here wrote are in
+//! `interop/tests/sip_*.rs`.
+
+#[path = "../../reload-node/tests/inproc/mod.rs"]
+mod inproc;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reload_usages::sip::registry;
+use reload_usages::sip::{SipFrontEnd, SipOptions};
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, Method, Request, Response, SipMessage, StatusCode};
+use tokio::net::UdpSocket;
+
+/// A user agent: one UDP socket.
+struct Ua {
+    sock: UdpSocket,
+    name: &'static str,
+}
+
+impl Ua {
+    async fn new(name: &'static str) -> Ua {
+        Ua {
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            name,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    async fn send(&self, to: SocketAddr, text: &str) {
+        let text = text.replace('\n', "\r\n");
+        self.sock.send_to(text.as_bytes(), to).await.unwrap();
+    }
+
+    async fn send_msg(&self, to: SocketAddr, msg: SipMessage) {
+        self.sock.send_to(&msg.to_bytes(), to).await.unwrap();
+    }
+
+    /// The next message (bounded wait: a missing message fails the test, not hangs it).
+    async fn recv(&self) -> SipMessage {
+        let mut buf = vec![0u8; 65535];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(30), self.sock.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{}: nothing received in 30 s", self.name))
+            .unwrap();
+        SipMessage::try_from(&buf[..n]).expect("SIP")
+    }
+
+    async fn recv_request(&self) -> Request {
+        loop {
+            match self.recv().await {
+                SipMessage::Request(r) => return r,
+                SipMessage::Response(r) => {
+                    panic!("{}: unexpected response {}", self.name, r.status_code)
+                }
+            }
+        }
+    }
+
+    /// The next final (or the given provisional) response, skipping 100 Trying.
+    async fn recv_response(&self) -> Response {
+        loop {
+            match self.recv().await {
+                SipMessage::Response(r) if r.status_code == StatusCode::Trying => continue,
+                SipMessage::Response(r) => return r,
+                SipMessage::Request(r) => panic!("{}: unexpected request {}", self.name, r.method),
+            }
+        }
+    }
+}
+
+/// A UAS's response to `req`: Via, Record-Route, From, To (with `tag`), Call-ID, CSeq
+/// copied (RFC 3261 §8.2.6, §12.1.1).
+fn response(req: &Request, code: StatusCode, tag: &str, contact: Option<SocketAddr>) -> SipMessage {
+    let mut headers = rsipstack::sip::Headers::default();
+    for h in req.headers.iter() {
+        match h {
+            Header::Via(_)
+            | Header::RecordRoute(_)
+            | Header::From(_)
+            | Header::CallId(_)
+            | Header::CSeq(_) => headers.push(h.clone()),
+            Header::To(t) => {
+                let mut v = t.value().to_string();
+                if !v.contains("tag=") {
+                    v.push_str(&format!(";tag={tag}"));
+                }
+                headers.push(Header::To(v.into()));
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = contact {
+        headers.push(Header::Contact(format!("<sip:bob@{c}>").into()));
+    }
+    headers.push(Header::ContentLength(0u32.into()));
+    SipMessage::Response(Response {
+        status_code: code,
+        wire_reason: None,
+        version: rsipstack::sip::Version::V2,
+        headers,
+        body: vec![],
+    })
+}
+
+fn register(ua: &Ua, user: &str, expires: u32, cseq: u32) -> String {
+    let a = ua.addr();
+    format!(
+        "REGISTER sip:test.example.org SIP/2.0
+Via: SIP/2.0/UDP {a};branch=z9hG4bKreg{cseq}{expires}
+Max-Forwards: 70
+From: <sip:{user}>;tag=r{cseq}
+To: <sip:{user}>
+Call-ID: reg-{a}
+CSeq: {cseq} REGISTER
+Contact: <sip:ua@{a}>
+Expires: {expires}
+Content-Length: 0
+
+"
+    )
+}
+
+fn invite(ua: &Ua, from: &str, to: &str, call: &str) -> String {
+    let a = ua.addr();
+    format!(
+        "INVITE sip:{to} SIP/2.0
+Via: SIP/2.0/UDP {a};branch=z9hG4bK{call}
+Max-Forwards: 70
+From: <sip:{from}>;tag=a-{call}
+To: <sip:{to}>
+Call-ID: {call}@test
+CSeq: 1 INVITE
+Contact: <sip:alice@{a}>
+Content-Length: 0
+
+"
+    )
+}
+
+/// The route set of a UAC: the 2xx's Record-Route in reverse (RFC 3261 §12.1.2).
+fn route_set(resp: &Response, reverse: bool) -> Vec<String> {
+    let mut v: Vec<String> = resp
+        .typed_record_route_headers()
+        .unwrap()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    if reverse {
+        v.reverse();
+    }
+    v
+}
+
+fn in_dialog(
+    method: &str,
+    target: &str,
+    routes: &[String],
+    via: SocketAddr,
+    branch: &str,
+    from: &str,
+    to: &str,
+    call: &str,
+    cseq: u32,
+) -> String {
+    let route: String = routes.iter().map(|r| format!("Route: <{r}>\n")).collect();
+    format!(
+        "{method} {target} SIP/2.0
+Via: SIP/2.0/UDP {via};branch=z9hG4bK{branch}
+Max-Forwards: 70
+{route}From: {from}
+To: {to}
+Call-ID: {call}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+"
+    )
+}
+
+struct Two {
+    _nodes: Vec<inproc::Member>,
+    a: SipFrontEnd,
+    b: SipFrontEnd,
+    bob: String,
+    alice: String,
+}
+
+/// Five peers; SIP front ends on peers 1 (alice = user1) and 3 (bob = user3).
+async fn two_front_ends() -> Two {
+    let nodes = inproc::overlay(5, 0, None).await;
+    let a = SipFrontEnd::start(
+        &nodes[1].handle,
+        nodes[1].node_id,
+        &nodes[1].user,
+        SipOptions::default(),
+    )
+    .await
+    .unwrap();
+    let b = SipFrontEnd::start(
+        &nodes[3].handle,
+        nodes[3].node_id,
+        &nodes[3].user,
+        SipOptions::default(),
+    )
+    .await
+    .unwrap();
+    Two {
+        alice: nodes[1].user.clone(),
+        bob: nodes[3].user.clone(),
+        _nodes: nodes,
+        a,
+        b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_goes_through_two_peers_and_in_dialog_requests_follow_it() {
+    let t = two_front_ends().await;
+    let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
+    // Bob registers at peer B.
+    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 1))
+        .await;
+    let ok = bob.recv_response().await;
+    assert_eq!(ok.status_code, StatusCode::OK);
+    assert!(
+        ok.contact_header()
+            .unwrap()
+            .value()
+            .contains(&bob.addr().to_string())
+    );
+    assert_eq!(t.b.contacts().len(), 1);
+
+    // Alice (not registered: a UAC needs no registration) calls bob's AOR at peer A.
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "c1"))
+        .await;
+    let inv = bob.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    assert_eq!(
+        inv.uri.to_string(),
+        format!("sip:ua@{}", bob.addr()),
+        "retargeted to the contact"
+    );
+    // Alice's Via and one Via from each peer; one Record-Route from each peer.
+    assert_eq!(
+        inv.headers
+            .iter()
+            .filter(|h| matches!(h, Header::Via(_)))
+            .count(),
+        3
+    );
+    assert_eq!(inv.typed_record_route_headers().unwrap().len(), 2);
+    bob.send_msg(
+        t.b.local_addr(),
+        response(&inv, StatusCode::Ringing, "b1", Some(bob.addr())),
+    )
+    .await;
+    let ringing = alice.recv_response().await;
+    assert_eq!(ringing.status_code, StatusCode::Ringing);
+    bob.send_msg(
+        t.b.local_addr(),
+        response(&inv, StatusCode::OK, "b1", Some(bob.addr())),
+    )
+    .await;
+    let ok = alice.recv_response().await;
+    assert_eq!(ok.status_code, StatusCode::OK);
+    assert_eq!(
+        ok.headers
+            .iter()
+            .filter(|h| matches!(h, Header::Via(_)))
+            .count(),
+        1,
+        "the peers' Vias are gone"
+    );
+
+    // ACK along the route set, to bob's contact.
+    let from = ok.from_header().unwrap().value().to_string();
+    let to = ok.to_header().unwrap().value().to_string();
+    let routes = route_set(&ok, true);
+    let first_hop = t.a.local_addr();
+    let target = format!("sip:bob@{}", bob.addr());
+    alice
+        .send(
+            first_hop,
+            &in_dialog(
+                "ACK",
+                &target,
+                &routes,
+                alice.addr(),
+                "ack1",
+                &from,
+                &to,
+                "c1@test",
+                1,
+            ),
+        )
+        .await;
+    let ack = bob.recv_request().await;
+    assert_eq!(ack.method, Method::Ack);
+    assert!(
+        ack.route_headers().is_empty(),
+        "both peers took their Route entries off"
+    );
+
+    // Bob hangs up: BYE along his route set (the Record-Route in order) to alice's contact.
+    let routes = route_set(&ok, false);
+    let target = format!("sip:alice@{}", alice.addr());
+    bob.send(
+        t.b.local_addr(),
+        &in_dialog(
+            "BYE",
+            &target,
+            &routes,
+            bob.addr(),
+            "bye1",
+            &to,
+            &from,
+            "c1@test",
+            2,
+        ),
+    )
+    .await;
+    let bye = alice.recv_request().await;
+    assert_eq!(bye.method, Method::Bye);
+    alice
+        .send_msg(t.a.local_addr(), response(&bye, StatusCode::OK, "x", None))
+        .await;
+    let ok = bob.recv_response().await;
+    assert_eq!(ok.status_code, StatusCode::OK);
+    assert_eq!(
+        ok.cseq_header().unwrap().typed().unwrap().method,
+        Method::Bye
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrar_errors_follow_rfc_7904_and_3261() {
+    let t = two_front_ends().await;
+    let ua = Ua::new("ua").await;
+    // A foreign AOR: this peer registers only its user's (USER-NODE-MATCH, RFC 7904 §3.3).
+    ua.send(t.b.local_addr(), &register(&ua, &t.alice, 300, 1))
+        .await;
+    assert_eq!(ua.recv_response().await.status_code, StatusCode::Forbidden);
+    // An AOR nobody registered.
+    ua.send(
+        t.a.local_addr(),
+        &invite(&ua, &t.alice, "nobody@test.example.org", "c2"),
+    )
+    .await;
+    let r = ua.recv_response().await;
+    assert_eq!(r.status_code, StatusCode::NotFound);
+    // Registered in the overlay, then the registration expires: the AOR is gone.
+    let bob = Ua::new("bob").await;
+    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 2, 1))
+        .await;
+    assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
+    let opts = reload_wire::DecodeOptions::default();
+    let node_b = &t._nodes[3];
+    let found = registry::resolve(&t._nodes[0].handle, &t.bob, &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        found[0].destinations,
+        vec![reload_wire::Destination::Node(node_b.node_id)]
+    );
+    // Await the expiry (bounded): the lookup turns to NotFound.
+    let mut gone = false;
+    for _ in 0..100 {
+        match registry::resolve(&t._nodes[0].handle, &t.bob, &opts).await {
+            Err(registry::LookupError::NotFound(_)) => {
+                gone = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(gone, "the expired registration is still found");
+    ua.send(t.a.local_addr(), &invite(&ua, &t.alice, &t.bob, "c3"))
+        .await;
+    assert_eq!(ua.recv_response().await.status_code, StatusCode::NotFound);
+    // Garbage, then a request missing its Call-ID: dropped, then 400; the peer serves on.
+    ua.send(t.a.local_addr(), "\u{1}\u{2}garbage that is not SIP\n\n")
+        .await;
+    let a = ua.addr();
+    ua.send(
+        t.a.local_addr(),
+        &format!("OPTIONS sip:x@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKbad\nFrom: <sip:x@y>;tag=1\nTo: <sip:x@test.example.org>\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"),
+    )
+    .await;
+    assert_eq!(ua.recv_response().await.status_code, StatusCode::BadRequest);
+    // Registration removed with Expires: 0.
+    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 2))
+        .await;
+    assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
+    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 0, 3))
+        .await;
+    assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
+    assert!(t.b.contacts().is_empty());
+    assert!(matches!(
+        registry::resolve(&t._nodes[0].handle, &t.bob, &opts).await,
+        Err(registry::LookupError::NotFound(_))
+    ));
+}
