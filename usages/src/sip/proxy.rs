@@ -65,6 +65,9 @@ pub const MAX_TCP_CONNECTIONS: usize = 1024;
 /// Messages queued to one connection or flow before it is considered stuck.
 const QUEUE: usize = 256;
 
+/// What a connection's or flow's writer task takes: whole messages.
+type Writer = mpsc::Sender<Vec<u8>>;
+
 /// Where a SIP message came from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flow {
@@ -176,7 +179,8 @@ struct Inner {
     udp: Arc<UdpSocket>,
     tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     next_tcp: AtomicU64,
-    peers: Mutex<HashMap<NodeId, (u64, mpsc::Sender<Vec<u8>>)>>,
+    /// The open flow to each peer: (flow number, its writer).
+    peers: Mutex<HashMap<NodeId, (u64, Writer)>>,
     next_flow: AtomicU64,
     /// One AppAttach at a time per peer.
     attaching: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
@@ -529,7 +533,7 @@ fn pop_top_via(headers: &mut sip::Headers) -> Option<sip::Via> {
     Some(first)
 }
 
-fn other_param<'a>(params: &'a [Param], name: &str) -> Option<String> {
+fn other_param(params: &[Param], name: &str) -> Option<String> {
     params.iter().find_map(|p| match p {
         Param::Other(n, v) if n.to_string().eq_ignore_ascii_case(name) => {
             Some(v.as_ref().map(|v| v.to_string()).unwrap_or_default())
