@@ -53,12 +53,10 @@ impl Ua {
     }
 
     async fn recv_request(&self) -> Request {
-        loop {
-            match self.recv().await {
-                SipMessage::Request(r) => return r,
-                SipMessage::Response(r) => {
-                    panic!("{}: unexpected response {}", self.name, r.status_code)
-                }
+        match self.recv().await {
+            SipMessage::Request(r) => r,
+            SipMessage::Response(r) => {
+                panic!("{}: unexpected response {}", self.name, r.status_code)
             }
         }
     }
@@ -158,18 +156,24 @@ fn route_set(resp: &Response, reverse: bool) -> Vec<String> {
     v
 }
 
+/// One side's view of a dialog: its From, To and Call-ID.
+struct Dialog<'a> {
+    from: &'a str,
+    to: &'a str,
+    call: &'a str,
+}
+
 fn in_dialog(
     method: &str,
     target: &str,
     routes: &[String],
     via: SocketAddr,
     branch: &str,
-    from: &str,
-    to: &str,
-    call: &str,
+    d: &Dialog<'_>,
     cseq: u32,
 ) -> String {
     let route: String = routes.iter().map(|r| format!("Route: <{r}>\n")).collect();
+    let (from, to, call) = (d.from, d.to, d.call);
     format!(
         "{method} {target} SIP/2.0
 Via: SIP/2.0/UDP {via};branch=z9hG4bK{branch}
@@ -295,9 +299,11 @@ async fn a_call_goes_through_two_peers_and_in_dialog_requests_follow_it() {
                 &routes,
                 alice.addr(),
                 "ack1",
-                &from,
-                &to,
-                "c1@test",
+                &Dialog {
+                    from: &from,
+                    to: &to,
+                    call: "c1@test",
+                },
                 1,
             ),
         )
@@ -320,9 +326,11 @@ async fn a_call_goes_through_two_peers_and_in_dialog_requests_follow_it() {
             &routes,
             bob.addr(),
             "bye1",
-            &to,
-            &from,
-            "c1@test",
+            &Dialog {
+                from: &to,
+                to: &from,
+                call: "c1@test",
+            },
             2,
         ),
     )
