@@ -90,6 +90,16 @@ pub struct RunArgs {
     /// signer's user name and the request body — for tests).
     #[arg(long = "usage", value_name = "NAME", value_parser = usage_name)]
     pub usages: Vec<String>,
+    /// Act as SIP registrar and outbound proxy (RFC 7904) for local SIP user agents on
+    /// ADDR, UDP and TCP (e.g. 127.0.0.1:5060; port 0 picks one, logged). A UA REGISTERs
+    /// the peer's own AOR — its certificate's user name, e.g. alice@overlay — and calls
+    /// any AOR registered in the overlay; calls reach the callee's peer over AppAttach.
+    #[arg(long, value_name = "ADDR")]
+    pub sip: Option<SocketAddr>,
+    /// TCP address other peers' SIP flows (AppAttach, RFC 6940 §6.5.2) arrive on; by
+    /// default the --listen address's IP with a port the system picks.
+    #[arg(long, value_name = "ADDR", requires = "sip")]
+    pub sip_flows: Option<SocketAddr>,
     /// Values this peer stores for the overlay at most, in all (RFC 6940 §7; kept in
     /// DIR/storage.sqlite3 across restarts). A Store that would go beyond is refused with
     /// Error_Data_Too_Large; replacing or deleting values always works.
@@ -256,6 +266,8 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 _ = restart.notified() => {}
             }
         };
+        let sip_user = node.credentials().cert.user_name.clone();
+        let node_id = node.node_id();
         let info = reload_node::control::PeerInfo::of(&node);
         let running = reload_node::shell::spawn(node, listeners, on_event, stop, Duration::from_secs(2));
         tracing::info!(control = %control_socket.path().display(), "control socket ready");
@@ -270,7 +282,30 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 }
             }
         }
+        let mut _sip = None;
+        if let Some(bind) = args.sip {
+            let flows = args.sip_flows.unwrap_or_else(|| SocketAddr::new(args.listen.ip(), 0));
+            let started = match &sip_user {
+                None => Err("this peer's certificate carries no user name, so it has no AOR to register (RFC 7904 §3.3)".to_string()),
+                Some(user) => {
+                    let opts = reload_usages::sip::SipOptions { bind, flows, advertise: None };
+                    reload_usages::sip::SipFrontEnd::start(&running.handle, node_id, user, opts).await
+                }
+            };
+            match started {
+                Ok(front) => {
+                    tracing::info!(sip = %front.local_addr(), aor = %front.aor(), "SIP usage started: point user agents at sip:{}", front.local_addr());
+                    _sip = Some(front);
+                }
+                Err(e) => {
+                    running.handle.shutdown().await;
+                    let _ = running.task.await;
+                    return Err(format!("--sip: {e}"));
+                }
+            }
+        }
         let _ = running.task.await;
+        drop(_sip);
         // Stops the control server and removes its socket.
         drop(server);
         tracing::info!("stopped");

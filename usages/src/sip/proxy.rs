@@ -84,16 +84,19 @@ impl Flow {
         !matches!(self, Flow::Peer(_))
     }
 
+    /// Hex digits only: a token in a Via parameter and in a URI parameter alike.
     fn encode(&self) -> String {
-        match self {
+        let text = match self {
             Flow::Udp(a) => format!("u{a}"),
             Flow::Tcp(id) => format!("t{id}"),
             Flow::Peer(n) => format!("p{}", hex::encode(n.as_bytes())),
-        }
+        };
+        hex::encode(text)
     }
 
     fn decode(s: &str) -> Option<Flow> {
-        let (kind, rest) = s.split_at_checked(1)?;
+        let text = String::from_utf8(hex::decode(s).ok()?).ok()?;
+        let (kind, rest) = text.split_at_checked(1)?;
         match kind {
             "u" => rest.parse().ok().map(Flow::Udp),
             "t" => rest.parse().ok().map(Flow::Tcp),

@@ -1,0 +1,206 @@
+//! The SIP usage (RFC 7904) on real processes with SIP software nobody here wrote: twenty
+//! `reload-node run --sip` peers; SIPp (Debian's `sip-tester`) user agents register at
+//! one peer and call through another, chosen so that the two peers are not neighbours
+//! (no link between them: the AppAttach crosses the overlay).
+//!
+//! - a SIPp UAS registered at B as B's user, a SIPp UAC at A calling that AOR: INVITE,
+//!   180, 200, ACK, BYE, 200 — then 20 concurrent calls;
+//!
+//! Skipped, loudly, where `sipp` is not installed (the README's test command installs it).
+//! Every wait is bounded; child processes are killed on drop.
+
+mod procs;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use procs::{Proc, enroll_peers, free_port, scratch_dir, start_peers, status_file, wait_ring};
+
+const OVERLAY: &str = "sip.procs.test";
+const PEERS: usize = 20;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../interop/sipp")
+        .join(name)
+}
+
+/// A UDP port nobody uses right now (for a SIPp instance).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `sipp ARGS` with a global timeout, its output in `log`.
+fn sipp(dir: &Path, log: &str, args: &[String]) -> Proc {
+    let out = std::fs::File::create(dir.join(log)).unwrap();
+    Proc::spawn(
+        Command::new("sipp")
+            .args(args)
+            .args(["-nostdin", "-timeout", "60s", "-trace_err", "-error_file"])
+            .arg(dir.join(format!("{log}.errors")))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+        log.to_string(),
+    )
+}
+
+fn tail(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let errors = std::fs::read_to_string(dir.join(format!("{name}.errors"))).unwrap_or_default();
+    let t: String = text
+        .chars()
+        .rev()
+        .take(3000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{t}\n-- errors:\n{errors}")
+}
+
+#[test]
+fn sipp_user_agents_call_each_other_through_the_overlay() {
+    if !have("sipp") {
+        eprintln!(
+            "SKIPPED: sipp is not installed (apt-get install sip-tester; the README's test command does)"
+        );
+        return;
+    }
+    let dir = scratch_dir("reload-sip-procs");
+    let port = free_port();
+    let addr =
+        |i: usize| -> SocketAddr { format!("127.0.0.{}:{}", 60 + i, port + 1).parse().unwrap() };
+    let sip =
+        |i: usize| -> SocketAddr { format!("127.0.0.{}:{}", 60 + i, port + 2).parse().unwrap() };
+    enroll_peers(&dir, OVERLAY, port, addr(0), PEERS);
+    let _peers = start_peers(&dir, PEERS, addr, Duration::from_secs(20), |i, cmd| {
+        cmd.args(["--log", "info", "--sip", &sip(i).to_string()]);
+    });
+    let files: Vec<PathBuf> = (0..PEERS).map(|i| status_file(&dir, i)).collect();
+    wait_ring(&files, Duration::from_secs(120));
+    // Two peers with no link between them (links made while joining close once the
+    // neighbour and finger tables settle).
+    let apart = |st: &[procs::Status]| -> Option<(usize, usize)> {
+        (0..PEERS)
+            .flat_map(|a| (0..PEERS).map(move |b| (a, b)))
+            .find(|&(a, b)| {
+                a != b
+                    && !st[a].connected.contains(&st[b].id)
+                    && !st[b].connected.contains(&st[a].id)
+            })
+    };
+    let st = procs::wait_status(
+        &files,
+        Duration::from_secs(120),
+        "two peers not linked",
+        |st| procs::ring_ok(st) && apart(st).is_some(),
+    );
+    let (a, b) = apart(&st).unwrap();
+    let (alice, bob) = (format!("p{a}"), format!("p{b}"));
+    eprintln!("caller {alice} at {} -> callee {bob} at {}", sip(a), sip(b));
+
+    // Bob's UA registers at B (its contact: the SIPp UAS port).
+    let bob_port = free_udp_port().to_string();
+    let mut reg = sipp(
+        &dir,
+        "register.log",
+        &[
+            "-sf".into(),
+            scenario("register.xml").display().to_string(),
+            "-key".into(),
+            "domain".into(),
+            OVERLAY.into(),
+            "-key".into(),
+            "expires".into(),
+            "600".into(),
+            "-s".into(),
+            bob.clone(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            bob_port.clone(),
+            "-m".into(),
+            "1".into(),
+            sip(b).to_string(),
+        ],
+    );
+    assert!(
+        reg.wait_exit(Duration::from_secs(70)).success(),
+        "REGISTER failed: {}",
+        tail(&dir, "register.log")
+    );
+
+    // One call, then 20 at once.
+    for (round, calls) in [(1, 1usize), (2, 20)] {
+        let uas_log = format!("uas{round}.log");
+        let uac_log = format!("uac{round}.log");
+        let mut uas = sipp(
+            &dir,
+            &uas_log,
+            &[
+                "-sf".into(),
+                scenario("uas.xml").display().to_string(),
+                "-i".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                bob_port.clone(),
+                "-m".into(),
+                calls.to_string(),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(300)); // the UAS binds its port
+        let mut uac = sipp(
+            &dir,
+            &uac_log,
+            &[
+                "-sf".into(),
+                scenario("uac.xml").display().to_string(),
+                "-key".into(),
+                "domain".into(),
+                OVERLAY.into(),
+                "-key".into(),
+                "caller".into(),
+                alice.clone(),
+                "-s".into(),
+                bob.clone(),
+                "-i".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                free_udp_port().to_string(),
+                "-m".into(),
+                calls.to_string(),
+                "-l".into(),
+                calls.to_string(),
+                "-r".into(),
+                calls.to_string(),
+                sip(a).to_string(),
+            ],
+        );
+        assert!(
+            uac.wait_exit(Duration::from_secs(70)).success(),
+            "round {round}: the caller's calls failed: {}\n== callee: {}",
+            tail(&dir, &uac_log),
+            tail(&dir, &uas_log)
+        );
+        assert!(
+            uas.wait_exit(Duration::from_secs(70)).success(),
+            "round {round}: the callee's side failed: {}",
+            tail(&dir, &uas_log)
+        );
+    }
+}
