@@ -4,7 +4,10 @@
 //! (no link between them: the AppAttach crosses the overlay).
 //!
 //! - a SIPp UAS registered at B as B's user, a SIPp UAC at A calling that AOR: INVITE,
-//!   180, 200, ACK, BYE, 200 — then 20 concurrent calls;
+//!   180, 200, ACK, BYE, 200 — then 20 concurrent calls; then a call cancelled while it
+//!   rings (CANCEL, 200, 487, ACK);
+//! - B is killed (SIGKILL) in the middle of a dialog: the caller's BYE is answered 503 by
+//!   A, not left hanging.
 //!
 //! Skipped, loudly, where `sipp` is not installed (the README's test command installs it).
 //! Every wait is bounded; child processes are killed on drop.
@@ -88,7 +91,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
     let sip =
         |i: usize| -> SocketAddr { format!("127.0.0.{}:{}", 60 + i, port + 2).parse().unwrap() };
     enroll_peers(&dir, OVERLAY, port, addr(0), PEERS);
-    let _peers = start_peers(&dir, PEERS, addr, Duration::from_secs(20), |i, cmd| {
+    let mut peers = start_peers(&dir, PEERS, addr, Duration::from_secs(20), |i, cmd| {
         cmd.args(["--log", "info", "--sip", &sip(i).to_string()]);
     });
     let files: Vec<PathBuf> = (0..PEERS).map(|i| status_file(&dir, i)).collect();
@@ -145,16 +148,15 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         tail(&dir, "register.log")
     );
 
-    // One call, then 20 at once.
-    for (round, calls) in [(1, 1usize), (2, 20)] {
-        let uas_log = format!("uas{round}.log");
-        let uac_log = format!("uac{round}.log");
-        let mut uas = sipp(
+    let call = |round: &str, uac: &str, uas: &str, calls: usize| -> (Proc, Proc, String, String) {
+        let uas_log = format!("{round}-uas.log");
+        let uac_log = format!("{round}-uac.log");
+        let uas = sipp(
             &dir,
             &uas_log,
             &[
                 "-sf".into(),
-                scenario("uas.xml").display().to_string(),
+                scenario(uas).display().to_string(),
                 "-i".into(),
                 "127.0.0.1".into(),
                 "-p".into(),
@@ -164,12 +166,12 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             ],
         );
         std::thread::sleep(Duration::from_millis(300)); // the UAS binds its port
-        let mut uac = sipp(
+        let uac = sipp(
             &dir,
             &uac_log,
             &[
                 "-sf".into(),
-                scenario("uac.xml").display().to_string(),
+                scenario(uac).display().to_string(),
                 "-key".into(),
                 "domain".into(),
                 OVERLAY.into(),
@@ -191,16 +193,43 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
                 sip(a).to_string(),
             ],
         );
-        assert!(
-            uac.wait_exit(Duration::from_secs(70)).success(),
-            "round {round}: the caller's calls failed: {}\n== callee: {}",
-            tail(&dir, &uac_log),
-            tail(&dir, &uas_log)
-        );
-        assert!(
-            uas.wait_exit(Duration::from_secs(70)).success(),
-            "round {round}: the callee's side failed: {}",
-            tail(&dir, &uas_log)
-        );
-    }
+        (uac, uas, uac_log, uas_log)
+    };
+    let both_succeed =
+        |round: &str, (mut uac, mut uas, uac_log, uas_log): (Proc, Proc, String, String)| {
+            assert!(
+                uac.wait_exit(Duration::from_secs(70)).success(),
+                "{round}: the caller's side failed: {}\n== callee: {}",
+                tail(&dir, &uac_log),
+                tail(&dir, &uas_log)
+            );
+            assert!(
+                uas.wait_exit(Duration::from_secs(70)).success(),
+                "{round}: the callee's side failed: {}",
+                tail(&dir, &uas_log)
+            );
+        };
+    // One call, then 20 at once, then one cancelled while it rings.
+    both_succeed("one call", call("one", "uac.xml", "uas.xml", 1));
+    both_succeed("20 calls", call("twenty", "uac.xml", "uas.xml", 20));
+    both_succeed(
+        "CANCEL",
+        call("cancel", "uac_cancel.xml", "uas_cancel.xml", 1),
+    );
+
+    // The callee's peer dies in the middle of a dialog: the caller's BYE gets 503.
+    let (mut uac, mut uas, uac_log, uas_log) =
+        call("dies", "uac_peer_dies.xml", "uas_answer_only.xml", 1);
+    assert!(
+        uas.wait_exit(Duration::from_secs(70)).success(),
+        "the call was not set up: {}\n== caller: {}",
+        tail(&dir, &uas_log),
+        tail(&dir, &uac_log)
+    );
+    peers.remove(b).kill_9();
+    assert!(
+        uac.wait_exit(Duration::from_secs(70)).success(),
+        "the caller did not get 503 for its BYE: {}",
+        tail(&dir, &uac_log)
+    );
 }
