@@ -6,6 +6,8 @@
 //! - a SIPp UAS registered at B as B's user, a SIPp UAC at A calling that AOR: INVITE,
 //!   180, 200, ACK, BYE, 200 — then 20 concurrent calls; then a call cancelled while it
 //!   rings (CANCEL, 200, 487, ACK);
+//! - baresip (Debian's `baresip-core`) registered at B answers a SIPp call from A
+//!   automatically;
 //! - B is killed (SIGKILL) in the middle of a dialog: the caller's BYE is answered 503 by
 //!   A, not left hanging.
 //!
@@ -76,6 +78,66 @@ fn tail(dir: &Path, name: &str) -> String {
     format!("{t}\n-- errors:\n{errors}")
 }
 
+/// A 20 ms, 8 kHz, 16-bit mono WAV of silence (baresip's audio source).
+fn silence_wav(path: &Path) {
+    let samples = 160u32;
+    let data = samples * 2;
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    w.resize(w.len() + data as usize, 0);
+    std::fs::write(path, w).unwrap();
+}
+
+/// baresip (headless) as `user`, registering through the front end at `proxy` and
+/// answering calls at once; its output in `dir/baresip.log`.
+fn start_baresip(dir: &Path, user: &str, proxy: SocketAddr) -> Proc {
+    let conf = dir.join("baresip");
+    std::fs::create_dir_all(&conf).unwrap();
+    silence_wav(&conf.join("silence.wav"));
+    let port = free_udp_port();
+    std::fs::write(
+        conf.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
+             audio_player aufile,{out}\naudio_source aufile,{inp}\naudio_alert aufile,{out}\n",
+            out = conf.join("out.wav").display(),
+            inp = conf.join("silence.wav").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("accounts"),
+        format!(
+            "<sip:{user}@{OVERLAY}>;outbound=\"sip:{proxy};transport=udp\";regint=600;answermode=auto;audio_codecs=PCMU\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(conf.join("contacts"), "").unwrap();
+    let out = std::fs::File::create(dir.join("baresip.log")).unwrap();
+    Proc::spawn(
+        Command::new("baresip")
+            .arg("-f")
+            .arg(&conf)
+            .args(["-t", "120"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+        "baresip",
+    )
+}
+
 #[test]
 fn sipp_user_agents_call_each_other_through_the_overlay() {
     if !have("sipp") {
@@ -119,10 +181,8 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
 
     // Bob's UA registers at B (its contact: the SIPp UAS port).
     let bob_port = free_udp_port().to_string();
-    let mut reg = sipp(
-        &dir,
-        "register.log",
-        &[
+    let register_args = |port: String| -> Vec<String> {
+        vec![
             "-sf".into(),
             scenario("register.xml").display().to_string(),
             "-key".into(),
@@ -136,12 +196,13 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             "-i".into(),
             "127.0.0.1".into(),
             "-p".into(),
-            bob_port.clone(),
+            port,
             "-m".into(),
             "1".into(),
             sip(b).to_string(),
-        ],
-    );
+        ]
+    };
+    let mut reg = sipp(&dir, "register.log", &register_args(bob_port.clone()));
     assert!(
         reg.wait_exit(Duration::from_secs(70)).success(),
         "REGISTER failed: {}",
@@ -216,6 +277,59 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         "CANCEL",
         call("cancel", "uac_cancel.xml", "uas_cancel.xml", 1),
     );
+
+    // baresip answering automatically, registered at B as the same user (its contact is
+    // the newest, so calls go to it); then SIPp's registration again.
+    if have("baresip") {
+        let mut baresip = start_baresip(&dir, &bob, sip(b));
+        let reg_log = dir.join("baresip.log");
+        let registered = (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::read_to_string(&reg_log).is_ok_and(|t| t.contains("200 OK"))
+        });
+        assert!(
+            registered,
+            "baresip did not register: {}",
+            std::fs::read_to_string(&reg_log).unwrap_or_default()
+        );
+        let mut uac = sipp(
+            &dir,
+            "baresip-uac.log",
+            &[
+                "-sf".into(),
+                scenario("uac.xml").display().to_string(),
+                "-key".into(),
+                "domain".into(),
+                OVERLAY.into(),
+                "-key".into(),
+                "caller".into(),
+                alice.clone(),
+                "-s".into(),
+                bob.clone(),
+                "-i".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                free_udp_port().to_string(),
+                "-m".into(),
+                "1".into(),
+                sip(a).to_string(),
+            ],
+        );
+        assert!(
+            uac.wait_exit(Duration::from_secs(70)).success(),
+            "the call to baresip failed: {}\n== baresip: {}",
+            tail(&dir, "baresip-uac.log"),
+            std::fs::read_to_string(&reg_log).unwrap_or_default()
+        );
+        baresip.signal("TERM");
+        let _ = baresip.exit_within(Duration::from_secs(5));
+        let mut reg = sipp(&dir, "register2.log", &register_args(bob_port.clone()));
+        assert!(reg.wait_exit(Duration::from_secs(70)).success());
+    } else {
+        eprintln!(
+            "SKIPPED the baresip call: baresip is not installed (apt-get install baresip-core)"
+        );
+    }
 
     // The callee's peer dies in the middle of a dialog: the caller's BYE gets 503.
     let (mut uac, mut uas, uac_log, uas_log) =

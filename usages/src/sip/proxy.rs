@@ -64,6 +64,12 @@ const MAX_DATAGRAM: usize = 65_535;
 pub const MAX_TCP_CONNECTIONS: usize = 1024;
 /// Messages queued to one connection or flow before it is considered stuck.
 const QUEUE: usize = 256;
+/// Calls (Call-IDs) handled in order at once; beyond, messages are handled as they come.
+pub const MAX_CALLS: usize = 10_000;
+/// Messages of one call waiting for its worker.
+const CALL_QUEUE: usize = 64;
+/// A call's worker ends after this long without messages.
+const CALL_IDLE: Duration = Duration::from_secs(5);
 
 /// What a connection's or flow's writer task takes: whole messages.
 type Writer = mpsc::Sender<Vec<u8>>;
@@ -189,6 +195,8 @@ struct Inner {
     attaching: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     bindings: Mutex<Vec<Binding>>,
     events: broadcast::Sender<SipEvent>,
+    /// The worker of each call in progress, by Call-ID ([`Inner::dispatch`]).
+    calls: Mutex<HashMap<String, mpsc::Sender<(SipMessage, Flow)>>>,
 }
 
 impl SipFrontEnd {
@@ -232,6 +240,7 @@ impl SipFrontEnd {
             attaching: tokio::sync::Mutex::new(HashMap::new()),
             bindings: Mutex::new(Vec::new()),
             events,
+            calls: Mutex::new(HashMap::new()),
         });
         let mut tasks = Vec::new();
         let i = inner.clone();
@@ -302,10 +311,7 @@ impl Inner {
                 continue; // keepalive (RFC 5626 §3.5.1)
             }
             match SipMessage::try_from(data) {
-                Ok(msg) => {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.on_message(msg, Flow::Udp(from)).await });
-                }
+                Ok(msg) => self.dispatch(msg, Flow::Udp(from)),
                 Err(e) => tracing::info!(%from, "not SIP, dropped ({n} bytes): {e}"),
             }
         }
@@ -348,10 +354,7 @@ impl Inner {
         let mut frames = FramedRead::new(rd, SipCodec::new());
         while let Some(item) = frames.next().await {
             match item {
-                Ok(SipCodecType::Message(msg)) => {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.on_message(msg, flow).await });
-                }
+                Ok(SipCodecType::Message(msg)) => self.clone().dispatch(msg, flow),
                 Ok(_) => {} // keepalives
                 Err(e) => {
                     tracing::info!(?flow, "not SIP, connection closed: {e}");
@@ -561,6 +564,54 @@ impl Inner {
 
     fn node_hex(&self) -> String {
         hex::encode(self.node_id.as_bytes())
+    }
+
+    /// Hands a message to the worker of its Call-ID: the messages of one call are
+    /// handled one after the other, in the order they arrived (a 180 never overtakes the
+    /// 200 behind it, a CANCEL never its INVITE), calls in parallel. A worker ends after
+    /// [`CALL_IDLE`] without messages.
+    fn dispatch(self: &Arc<Self>, msg: SipMessage, flow: Flow) {
+        let id = call_id(&msg);
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let item = match calls.get(&id) {
+            Some(tx) => match tx.try_send((msg, flow)) {
+                Ok(()) => return,
+                Err(
+                    mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item),
+                ) => item,
+            },
+            None => (msg, flow),
+        };
+        if calls.len() >= MAX_CALLS || calls.contains_key(&id) {
+            // Too many calls at once (or one call flooding): handled as it comes.
+            drop(calls);
+            let me = self.clone();
+            tokio::spawn(async move { me.on_message(item.0, item.1).await });
+            return;
+        }
+        let (tx, mut rx) = mpsc::channel(CALL_QUEUE);
+        let _ = tx.try_send(item);
+        calls.insert(id.clone(), tx);
+        drop(calls);
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(CALL_IDLE, rx.recv()).await {
+                    Ok(Some((msg, flow))) => me.clone().on_message(msg, flow).await,
+                    Ok(None) => return,
+                    Err(_) => {
+                        let mut calls = me.calls.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Ok((msg, flow)) = rx.try_recv() {
+                            drop(calls);
+                            me.clone().on_message(msg, flow).await;
+                            continue;
+                        }
+                        calls.remove(&id);
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// One message in, from `flow`.
