@@ -54,6 +54,12 @@ pub struct SandboxArgs {
     /// fetched back and held by every peer of its replica set (for tests).
     #[arg(long)]
     pub check: bool,
+    /// Also run the SIP usage (RFC 7904): two more peers, users alice and bob, run SIP
+    /// front ends; a demo user agent registers bob at his peer and one calls him from
+    /// alice's; the SIP ladder and the overlay path are printed. With --check, exits 0
+    /// only when the call completed (INVITE, 180, 200, ACK, BYE, 200).
+    #[arg(long)]
+    pub sip: bool,
     /// How long to wait for the ring to become correct.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
@@ -188,7 +194,10 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             None,
         )?;
     }
-    let users: Vec<String> = (0..args.peers).map(|i| format!("peer{i}")).collect();
+    let mut users: Vec<String> = (0..args.peers).map(|i| format!("peer{i}")).collect();
+    if args.sip {
+        users.extend(["alice".to_string(), "bob".to_string()]);
+    }
     let existing = cmd(
         &enroll_bin,
         &["user", "list", "--data-dir", &edir.to_string_lossy()],
@@ -324,7 +333,8 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         print_ring(&ring, &peer_addr);
 
         // A Ping between two distant peers: from the first to the one half-way round.
-        let mut order: Vec<usize> = (0..ring.len()).collect();
+        // Among the peers named peer<i> (with --sip, alice and bob come after them).
+        let mut order: Vec<usize> = (0..args.peers).collect();
         order.sort_by_key(|&i| ring[i].node_id);
         let (a, b) = (order[0], order[order.len() / 2]);
         let target = ring[b].node_id;
@@ -365,6 +375,10 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             other => return Err(format!("the Ping failed: {other:?}")),
         }
         storage_demo(&handles, &ring, a, b).await?;
+        if args.sip {
+            let n = users.len();
+            sip_demo(&handles, &ring, n - 2, n - 1).await?;
+        }
         if !args.check {
             println!("== running; Ctrl-C to stop");
             crate::run::shutdown_signal().await;
@@ -520,6 +534,122 @@ async fn storage_demo(
             }
         }
     }
+    Ok(())
+}
+
+/// The SIP usage (RFC 7904): SIP front ends on the peers of alice (`a`) and bob (`b`); a
+/// user agent registers bob at his peer, another calls bob's AOR through alice's peer.
+/// Prints the overlay path of the AppAttach (a TTL trace to bob's peer) and the ladder of
+/// every SIP message the two peers received and sent.
+async fn sip_demo(
+    handles: &[NodeHandle],
+    ring: &[Snapshot],
+    a: usize,
+    b: usize,
+) -> Result<(), String> {
+    use reload_usages::sip::demo_ua::DemoUa;
+    use reload_usages::sip::proxy::Flow;
+    use reload_usages::sip::{SipFrontEnd, SipOptions};
+    let aor = |u: &str| format!("{u}@{OVERLAY}");
+    let (alice_aor, bob_aor) = (aor("alice"), aor("bob"));
+    let fa = SipFrontEnd::start(
+        &handles[a],
+        ring[a].node_id,
+        &alice_aor,
+        SipOptions::default(),
+    )
+    .await?;
+    let fb = SipFrontEnd::start(
+        &handles[b],
+        ring[b].node_id,
+        &bob_aor,
+        SipOptions::default(),
+    )
+    .await?;
+    println!(
+        "== SIP (RFC 7904): {alice_aor} at peer {} (SIP {}), {bob_aor} at peer {} (SIP {})",
+        short(&ring[a].node_id),
+        fa.local_addr(),
+        short(&ring[b].node_id),
+        fb.local_addr()
+    );
+    let alice = DemoUa::bind(&alice_aor).await?;
+    let bob = DemoUa::bind(&bob_aor).await?;
+    let code = bob.register(fb.local_addr(), 600).await?;
+    if code != reload_usages::sip::rsipstack::sip::StatusCode::OK {
+        return Err(format!("REGISTER of {bob_aor} answered {code}"));
+    }
+    println!(
+        "   {bob_aor} registered: its peer stored SIP-REGISTRATION (Kind 1) at H(\"{bob_aor}\")"
+    );
+    let route = handles[a]
+        .trace(vec![Destination::Node(ring[b].node_id)], |_| {})
+        .await
+        .map_err(|e| format!("the trace to bob's peer failed: {e}"))?;
+    let path: Vec<String> = std::iter::once(short(&ring[a].node_id))
+        .chain(route.iter().map(|h| short(&h.node)))
+        .collect();
+    println!(
+        "   overlay path of the AppAttach (TTL trace): {}",
+        path.join(" -> ")
+    );
+    let (mut ea, mut eb) = (fa.subscribe(), fb.subscribe());
+    let callee =
+        tokio::spawn(async move { bob.answer_one(fb.local_addr()).await.map(|m| (m, fb, bob)) });
+    let got = alice
+        .call(fa.local_addr(), &bob_aor, Duration::from_millis(100))
+        .await?;
+    let (methods, fb, bob) = callee.await.map_err(|e| e.to_string())??;
+    // The ladder: what both peers saw, in time order.
+    let mut events = Vec::new();
+    for (rx, me) in [(&mut ea, "alice's peer"), (&mut eb, "bob's peer")] {
+        while let Ok(e) = rx.try_recv() {
+            events.push((e, me));
+        }
+    }
+    events.sort_by_key(|(e, _)| e.at);
+    let name = |f: &Flow| -> String {
+        match f {
+            Flow::Udp(x) if *x == alice.addr() => "alice (UA)".into(),
+            Flow::Udp(x) if *x == bob.addr() => "bob (UA)".into(),
+            Flow::Udp(x) => format!("udp {x}"),
+            Flow::Tcp(i) => format!("tcp #{i}"),
+            Flow::Peer(n) if *n == ring[a].node_id => "alice's peer".into(),
+            Flow::Peer(n) if *n == ring[b].node_id => "bob's peer".into(),
+            Flow::Peer(n) => format!("peer {}", short(n)),
+        }
+    };
+    println!("   SIP ladder (UA to its peer over UDP, peer to peer over the AppAttach TLS flow):");
+    for (e, me) in &events {
+        match (e.incoming, e.flow) {
+            // What a UA sent (seen as its peer received it).
+            (true, Flow::Udp(_) | Flow::Tcp(_)) => {
+                println!("     {:<14} -> {:<14} {}", name(&e.flow), me, e.what)
+            }
+            (false, _) => println!("     {:<14} -> {:<14} {}", me, name(&e.flow), e.what),
+            _ => {}
+        }
+    }
+    let codes: Vec<String> = got.iter().map(|c| c.code().to_string()).collect();
+    println!(
+        "   alice's UA got {}; bob's UA got {}",
+        codes.join(", "),
+        methods
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    drop((fa, fb));
+    let complete = codes.iter().any(|c| c == "180")
+        && codes.iter().filter(|c| *c == "200").count() == 2
+        && methods.len() == 3;
+    if !complete {
+        return Err(format!(
+            "the call did not complete: alice got {codes:?}, bob got {methods:?}"
+        ));
+    }
+    println!("   call completed: INVITE, 180, 200, ACK, BYE, 200");
     Ok(())
 }
 

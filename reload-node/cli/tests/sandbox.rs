@@ -69,3 +69,30 @@ fn sandbox_over_dtls() {
     assert!(ok, "{out}");
     assert!(out.contains("answered by"), "{out}");
 }
+
+/// `sandbox --sip --check` (RFC 7904): alice calls bob through their two peers; the ladder
+/// shows every message at every hop, and the exit status says the call completed.
+#[test]
+fn sandbox_places_a_sip_call() {
+    let port = procs::free_port().to_string();
+    let (ok, out) = sandbox(&["--sip", "--check", "--port", &port]);
+    assert!(ok, "{out}");
+    assert!(out.contains("bob@sandbox.reload.test registered"), "{out}");
+    assert!(out.contains("overlay path of the AppAttach"), "{out}");
+    for hop in [
+        "alice (UA)     -> alice's peer   INVITE",
+        "alice's peer   -> bob's peer     INVITE",
+        "bob's peer     -> bob (UA)       INVITE",
+        "bob's peer     -> alice's peer   180 Ringing (INVITE)",
+        "alice's peer   -> alice (UA)     200 OK (INVITE)",
+        "alice's peer   -> bob's peer     ACK",
+        "bob's peer     -> bob (UA)       BYE",
+        "alice's peer   -> alice (UA)     200 OK (BYE)",
+    ] {
+        assert!(out.contains(hop), "missing {hop:?}: {out}");
+    }
+    assert!(
+        out.contains("call completed: INVITE, 180, 200, ACK, BYE, 200"),
+        "{out}"
+    );
+}

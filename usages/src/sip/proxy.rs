@@ -122,6 +122,8 @@ pub struct SipEvent {
     /// The request method, or the status code and reason.
     pub what: String,
     pub call_id: String,
+    /// When the front end saw it (events of several peers merge into one ladder by it).
+    pub at: Instant,
 }
 
 /// Settings of a front end.
@@ -461,6 +463,7 @@ impl Inner {
             flow,
             what,
             call_id,
+            at: Instant::now(),
         });
         Ok(())
     }
@@ -621,6 +624,7 @@ impl Inner {
             flow,
             what: describe(&msg),
             call_id: call_id(&msg),
+            at: Instant::now(),
         });
         match msg {
             SipMessage::Request(req) => self.on_request(req, flow).await,
