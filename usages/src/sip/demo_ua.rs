@@ -203,7 +203,7 @@ Content-Length: 0
                 SipMessage::Request(r) => r,
                 SipMessage::Response(_) => continue,
             };
-            got.push(req.method.clone());
+            got.push(req.method);
             match req.method {
                 Method::Invite => {
                     self.send_msg(proxy, self.reply(&req, StatusCode::Ringing))
