@@ -197,6 +197,11 @@ struct Inner {
     attaching: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     bindings: Mutex<Vec<Binding>>,
     events: broadcast::Sender<SipEvent>,
+    /// Held while the bindings and the overlay entry change together (a REGISTER, an
+    /// expiry), so that a removal never lands after a newer registration.
+    reg_lock: tokio::sync::Mutex<()>,
+    /// Until when the overlay holds this peer's registration (as last stored).
+    stored_until: Mutex<Option<Instant>>,
     /// The worker of each call in progress, by Call-ID ([`Inner::dispatch`]).
     calls: Mutex<HashMap<String, mpsc::Sender<(SipMessage, Flow)>>>,
 }
@@ -243,6 +248,8 @@ impl SipFrontEnd {
             bindings: Mutex::new(Vec::new()),
             events,
             calls: Mutex::new(HashMap::new()),
+            stored_until: Mutex::new(None),
+            reg_lock: tokio::sync::Mutex::new(()),
         });
         let mut tasks = Vec::new();
         let i = inner.clone();
@@ -471,6 +478,7 @@ impl Inner {
     async fn expiry_loop(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
+            let _reg = self.reg_lock.lock().await;
             let now = Instant::now();
             let emptied = {
                 let mut b = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
@@ -482,6 +490,7 @@ impl Inner {
                 // The overlay entry expires on its own lifetime too; removing it says so
                 // at once (RFC 6940 §7.4.1.3).
                 tracing::info!(aor = %self.aor, "last registration expired");
+                *self.stored_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 if let Err(e) = registry::deregister(&self.node, &self.aor, self.node_id, 60).await
                 {
                     tracing::info!(aor = %self.aor, "removing the expired registration: {e}");
@@ -1103,6 +1112,7 @@ impl Inner {
                 .reply(&req, from, StatusCode::Forbidden, Some(&why), vec![])
                 .await;
         }
+        let _reg = self.reg_lock.lock().await;
         let header_expires = req
             .expires_header()
             .and_then(|e| e.value().trim().parse::<u32>().ok());
@@ -1151,24 +1161,51 @@ impl Inner {
             (b.clone(), lifetime)
         };
         if changed {
+            // The overlay entry is the route to this peer (RFC 7904 §3.2): it changes only
+            // in its lifetime. It is stored with some slack beyond the longest binding, so
+            // that refreshes store again only once that slack is used up (not once per
+            // REGISTER); the last binding's expiry removes it explicitly.
             let stored = if current.is_empty() {
-                registry::deregister(&self.node, &self.aor, self.node_id, 60).await
+                *self.stored_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                registry::deregister(&self.node, &self.aor, self.node_id, 60)
+                    .await
+                    .map(|()| None)
             } else {
-                registry::register(&self.node, &self.aor, self.node_id, "", lifetime).await
+                let desired = now + Duration::from_secs(lifetime.into());
+                let covered = self
+                    .stored_until
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some_and(|until| until >= desired);
+                if covered {
+                    Ok(None)
+                } else {
+                    let with_slack = lifetime.saturating_add((lifetime / 2).clamp(30, 600));
+                    registry::register(&self.node, &self.aor, self.node_id, "", with_slack)
+                        .await
+                        .map(|()| Some(with_slack))
+                }
             };
-            if let Err(e) = stored {
-                tracing::warn!(aor = %self.aor, "the overlay did not take the registration: {e}");
-                return self
-                    .reply(
-                        &req,
-                        from,
-                        StatusCode::ServiceUnavailable,
-                        Some(&format!("the overlay did not store the registration: {e}")),
-                        vec![],
-                    )
-                    .await;
+            match stored {
+                Err(e) => {
+                    tracing::warn!(aor = %self.aor, "the overlay did not take the registration: {e}");
+                    return self
+                        .reply(
+                            &req,
+                            from,
+                            StatusCode::ServiceUnavailable,
+                            Some(&format!("the overlay did not store the registration: {e}")),
+                            vec![],
+                        )
+                        .await;
+                }
+                Ok(Some(secs)) => {
+                    *self.stored_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(now + Duration::from_secs(secs.into()));
+                    tracing::info!(aor = %self.aor, contacts = current.len(), lifetime = secs, "registration stored in the overlay");
+                }
+                Ok(None) => {}
             }
-            tracing::info!(aor = %self.aor, contacts = current.len(), lifetime, "registration stored in the overlay");
         }
         let mut extra: Vec<Header> = current
             .iter()
