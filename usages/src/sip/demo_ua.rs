@@ -124,6 +124,19 @@ Content-Length: 0
         callee: &str,
         talk: Duration,
     ) -> Result<Vec<StatusCode>, String> {
+        self.call_timed(proxy, callee, talk)
+            .await
+            .map(|(codes, _)| codes)
+    }
+
+    /// [`DemoUa::call`], with the time from sending the INVITE to receiving its final
+    /// response.
+    pub async fn call_timed(
+        &self,
+        proxy: SocketAddr,
+        callee: &str,
+        talk: Duration,
+    ) -> Result<(Vec<StatusCode>, Duration), String> {
         let (a, aor) = (self.addr(), &self.aor);
         let call_id = format!("call-{}-{}@{}", a.port(), self.branch(), a.ip());
         let branch = self.branch();
@@ -146,6 +159,7 @@ Content-Length: 0
             ),
         )
         .await?;
+        let t0 = std::time::Instant::now();
         let mut got = Vec::new();
         let ok = loop {
             let r = self.response().await?;
@@ -153,9 +167,10 @@ Content-Length: 0
             match r.status_code.kind() {
                 rsipstack::sip::StatusCodeKind::Provisional => continue,
                 _ if r.status_code == StatusCode::OK => break r,
-                _ => return Ok(got),
+                _ => return Ok((got, t0.elapsed())),
             }
         };
+        let setup = t0.elapsed();
         let to = ok.to_header().map_err(err)?.value().to_string();
         let target = ok
             .typed_contact_headers()
@@ -190,7 +205,7 @@ Content-Length: 0
         tokio::time::sleep(talk).await;
         self.send(proxy, in_dialog("BYE", 2, self.branch())).await?;
         got.push(self.response().await?.status_code);
-        Ok(got)
+        Ok((got, setup))
     }
 
     /// Answers the next call (180 then 200, copying Via and Record-Route, RFC 3261
