@@ -416,3 +416,83 @@ async fn registrar_errors_follow_rfc_7904_and_3261() {
         Err(registry::LookupError::NotFound(_))
     ));
 }
+
+/// RFC 7904 §3.1, §4.2: an AOR registered as another AOR (`sip_registration_uri`) resolves
+/// to that AOR's route; indirections that loop end; a GRUU stored as the URI is a route
+/// without a Fetch (§6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aor_indirections_are_followed_and_loops_end() {
+    use reload_usages::sip::aor;
+    use reload_wire::Destination;
+    let nodes = inproc::overlay(5, 0, None).await;
+    let opts = reload_wire::DecodeOptions::default();
+    let (n1, n2, n3, n4) = (&nodes[1], &nodes[2], &nodes[3], &nodes[4]);
+    // user3 is reachable at its peer; user2 forwards to user3; user1 to user2.
+    registry::register(&n3.handle, &n3.user, n3.node_id, "", 300)
+        .await
+        .unwrap();
+    registry::register_uri(
+        &n2.handle,
+        &n2.user,
+        n2.node_id,
+        &format!("sip:{}", n3.user),
+        300,
+    )
+    .await
+    .unwrap();
+    registry::register_uri(&n1.handle, &n1.user, n1.node_id, &n2.user, 300)
+        .await
+        .unwrap();
+    let t = registry::resolve(&n4.handle, &n1.user, &opts)
+        .await
+        .unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].destinations, vec![Destination::Node(n3.node_id)]);
+    assert_eq!(t[0].aor, n3.user, "found through two indirections");
+    // A loop: user4 -> user1 -> user2 -> user3 is fine; make user3 point back instead.
+    registry::register_uri(&n3.handle, &n3.user, n3.node_id, &n1.user, 300)
+        .await
+        .unwrap();
+    match registry::resolve(&n4.handle, &n1.user, &opts).await {
+        Err(registry::LookupError::NotFound(_)) => {}
+        other => panic!("a loop of indirections must end with nothing found: {other:?}"),
+    }
+    // A GRUU as the URI: its destination list is the route, whoever it names.
+    let gruu = aor::gruu(&n4.user, &[Destination::Node(n4.node_id)]);
+    registry::register_uri(&n3.handle, &n3.user, n3.node_id, &gruu, 300)
+        .await
+        .unwrap();
+    let t = registry::resolve(&n1.handle, &n3.user, &opts)
+        .await
+        .unwrap();
+    assert_eq!(t[0].destinations, vec![Destination::Node(n4.node_id)]);
+}
+
+/// RFC 7904 §4.1, §6: a request for a GRUU goes to the peer its destination list names,
+/// with no lookup, and that peer hands it to its registered UA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gruu_reaches_its_peer_without_a_lookup() {
+    use reload_usages::sip::aor;
+    let t = two_front_ends().await;
+    let node_b = &t._nodes[3];
+    let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
+    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 1))
+        .await;
+    assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
+    let gruu = aor::gruu(&t.bob, &[reload_wire::Destination::Node(node_b.node_id)]);
+    let target = gruu.trim_start_matches("sip:");
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, target, "g1"))
+        .await;
+    let inv = bob.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    bob.send_msg(
+        t.b.local_addr(),
+        response(&inv, StatusCode::BusyHere, "b", None),
+    )
+    .await;
+    assert_eq!(
+        alice.recv_response().await.status_code,
+        StatusCode::BusyHere
+    );
+}
