@@ -403,6 +403,42 @@ async fn registrar_errors_follow_rfc_7904_and_3261() {
     )
     .await;
     assert_eq!(ua.recv_response().await.status_code, StatusCode::BadRequest);
+    // Over TCP: garbage closes that connection; a new one is served.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(t.a.local_addr())
+            .await
+            .unwrap();
+        c.write_all(b"INVITE x\r\nContent-Length: nope\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut buf))
+            .await
+            .expect("the connection is closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+        let mut c = tokio::net::TcpStream::connect(t.a.local_addr())
+            .await
+            .unwrap();
+        let a = c.local_addr().unwrap();
+        let opts = format!(
+            "OPTIONS sip:nobody@test.example.org SIP/2.0\r\nVia: SIP/2.0/TCP {a};branch=z9hG4bKtcp1\r\nMax-Forwards: 70\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:nobody@test.example.org>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        c.write_all(opts.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut b = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut b))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed before answering");
+            got.extend_from_slice(&b[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("SIP/2.0 404"), "{text}");
+    }
     // Registration removed with Expires: 0.
     bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 2))
         .await;

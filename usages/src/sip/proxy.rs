@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,11 +63,13 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Local TCP connections at once.
 pub const MAX_TCP_CONNECTIONS: usize = 1024;
 /// Messages queued to one connection or flow before it is considered stuck.
-const QUEUE: usize = 256;
-/// Calls (Call-IDs) handled in order at once; beyond, messages are handled as they come.
-pub const MAX_CALLS: usize = 10_000;
+const QUEUE: usize = 64;
+/// Calls (Call-IDs) with a worker at once; beyond, new calls' messages are dropped.
+pub const MAX_CALLS: usize = 4096;
 /// Messages of one call waiting for its worker.
-const CALL_QUEUE: usize = 64;
+const CALL_QUEUE: usize = 32;
+/// Messages waiting in all, at most (each at most 64 KiB: 64 MiB in the worst case).
+pub const MAX_QUEUED: usize = 1024;
 /// A call's worker ends after this long without messages.
 const CALL_IDLE: Duration = Duration::from_secs(1);
 
@@ -202,6 +204,9 @@ struct Inner {
     reg_lock: tokio::sync::Mutex<()>,
     /// Until when the overlay holds this peer's registration (as last stored).
     stored_until: Mutex<Option<Instant>>,
+    /// Messages waiting for their call's worker, and messages dropped for overload.
+    queued: AtomicUsize,
+    dropped: AtomicU64,
     /// The worker of each call in progress, by Call-ID ([`Inner::dispatch`]).
     calls: Mutex<HashMap<String, mpsc::Sender<(SipMessage, Flow)>>>,
 }
@@ -248,6 +253,8 @@ impl SipFrontEnd {
             bindings: Mutex::new(Vec::new()),
             events,
             calls: Mutex::new(HashMap::new()),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
             stored_until: Mutex::new(None),
             reg_lock: tokio::sync::Mutex::new(()),
         });
@@ -452,17 +459,15 @@ impl Inner {
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| "the TCP connection closed".to_string())?;
-                tx.send(bytes)
-                    .await
-                    .map_err(|_| "the TCP connection closed".to_string())?;
+                tx.try_send(bytes)
+                    .map_err(|_| "the TCP connection is closed or does not read".to_string())?;
             }
             Flow::Peer(peer) => {
                 let tx = self
                     .peer_sender(peer, vec![Destination::Node(peer)])
                     .await?;
-                tx.send(bytes)
-                    .await
-                    .map_err(|_| format!("the flow to {peer} closed"))?;
+                tx.try_send(bytes)
+                    .map_err(|_| format!("the flow to {peer} is closed or does not read"))?;
             }
         }
         if let Some((call_id, what)) = event {
@@ -585,38 +590,50 @@ impl Inner {
     /// 200 behind it, a CANCEL never its INVITE), calls in parallel. A worker ends after
     /// [`CALL_IDLE`] without messages.
     fn dispatch(self: &Arc<Self>, msg: SipMessage, flow: Flow) {
+        // Bounded work: at most MAX_QUEUED messages wait, in at most MAX_CALLS workers;
+        // beyond, messages are dropped (UDP user agents retransmit) and counted.
+        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED {
+            self.overload(flow);
+            return;
+        }
         let id = call_id(&msg);
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        let item = match calls.get(&id) {
-            Some(tx) => match tx.try_send((msg, flow)) {
-                Ok(()) => return,
-                Err(
-                    mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item),
-                ) => item,
-            },
-            None => (msg, flow),
-        };
-        if calls.len() >= MAX_CALLS || calls.contains_key(&id) {
-            // Too many calls at once (or one call flooding): handled as it comes.
+        if let Some(tx) = calls.get(&id) {
+            match tx.try_send((msg, flow)) {
+                Ok(()) => {
+                    self.queued.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    drop(calls);
+                    self.overload(flow);
+                }
+            }
+            return;
+        }
+        if calls.len() >= MAX_CALLS {
             drop(calls);
-            let me = self.clone();
-            tokio::spawn(async move { me.on_message(item.0, item.1).await });
+            self.overload(flow);
             return;
         }
         let (tx, mut rx) = mpsc::channel(CALL_QUEUE);
-        let _ = tx.try_send(item);
+        let _ = tx.try_send((msg, flow));
+        self.queued.fetch_add(1, Ordering::Relaxed);
         calls.insert(id.clone(), tx);
         drop(calls);
         let me = self.clone();
         tokio::spawn(async move {
             loop {
                 match tokio::time::timeout(CALL_IDLE, rx.recv()).await {
-                    Ok(Some((msg, flow))) => me.clone().on_message(msg, flow).await,
+                    Ok(Some((msg, flow))) => {
+                        me.queued.fetch_sub(1, Ordering::Relaxed);
+                        me.clone().on_message(msg, flow).await;
+                    }
                     Ok(None) => return,
                     Err(_) => {
                         let mut calls = me.calls.lock().unwrap_or_else(|e| e.into_inner());
                         if let Ok((msg, flow)) = rx.try_recv() {
                             drop(calls);
+                            me.queued.fetch_sub(1, Ordering::Relaxed);
                             me.clone().on_message(msg, flow).await;
                             continue;
                         }
@@ -626,6 +643,17 @@ impl Inner {
                 }
             }
         });
+    }
+
+    fn overload(&self, flow: Flow) {
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                ?flow,
+                dropped = n,
+                "SIP overload: messages dropped (too many waiting)"
+            );
+        }
     }
 
     /// One message in, from `flow`.
