@@ -164,4 +164,31 @@ mod tests {
         );
         assert_eq!(gruu_destinations("%%%", &opts), None);
     }
+
+    proptest::proptest! {
+        /// Any destination list of Node-IDs and Resource-IDs survives a GRUU (§6).
+        #[test]
+        fn any_destination_list_round_trips_through_a_gruu(
+            ids in proptest::collection::vec((proptest::bool::ANY, proptest::num::u128::ANY, proptest::collection::vec(proptest::num::u8::ANY, 1..40)), 1..8)
+        ) {
+            let list: Vec<Destination> = ids
+                .into_iter()
+                .map(|(node, id, rid)| if node {
+                    Destination::Node(NodeId::from_u128(id))
+                } else {
+                    Destination::Resource(reload_wire::ResourceId::new(Bytes::from(rid)))
+                })
+                .collect();
+            let v = gruu_value(&list);
+            proptest::prop_assert!(v.chars().all(|c| c.is_ascii_alphanumeric() || "+/~".contains(c)));
+            proptest::prop_assert_eq!(gruu_destinations(&v, &DecodeOptions::default()), Some(list));
+        }
+
+        /// Whatever the text, AOR and GRUU parsing return, never panic.
+        #[test]
+        fn aor_and_gruu_parsing_never_panic(text in "\\PC{0,200}") {
+            let _ = aor_of(&text);
+            let _ = gruu_destinations(&text, &DecodeOptions::default());
+        }
+    }
 }

@@ -12,6 +12,8 @@
 
 pub mod aor;
 pub mod demo_ua;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proxy;
 pub mod registry;
 

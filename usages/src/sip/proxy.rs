@@ -1254,6 +1254,25 @@ impl Inner {
     }
 }
 
+/// For the fuzz target: a flow token's flow (without its MAC check).
+#[doc(hidden)]
+pub fn fuzz_flow_token(text: &str) -> Option<Flow> {
+    let f = text.rsplit_once('.').map_or(text, |(f, _)| f);
+    Flow::decode(f)
+}
+
+/// For the fuzz target: what the ladder says of a message.
+#[doc(hidden)]
+pub fn fuzz_describe(msg: &SipMessage) -> String {
+    format!("{} {}", describe(msg), call_id(msg))
+}
+
+/// For the fuzz target: the first Via value, removed.
+#[doc(hidden)]
+pub fn fuzz_pop_top_via(headers: &mut sip::Headers) -> Option<sip::Via> {
+    pop_top_via(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
