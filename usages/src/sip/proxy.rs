@@ -51,6 +51,9 @@ use super::registry::{self, LookupError};
 
 /// The Application-ID of SIP (RFC 6940 §14.5, RFC 7904 §5.1).
 pub const SIP_APPLICATION: u16 = 5060;
+/// The Application-ID of SIPS: asked for when the callee's contact preferences say SIPS
+/// (RFC 7904 §5.1). The flow is TLS either way; 5061 carries SIPS semantics.
+pub const SIPS_APPLICATION: u16 = 5061;
 /// The registration lifetime when a REGISTER names none (RFC 3261 §10.2.1.1 suggests an
 /// hour).
 pub const DEFAULT_EXPIRES: u32 = 3600;
@@ -235,7 +238,13 @@ impl SipFrontEnd {
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no random source".to_string())?;
         let mut listener =
-            AppAttachListener::start(node, options.flows, None, &[SIP_APPLICATION]).await?;
+            AppAttachListener::start(
+            node,
+            options.flows,
+            None,
+            &[SIP_APPLICATION, SIPS_APPLICATION],
+        )
+        .await?;
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new(Inner {
             node: node.clone(),
@@ -403,11 +412,13 @@ impl Inner {
         });
     }
 
-    /// A flow to `peer` along `destinations` (AppAttach, §5.1), reusing one that is open.
+    /// A flow to `peer` along `destinations` (AppAttach for `application`, §5.1),
+    /// reusing one that is open (§5.1 MAY).
     async fn peer_sender(
         self: &Arc<Self>,
         peer: NodeId,
         destinations: Vec<Destination>,
+        application: u16,
     ) -> Result<mpsc::Sender<Vec<u8>>, String> {
         if let Some(tx) = self.open_flow(&peer) {
             return Ok(tx);
@@ -420,7 +431,7 @@ impl Inner {
         if let Some(tx) = self.open_flow(&peer) {
             return Ok(tx);
         }
-        let flow = app_attach(&self.node, destinations, SIP_APPLICATION)
+        let flow = app_attach(&self.node, destinations, application)
             .await
             .map_err(|e| e.to_string())?;
         if flow.peer != peer {
@@ -464,7 +475,7 @@ impl Inner {
             }
             Flow::Peer(peer) => {
                 let tx = self
-                    .peer_sender(peer, vec![Destination::Node(peer)])
+                    .peer_sender(peer, vec![Destination::Node(peer)], SIP_APPLICATION)
                     .await?;
                 tx.try_send(bytes)
                     .map_err(|_| format!("the flow to {peer} is closed or does not read"))?;
@@ -936,7 +947,9 @@ impl Inner {
                     if n == self.node_id {
                         return self.deliver_local(req, from).await;
                     }
-                    match self.peer_sender(n, t.destinations.clone()).await {
+                    // §5.1: SIPS when the callee's contact preferences ask for it.
+                    let app = if t.wants_sips() { SIPS_APPLICATION } else { SIP_APPLICATION };
+                    match self.peer_sender(n, t.destinations.clone(), app).await {
                         Ok(_) => return self.forward(req, from, Flow::Peer(n), None).await,
                         Err(e) => {
                             tracing::info!(aor = %target, peer = %n, "cannot reach the peer: {e}");
@@ -985,7 +998,7 @@ impl Inner {
         peer: NodeId,
         dests: Vec<Destination>,
     ) {
-        match self.peer_sender(peer, dests).await {
+        match self.peer_sender(peer, dests, SIP_APPLICATION).await {
             Ok(_) => self.forward(req, from, Flow::Peer(peer), None).await,
             Err(e) => {
                 self.reply(
@@ -1213,7 +1226,12 @@ impl Inner {
                     Ok(None)
                 } else {
                     let with_slack = lifetime.saturating_add((lifetime / 2).clamp(30, 600));
-                    registry::register(&self.node, &self.aor, self.node_id, "", with_slack)
+                    // §5.1 SHOULD: a callee reachable by SIPS only says so.
+                    let sips_only = current
+                        .iter()
+                        .all(|b| matches!(b.contact.scheme, Some(sip::Scheme::Sips)));
+                    let prefs = if sips_only { "(sip.schemes=SIPS)" } else { "" };
+                    registry::register(&self.node, &self.aor, self.node_id, prefs, with_slack)
                         .await
                         .map(|()| Some(with_slack))
                 }
