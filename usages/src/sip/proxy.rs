@@ -237,8 +237,7 @@ impl SipFrontEnd {
         let advertised = options.advertise.unwrap_or(addr);
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no random source".to_string())?;
-        let mut listener =
-            AppAttachListener::start(
+        let mut listener = AppAttachListener::start(
             node,
             options.flows,
             None,
@@ -948,7 +947,11 @@ impl Inner {
                         return self.deliver_local(req, from).await;
                     }
                     // §5.1: SIPS when the callee's contact preferences ask for it.
-                    let app = if t.wants_sips() { SIPS_APPLICATION } else { SIP_APPLICATION };
+                    let app = if t.wants_sips() {
+                        SIPS_APPLICATION
+                    } else {
+                        SIP_APPLICATION
+                    };
                     match self.peer_sender(n, t.destinations.clone(), app).await {
                         Ok(_) => return self.forward(req, from, Flow::Peer(n), None).await,
                         Err(e) => {

@@ -229,3 +229,24 @@ fn push_target(targets: &mut Vec<Target>, t: Target) {
         targets.push(t);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7904 §5.1: the caller follows the callee's SIP/SIPS preference (RFC 3840
+    /// feature predicate).
+    #[test]
+    fn contact_preferences_pick_sips_only_when_asked_for_alone() {
+        let t = |p: &str| Target {
+            destinations: vec![],
+            contact_prefs: p.into(),
+            aor: String::new(),
+        };
+        assert!(t("(sip.schemes=SIPS)").wants_sips());
+        assert!(t("( sip.schemes = sips )").wants_sips());
+        assert!(!t("").wants_sips());
+        assert!(!t("(sip.schemes=SIP)").wants_sips());
+        assert!(!t("(|(sip.schemes=SIPS)(sip.schemes=SIP))").wants_sips());
+    }
+}
