@@ -5,4 +5,9 @@
 //! through the TURN-SERVICE Kind (§9), built on the sans-IO `rtc-ice`, `rtc-stun` and
 //! `rtc-turn` crates.
 //!
-//! Today it is empty: the overlay runs No-ICE until this lands.
+//! - [`stun`]: STUN Binding — the server side every peer runs on its overlay ports
+//!   (§6.5.1.4) and the request a node sends to learn its server-reflexive address.
+//!
+//! To come (issue 13): the ICE agent for Attach and AppAttach, TURN allocations.
+
+pub mod stun;

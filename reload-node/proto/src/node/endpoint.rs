@@ -13,7 +13,8 @@
 //!   opens a new association if admitted; one from the pair of an established association
 //!   (a peer that restarted on the same address, RFC 6347 §4.2.8) runs as its successor and
 //!   replaces it once its handshake completes; anything else from an unknown pair is
-//!   dropped. STUN and TURN have no consumer until ICE is in.
+//!   dropped. Plain STUN Binding requests are answered (peers are STUN servers for each
+//!   other, RFC 6940 §6.5.1.4); ICE checks and TURN have no consumer until ICE is in.
 //!
 //! Admission ([`Admission`]) caps the links in all, the handshakes in progress and the
 //! links from one IP address: a flood of connections or ClientHellos cannot make the core
@@ -322,8 +323,21 @@ impl Node {
     ) {
         match classify(&data) {
             DatagramKind::Dtls => self.dtls_datagram(now, local, remote, data),
-            // No ICE agent or TURN client yet: nothing consumes them.
-            DatagramKind::Stun | DatagramKind::TurnChannel | DatagramKind::Other => {
+            // §6.5.1.4: peers act as STUN servers on their overlay ports — a plain Binding
+            // request is answered with the address it came from. ICE checks (with
+            // USERNAME) and responses have no consumer until the ICE agent is in.
+            DatagramKind::Stun => match reload_nat::stun::answer_binding(&data, remote) {
+                Some(answer) => {
+                    self.stats.stun_answered += 1;
+                    self.transmits.push_back(Transmit {
+                        transport: Transport::Datagram { local, remote },
+                        data: Bytes::from(answer),
+                    });
+                }
+                None => self.stats.dropped_datagrams += 1,
+            },
+            // No TURN client yet: nothing consumes them.
+            DatagramKind::TurnChannel | DatagramKind::Other => {
                 self.stats.dropped_datagrams += 1;
             }
         }

@@ -268,6 +268,8 @@ pub struct NodeStats {
     /// DTLS, or STUN/TURN with no ICE agent).
     pub refused_links: u64,
     pub dropped_datagrams: u64,
+    /// STUN Binding requests answered (peers are STUN servers, RFC 6940 §6.5.1.4).
+    pub stun_answered: u64,
     /// Requests for the application answered by the core: nobody serves the method, or
     /// the application did not answer in time.
     pub unserved_requests: u64,
