@@ -5,31 +5,20 @@
 //! `write_seed_corpus` (ignored) wrote the seeds once:
 //! `cargo test -p reload-enroll --test fuzz_corpora -- --ignored write_seed_corpus`.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+#[path = "../../fuzz/replay.rs"]
+mod replay;
+
 use std::path::PathBuf;
 
 use reload_enroll::fuzzing::{BOUNDARY, enroll_form};
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/enroll_form")
+    replay::corpus_dir(env!("CARGO_MANIFEST_DIR"), "enroll_form")
 }
 
 #[test]
 fn enroll_form_corpus() {
-    let dir = corpus_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} holds no seed", dir.display());
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        if catch_unwind(AssertUnwindSafe(|| enroll_form(&data))).is_err() {
-            panic!("enroll_form: {} fails", f.display());
-        }
-    }
+    replay::replay(env!("CARGO_MANIFEST_DIR"), "enroll_form", enroll_form);
 }
 
 /// One part of a multipart body.

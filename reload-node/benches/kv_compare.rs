@@ -21,30 +21,25 @@
 //!
 //! Every loop is bounded in count and time.
 
-#[path = "../proto/tests/pki/mod.rs"]
-mod pki;
+#[path = "../tests/inproc/mod.rs"]
+mod inproc;
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reload_node::client::NodeHandle;
-use reload_node::peer::{PeerOptions, build};
-use reload_node::shell::Listeners;
 use reload_proto::config::{AccessPolicy, KindDataModel, KindDefinition};
 use reload_proto::identity::chord_resource_id;
-use reload_proto::node::{Start, everything};
+use reload_proto::node::everything;
 use reload_proto::storage::policy::node_multiple_name;
-use reload_wire::link::OverlayLinkType;
 use reload_wire::storage::{DataModel, DataValue, KindId, StoredDataValue};
 use reload_wire::{NodeId, ResourceId};
 
 const PEERS: usize = 10;
 const KIND: KindId = KindId(0xf000_0010);
 const VALUE_LEN: usize = 40;
-const TLS: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
 /// One operation gives up after this.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -132,7 +127,7 @@ fn value(i: usize) -> Bytes {
 
 /// Starts the overlay and the client; the client's handle and Node-ID.
 async fn overlay(ops: usize) -> (NodeHandle, NodeId, Vec<NodeHandle>) {
-    let ca = pki::TestCa::new(false);
+    let ca = inproc::pki::TestCa::new(false);
     let mut config = ca.storage_config();
     let mut k = KindDefinition::new(
         KIND,
@@ -143,86 +138,10 @@ async fn overlay(ops: usize) -> (NodeHandle, NodeId, Vec<NodeHandle>) {
     );
     k.max_node_multiple = Some(ops as u32 + 1);
     config.kinds.push(k);
-    let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
-    let mut ids = Vec::new();
-    for _ in 0..=PEERS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        ids.push(x);
-    }
-    let mut peers = Vec::new();
-    let mut first: Option<SocketAddr> = None;
-    let mut client = None;
-    for (i, id) in ids.iter().enumerate() {
-        let creds = ca.node(false, *id, &format!("user{i}"));
-        let listeners = Listeners::bind(&[(TLS, "127.0.0.1:0".parse().unwrap())])
-            .await
-            .expect("listen");
-        let addr = listeners.tcp[0].local_addr().unwrap();
-        let opts = PeerOptions {
-            listen: vec![(TLS, addr)],
-            ..PeerOptions::default()
-        };
-        let mut node = build(config.clone(), creds, &opts).expect("node");
-        let start = match (i, first) {
-            (0, _) => Start::FirstNode,
-            (i, Some(b)) if i < PEERS => Start::Join(vec![(TLS, b)]),
-            (_, Some(b)) => Start::Client(vec![(TLS, b)]),
-            _ => unreachable!(),
-        };
-        node.start(Instant::now(), start);
-        let running = reload_node::shell::spawn(
-            node,
-            listeners,
-            Box::new(|_, _| {}),
-            std::future::pending(),
-            Duration::from_millis(200),
-        );
-        if i == 0 {
-            first = Some(addr);
-        }
-        if i < PEERS {
-            peers.push(running.handle);
-        } else {
-            client = Some((running.handle, NodeId::from_u128(*id)));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The ring: every peer joined, its first successor the next Node-ID.
-    let mut sorted: Vec<u128> = ids[..PEERS].to_vec();
-    sorted.sort();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut ok = true;
-        for h in &peers {
-            let s = h.snapshot().await.expect("snapshot");
-            let me = sorted
-                .iter()
-                .position(|v| NodeId::from_u128(*v) == s.node_id)
-                .unwrap();
-            let want = NodeId::from_u128(sorted[(me + 1) % PEERS]);
-            ok &= s.joined && s.successors().first() == Some(&want);
-        }
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the ring did not form in 90 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (client, client_id) = client.unwrap();
-    loop {
-        let s = client.snapshot().await.expect("client");
-        if s.successors()
-            .first()
-            .is_some_and(|p| s.connected.contains(p))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the client did not attach");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (client, client_id, peers)
+    let mut nodes = inproc::overlay(PEERS, 1, Some(config)).await;
+    let client = nodes.pop().expect("the client");
+    let peers = nodes.into_iter().map(|m| m.handle).collect();
+    (client.handle, client.node_id, peers)
 }
 
 async fn reload_side(ops: usize) -> Vec<Row> {

@@ -5,31 +5,20 @@
 //! `write_seed_corpus` (ignored) wrote the seeds once:
 //! `cargo test -p reload-node --test fuzz_corpora -- --ignored write_seed_corpus`.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+#[path = "../../fuzz/replay.rs"]
+mod replay;
+
 use std::path::PathBuf;
 
 use reload_node::fuzzing::control_line;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/control_line")
+    replay::corpus_dir(env!("CARGO_MANIFEST_DIR"), "control_line")
 }
 
 #[test]
 fn control_line_corpus() {
-    let dir = corpus_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} holds no seed", dir.display());
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        if catch_unwind(AssertUnwindSafe(|| control_line(&data))).is_err() {
-            panic!("control_line: {} fails", f.display());
-        }
-    }
+    replay::replay(env!("CARGO_MANIFEST_DIR"), "control_line", control_line);
 }
 
 #[test]

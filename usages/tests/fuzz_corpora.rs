@@ -5,31 +5,20 @@
 //! `write_seed_corpus` (ignored) wrote the seeds once:
 //! `cargo test -p reload-usages --test fuzz_corpora -- --ignored write_seed_corpus`.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+#[path = "../../fuzz/replay.rs"]
+mod replay;
+
 use std::path::PathBuf;
 
 use reload_usages::sip::fuzzing::sip_input;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/sip_input")
+    replay::corpus_dir(env!("CARGO_MANIFEST_DIR"), "sip_input")
 }
 
 #[test]
 fn sip_input_corpus() {
-    let dir = corpus_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} holds no seed", dir.display());
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        if catch_unwind(AssertUnwindSafe(|| sip_input(&data))).is_err() {
-            panic!("sip_input: {} fails", f.display());
-        }
-    }
+    replay::replay(env!("CARGO_MANIFEST_DIR"), "sip_input", sip_input);
 }
 
 #[test]

@@ -7,8 +7,9 @@
 //! `cargo test -p reload-proto --test fuzz_corpora -- --ignored write_seed_corpora`.
 
 mod pki;
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,29 +17,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use reload_proto::fuzzing;
 
 fn corpus_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(name)
+    replay::corpus_dir(env!("CARGO_MANIFEST_DIR"), name)
 }
 
 /// Runs `target` on every file of corpus `name`; a panic names the file.
 fn replay(name: &str, target: fn(&[u8])) {
-    let dir = corpus_dir(name);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} holds no seed", dir.display());
-    let started = Instant::now();
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        if catch_unwind(AssertUnwindSafe(|| target(&data))).is_err() {
-            panic!("{name}: {} fails", f.display());
-        }
-    }
-    eprintln!("{name}: {} inputs in {:?}", files.len(), started.elapsed());
+    replay::replay(env!("CARGO_MANIFEST_DIR"), name, target);
 }
 
 #[test]

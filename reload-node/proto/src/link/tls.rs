@@ -234,6 +234,46 @@ fn config_error(e: rustls::Error) -> LinkError {
     LinkError::Config(format!("TLS configuration: {e}"))
 }
 
+/// The server side's configuration (an Attach or AppAttach sender): our certificate,
+/// a client certificate required and checked by `check` (§6.5.1.13 L4169), no session
+/// storage or tickets (every link authenticates its peer afresh).
+fn server_config(ctx: &LinkContext, check: &PeerCheck) -> Result<ServerConfig, LinkError> {
+    let mut cfg = ServerConfig::builder_with_details(
+        ctx.tls.provider.clone(),
+        Arc::new(Clock(check.clone())),
+    )
+    .with_protocol_versions(&versions(ctx)?)
+    .map_err(config_error)?
+    .with_client_cert_verifier(verifier(ctx, check))
+    .with_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
+    cfg.session_storage = Arc::new(NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+    if let Some(sink) = &ctx.config.key_log {
+        cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
+    }
+    Ok(cfg)
+}
+
+/// The client side's configuration (an Attach or AppAttach answerer): the server's
+/// certificate checked by `check`, ours presented, no SNI, no resumption.
+fn client_config(ctx: &LinkContext, check: &PeerCheck) -> Result<ClientConfig, LinkError> {
+    let mut cfg = ClientConfig::builder_with_details(
+        ctx.tls.provider.clone(),
+        Arc::new(Clock(check.clone())),
+    )
+    .with_protocol_versions(&versions(ctx)?)
+    .map_err(config_error)?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier(ctx, check))
+    .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
+    cfg.enable_sni = false;
+    cfg.resumption = Resumption::disabled();
+    if let Some(sink) = &ctx.config.key_log {
+        cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
+    }
+    Ok(cfg)
+}
+
 /// TLS for the application flows AppAttach sets up (RFC 6940 §6.5.2): the node's own
 /// certificate and key, the overlay's trust policy, mutual authentication — what overlay
 /// links use (§6.5.1.13) — and the Node-ID the AppAttach named, which the peer must prove
@@ -262,22 +302,8 @@ impl AppFlowTls {
         expected: Option<reload_wire::NodeId>,
         wall: SystemTime,
     ) -> Result<Arc<ServerConfig>, LinkError> {
-        let ctx = &self.ctx;
-        let check = PeerCheck::new(ctx.trust.clone(), expected, wall);
-        let mut cfg = ServerConfig::builder_with_details(
-            ctx.tls.provider.clone(),
-            Arc::new(Clock(check.clone())),
-        )
-        .with_protocol_versions(&versions(ctx)?)
-        .map_err(config_error)?
-        .with_client_cert_verifier(verifier(ctx, &check))
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
-        cfg.session_storage = Arc::new(NoServerSessionStorage {});
-        cfg.send_tls13_tickets = 0;
-        if let Some(sink) = &ctx.config.key_log {
-            cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
-        }
-        Ok(Arc::new(cfg))
+        let check = PeerCheck::new(self.ctx.trust.clone(), expected, wall);
+        server_config(&self.ctx, &check).map(Arc::new)
     }
 
     /// The AppAttach answerer's side: the server's certificate must name `expected`.
@@ -286,23 +312,8 @@ impl AppFlowTls {
         expected: Option<reload_wire::NodeId>,
         wall: SystemTime,
     ) -> Result<Arc<ClientConfig>, LinkError> {
-        let ctx = &self.ctx;
-        let check = PeerCheck::new(ctx.trust.clone(), expected, wall);
-        let mut cfg = ClientConfig::builder_with_details(
-            ctx.tls.provider.clone(),
-            Arc::new(Clock(check.clone())),
-        )
-        .with_protocol_versions(&versions(ctx)?)
-        .map_err(config_error)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier(ctx, &check))
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
-        cfg.enable_sni = false;
-        cfg.resumption = Resumption::disabled();
-        if let Some(sink) = &ctx.config.key_log {
-            cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
-        }
-        Ok(Arc::new(cfg))
+        let check = PeerCheck::new(self.ctx.trust.clone(), expected, wall);
+        client_config(&self.ctx, &check).map(Arc::new)
     }
 
     /// The server name a client connection is made with: never sent (no SNI; RELOAD
@@ -348,42 +359,16 @@ impl fmt::Debug for TlsSession {
 impl TlsSession {
     /// The Attach sender's side.
     pub(crate) fn server(ctx: &LinkContext, check: PeerCheck) -> Result<Self, LinkError> {
-        let mut cfg = ServerConfig::builder_with_details(
-            ctx.tls.provider.clone(),
-            Arc::new(Clock(check.clone())),
-        )
-        .with_protocol_versions(&versions(ctx)?)
-        .map_err(config_error)?
-        .with_client_cert_verifier(verifier(ctx, &check))
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
-        cfg.session_storage = Arc::new(NoServerSessionStorage {});
-        cfg.send_tls13_tickets = 0;
-        if let Some(sink) = &ctx.config.key_log {
-            cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
-        }
+        let cfg = server_config(ctx, &check)?;
         let conn = ServerConnection::new(Arc::new(cfg)).map_err(config_error)?;
         Ok(Self::with(Connection::Server(conn), check))
     }
 
     /// The Attach receiver's side.
     pub(crate) fn client(ctx: &LinkContext, check: PeerCheck) -> Result<Self, LinkError> {
-        let mut cfg = ClientConfig::builder_with_details(
-            ctx.tls.provider.clone(),
-            Arc::new(Clock(check.clone())),
-        )
-        .with_protocol_versions(&versions(ctx)?)
-        .map_err(config_error)?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier(ctx, &check))
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(ctx.tls.key.clone())));
-        cfg.enable_sni = false;
-        cfg.resumption = Resumption::disabled();
-        if let Some(sink) = &ctx.config.key_log {
-            cfg.key_log = Arc::new(NssKeyLog::new(sink.clone()));
-        }
-        // With SNI off the name is never sent; rustls needs one for its API only.
-        let name = ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into());
-        let conn = ClientConnection::new(Arc::new(cfg), name).map_err(config_error)?;
+        let cfg = client_config(ctx, &check)?;
+        let conn = ClientConnection::new(Arc::new(cfg), AppFlowTls::server_name())
+            .map_err(config_error)?;
         let mut s = Self::with(Connection::Client(conn), check);
         s.flush();
         Ok(s)
