@@ -61,6 +61,9 @@ pub struct Snapshot {
     /// How the overlay's structures decode (Node-ID length, max-message-size): for a
     /// usage that decodes what it stores (e.g. destination lists).
     pub decode: DecodeOptions,
+    /// The addresses the peers this node has UDP links with see it at (RFC 6940
+    /// §6.5.1.4), grouped by address.
+    pub reflexive: Vec<reload_proto::node::ReflexiveAddress>,
 }
 
 impl Snapshot {

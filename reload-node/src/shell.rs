@@ -645,6 +645,7 @@ pub fn snapshot(node: &Node) -> Snapshot {
         stored_values: node.storage().len(),
         stored_bytes: node.storage().bytes(),
         decode: node.overlay().decode().clone(),
+        reflexive: node.reflexive_addresses(),
         storage: node.storage().describe(),
     }
 }

@@ -1,7 +1,8 @@
 //! Peers are STUN servers for each other (RFC 6940 §6.5.1.4): a plain STUN Binding
 //! request to a peer's overlay UDP port (the one DTLS-UDP-SR links use, RFC 7983
 //! demultiplexing) is answered with the address it came from — from this project's own
-//! client code and, where coturn is installed, from its `turnutils_stunclient`.
+//! client code and, where coturn is installed, from its `turnutils_stunclient`; and peers
+//! with DTLS links ask each other, learning the address they are seen at.
 
 #[path = "inproc/mod.rs"]
 mod inproc;
@@ -95,4 +96,70 @@ async fn coturn_stun_client_learns_its_address_from_a_peer() {
         text.contains("UDP reflexive addr: 127.0.0.1:"),
         "no reflexive address learned: {text}"
     );
+}
+
+/// §6.5.1.4: a peer asks the peers it has UDP links with; on loopback (no NAT) each sees
+/// the other's own socket address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_with_udp_links_learn_the_address_they_are_seen_at() {
+    let ca = inproc::pki::TestCa::new(false);
+    let mut nodes = Vec::new();
+    let mut first = None;
+    for (i, id) in [0x1000u128 << 100, 0x9000u128 << 100]
+        .into_iter()
+        .enumerate()
+    {
+        let listeners = Listeners::bind(&[(DTLS, "127.0.0.1:0".parse().unwrap())])
+            .await
+            .unwrap();
+        let addr = listeners.udp[0].local_addr().unwrap();
+        let opts = PeerOptions {
+            listen: vec![(DTLS, addr)],
+            storage: StorageMode::Memory,
+            ..PeerOptions::default()
+        };
+        let mut node = build(
+            ca.storage_config(),
+            ca.node(false, id, &format!("u{i}")),
+            &opts,
+        )
+        .unwrap();
+        node.start(
+            Instant::now(),
+            match first {
+                None => Start::FirstNode,
+                Some(b) => Start::Join(vec![(DTLS, b)]),
+            },
+        );
+        first.get_or_insert(addr);
+        let running = reload_node::shell::spawn(
+            node,
+            listeners,
+            Box::new(|_, _| {}),
+            std::future::pending(),
+            Duration::from_millis(200),
+        );
+        nodes.push((running.handle, addr));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (me, (h, addr)) in nodes.iter().enumerate() {
+        let other = nodes[1 - me].0.snapshot().await.unwrap().node_id;
+        loop {
+            let s = h.snapshot().await.unwrap();
+            if let Some(r) = s.reflexive.iter().find(|r| r.seen_by.contains(&other)) {
+                assert_eq!(r.local, *addr);
+                assert_eq!(
+                    r.mapped, *addr,
+                    "no NAT on loopback: seen at its own address"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reflexive address learned: {:?}",
+                s.reflexive
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -326,15 +326,20 @@ impl Node {
             // §6.5.1.4: peers act as STUN servers on their overlay ports — a plain Binding
             // request is answered with the address it came from. ICE checks (with
             // USERNAME) and responses have no consumer until the ICE agent is in.
-            DatagramKind::Stun => match reload_nat::stun::answer_binding(&data, remote) {
-                Some(answer) => {
-                    self.stats.stun_answered += 1;
-                    self.transmits.push_back(Transmit {
-                        transport: Transport::Datagram { local, remote },
-                        data: Bytes::from(answer),
-                    });
+            DatagramKind::Stun => match reload_nat::stun::classify(&data) {
+                Some(reload_nat::stun::Binding::Request) => {
+                    if let Some(answer) = reload_nat::stun::answer_binding(&data, remote) {
+                        self.stats.stun_answered += 1;
+                        self.transmits.push_back(Transmit {
+                            transport: Transport::Datagram { local, remote },
+                            data: Bytes::from(answer),
+                        });
+                    }
                 }
-                None => self.stats.dropped_datagrams += 1,
+                // The answer to one of our probes (§6.5.1.4, `reflexive`).
+                Some(reload_nat::stun::Binding::Response { transaction_id })
+                    if self.reflexive_response(local, remote, &data, transaction_id) => {}
+                _ => self.stats.dropped_datagrams += 1,
             },
             // No TURN client yet: nothing consumes them.
             DatagramKind::TurnChannel | DatagramKind::Other => {

@@ -240,6 +240,7 @@ impl Node {
         }
         self.awaiting_connect.remove(&peer);
         self.events.push_back(Event::LinkUp { link, peer });
+        self.reflexive_link_up(now, link);
         let _ = self.topo.handle(now, TopologyInput::LinkUp { peer });
         if send_update {
             let _ = self
@@ -324,6 +325,7 @@ impl Node {
             return;
         };
         self.endpoint.remove(link, slot.transport);
+        self.reflexive_link_down(link, slot.peer);
         if let Some(peer) = slot.peer
             && self.by_peer.get(&peer) == Some(&link)
         {

@@ -31,6 +31,7 @@ pub mod fragment;
 mod inbound;
 mod links;
 mod outbound;
+mod reflexive;
 mod routing;
 mod storage;
 mod tx;
@@ -55,6 +56,7 @@ pub use crate::overlay::MAX_TRANSMISSIONS;
 pub use endpoint::{Admission, Refusal, StreamEvent, StreamId, Transport};
 pub use inbound::{InboundId, InboundRequest};
 pub use links::LinkInfo;
+pub use reflexive::{REPROBE, ReflexiveAddress};
 pub use storage::{Fetched, MAX_REPLICATION_IN_FLIGHT, SWEEP_INTERVAL, everything};
 pub use tx::Purpose;
 
@@ -325,6 +327,8 @@ pub struct Node {
     /// The values we hold (§7), and where copies of them are (§10.4).
     storage: crate::storage::Storage,
     replication: storage::Replication,
+    /// Server-reflexive addresses learned from peers (§6.5.1.4).
+    reflexive: reflexive::Reflexive,
     /// The storage_time of the last value we signed (§7: each later than the last).
     last_storage_time: u64,
 }
@@ -367,6 +371,7 @@ impl Node {
         Node {
             storage,
             replication: storage::Replication::default(),
+            reflexive: reflexive::Reflexive::default(),
             last_storage_time: 0,
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
@@ -554,6 +559,7 @@ impl Node {
             self.replication.next_expiry,
             self.replication.next_sweep,
             self.replication.cert_retry,
+            self.reflexive.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -583,6 +589,7 @@ impl Node {
         self.topo.handle_timeout(now);
         self.drain_topology(now);
         self.storage_timers(now);
+        self.reflexive_timers(now);
     }
 
     /// Methods the application serves: requests with these codes reach it as
