@@ -21,6 +21,7 @@ async fn a_flow_carries_bytes_both_ways_and_proves_both_node_ids() {
         AppAttachListener::start(&b.handle, "127.0.0.1:0".parse().unwrap(), None, &[SIP])
             .await
             .unwrap();
+    let (read_tx, read_rx) = tokio::sync::oneshot::channel::<()>();
     let requester = async {
         let mut flow = app_attach(&a.handle, vec![Destination::Node(b.node_id)], SIP)
             .await
@@ -35,6 +36,7 @@ async fn a_flow_carries_bytes_both_ways_and_proves_both_node_ids() {
         let mut buf = [0u8; 5];
         flow.stream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hello");
+        let _ = read_tx.send(());
     };
     let answerer = async {
         let mut flow = tokio::time::timeout(Duration::from_secs(30), listener.next())
@@ -49,7 +51,7 @@ async fn a_flow_carries_bytes_both_ways_and_proves_both_node_ids() {
         flow.stream.write_all(b"hello").await.unwrap();
         flow.stream.flush().await.unwrap();
         // Keep the stream open until the requester read.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = read_rx.await;
     };
     tokio::join!(requester, answerer);
 }

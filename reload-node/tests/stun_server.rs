@@ -10,8 +10,6 @@ mod inproc;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use reload_node::peer::{PeerOptions, StorageMode, build};
-use reload_node::shell::Listeners;
 use reload_proto::node::Start;
 use reload_wire::link::OverlayLinkType;
 
@@ -20,26 +18,7 @@ const DTLS: OverlayLinkType = OverlayLinkType::DTLS_UDP_SR_NO_ICE;
 /// A one-peer overlay listening for DTLS on UDP; its address.
 async fn peer() -> (reload_node::client::NodeHandle, SocketAddr) {
     let ca = inproc::pki::TestCa::new(false);
-    let creds = ca.node(false, 0x1234, "stun");
-    let listeners = Listeners::bind(&[(DTLS, "127.0.0.1:0".parse().unwrap())])
-        .await
-        .unwrap();
-    let addr = listeners.udp[0].local_addr().unwrap();
-    let opts = PeerOptions {
-        listen: vec![(DTLS, addr)],
-        storage: StorageMode::Memory,
-        ..PeerOptions::default()
-    };
-    let mut node = build(ca.storage_config(), creds, &opts).unwrap();
-    node.start(Instant::now(), Start::FirstNode);
-    let running = reload_node::shell::spawn(
-        node,
-        listeners,
-        Box::new(|_, _| {}),
-        std::future::pending(),
-        Duration::from_millis(200),
-    );
-    (running.handle, addr)
+    inproc::peer(&ca, &ca.storage_config(), 0x1234, "stun", DTLS, None).await
 }
 
 #[tokio::test]
@@ -103,44 +82,11 @@ async fn coturn_stun_client_learns_its_address_from_a_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_with_udp_links_learn_the_address_they_are_seen_at() {
     let ca = inproc::pki::TestCa::new(false);
-    let mut nodes = Vec::new();
-    let mut first = None;
-    for (i, id) in [0x1000u128 << 100, 0x9000u128 << 100]
-        .into_iter()
-        .enumerate()
-    {
-        let listeners = Listeners::bind(&[(DTLS, "127.0.0.1:0".parse().unwrap())])
-            .await
-            .unwrap();
-        let addr = listeners.udp[0].local_addr().unwrap();
-        let opts = PeerOptions {
-            listen: vec![(DTLS, addr)],
-            storage: StorageMode::Memory,
-            ..PeerOptions::default()
-        };
-        let mut node = build(
-            ca.storage_config(),
-            ca.node(false, id, &format!("u{i}")),
-            &opts,
-        )
-        .unwrap();
-        node.start(
-            Instant::now(),
-            match first {
-                None => Start::FirstNode,
-                Some(b) => Start::Join(vec![(DTLS, b)]),
-            },
-        );
-        first.get_or_insert(addr);
-        let running = reload_node::shell::spawn(
-            node,
-            listeners,
-            Box::new(|_, _| {}),
-            std::future::pending(),
-            Duration::from_millis(200),
-        );
-        nodes.push((running.handle, addr));
-    }
+    let config = ca.storage_config();
+    let (h0, a0) = inproc::peer(&ca, &config, 0x1000 << 100, "u0", DTLS, None).await;
+    let join = Start::Join(vec![(DTLS, a0)]);
+    let (h1, a1) = inproc::peer(&ca, &config, 0x9000 << 100, "u1", DTLS, Some(join)).await;
+    let nodes = [(h0, a0), (h1, a1)];
     let deadline = Instant::now() + Duration::from_secs(60);
     for (me, (h, addr)) in nodes.iter().enumerate() {
         let other = nodes[1 - me].0.snapshot().await.unwrap().node_id;

@@ -49,6 +49,19 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
+/// Waits (bounded) until something holds UDP `port` on 127.0.0.1 — a SIPp that started
+/// listening — so that calls are not sent before their callee is there.
+fn wait_udp_bound(port: &str) {
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..500 {
+        if std::net::UdpSocket::bind(&addr).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing listens on udp {addr}");
+}
+
 /// `sipp ARGS` with a global timeout, its output in `log`.
 fn sipp(dir: &Path, log: &str, args: &[String]) -> Proc {
     let out = std::fs::File::create(dir.join(log)).unwrap();
@@ -226,7 +239,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
                 calls.to_string(),
             ],
         );
-        std::thread::sleep(Duration::from_millis(300)); // the UAS binds its port
+        wait_udp_bound(&bob_port);
         let uac = sipp(
             &dir,
             &uac_log,

@@ -28,6 +28,41 @@ pub struct Member {
     pub addr: SocketAddr,
 }
 
+/// One node of Node-ID `id` and user `user` on 127.0.0.1 over `link` (TLS or DTLS, an
+/// ephemeral port), started as `start` (the first node of an overlay when `None`): its
+/// handle and its address.
+pub async fn peer(
+    ca: &pki::TestCa,
+    config: &OverlayConfig,
+    id: u128,
+    user: &str,
+    link: OverlayLinkType,
+    start: Option<Start>,
+) -> (NodeHandle, SocketAddr) {
+    let listeners = Listeners::bind(&[(link, "127.0.0.1:0".parse().unwrap())])
+        .await
+        .expect("listen");
+    let addr = match listeners.tcp.first() {
+        Some(t) => t.local_addr().unwrap(),
+        None => listeners.udp[0].local_addr().unwrap(),
+    };
+    let opts = PeerOptions {
+        listen: vec![(link, addr)],
+        storage: StorageMode::Memory,
+        ..PeerOptions::default()
+    };
+    let mut node = build(config.clone(), ca.node(false, id, user), &opts).expect("node");
+    node.start(Instant::now(), start.unwrap_or(Start::FirstNode));
+    let running = reload_node::shell::spawn(
+        node,
+        listeners,
+        Box::new(|_, _| {}),
+        std::future::pending(),
+        Duration::from_millis(200),
+    );
+    (running.handle, addr)
+}
+
 /// `peers` peers then `clients` client nodes (§4.2), Node-IDs spread over the ring; waits
 /// until the ring formed (every peer's first successor is the next Node-ID) and every
 /// client is attached. Bounded: panics after 90 s.
@@ -46,36 +81,19 @@ pub async fn overlay(peers: usize, clients: usize, config: Option<OverlayConfig>
     let mut first: Option<SocketAddr> = None;
     for (i, id) in ids.iter().enumerate() {
         let user = format!("user{i}");
-        let creds = ca.node(false, *id, &user);
-        let listeners = Listeners::bind(&[(TLS, "127.0.0.1:0".parse().unwrap())])
-            .await
-            .expect("listen");
-        let addr = listeners.tcp[0].local_addr().unwrap();
-        let opts = PeerOptions {
-            listen: vec![(TLS, addr)],
-            storage: StorageMode::Memory,
-            ..PeerOptions::default()
+        let start = |b: SocketAddr| -> Start {
+            if i < peers {
+                Start::Join(vec![(TLS, b)])
+            } else {
+                Start::Client(vec![(TLS, b)])
+            }
         };
-        let mut node = build(config.clone(), creds, &opts).expect("node");
-        let start = match (i, first) {
-            (0, _) => Start::FirstNode,
-            (i, Some(b)) if i < peers => Start::Join(vec![(TLS, b)]),
-            (_, Some(b)) => Start::Client(vec![(TLS, b)]),
-            _ => unreachable!(),
-        };
-        node.start(Instant::now(), start);
-        let running = reload_node::shell::spawn(
-            node,
-            listeners,
-            Box::new(|_, _| {}),
-            std::future::pending(),
-            Duration::from_millis(200),
-        );
+        let (handle, addr) = peer(&ca, &config, *id, &user, TLS, first.map(start)).await;
         if i == 0 {
             first = Some(addr);
         }
         out.push(Member {
-            handle: running.handle,
+            handle,
             node_id: NodeId::from_u128(*id),
             user: format!("{user}@{}", pki::OVERLAY),
             addr,
