@@ -222,6 +222,33 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         tail(&dir, "register.log")
     );
 
+    // The caller's SIPp at A: `scenario`, `calls` calls, all at once, to bob's AOR.
+    let caller_args = |scenario_file: &str, calls: usize| -> Vec<String> {
+        let n = calls.to_string();
+        vec![
+            "-sf".into(),
+            scenario(scenario_file).display().to_string(),
+            "-key".into(),
+            "domain".into(),
+            OVERLAY.into(),
+            "-key".into(),
+            "caller".into(),
+            alice.clone(),
+            "-s".into(),
+            bob.clone(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-m".into(),
+            n.clone(),
+            "-l".into(),
+            n.clone(),
+            "-r".into(),
+            n,
+            sip(a).to_string(),
+        ]
+    };
     let call = |round: &str, uac: &str, uas: &str, calls: usize| -> (Proc, Proc, String, String) {
         let uas_log = format!("{round}-uas.log");
         let uac_log = format!("{round}-uac.log");
@@ -240,33 +267,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             ],
         );
         wait_udp_bound(&bob_port);
-        let uac = sipp(
-            &dir,
-            &uac_log,
-            &[
-                "-sf".into(),
-                scenario(uac).display().to_string(),
-                "-key".into(),
-                "domain".into(),
-                OVERLAY.into(),
-                "-key".into(),
-                "caller".into(),
-                alice.clone(),
-                "-s".into(),
-                bob.clone(),
-                "-i".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                free_udp_port().to_string(),
-                "-m".into(),
-                calls.to_string(),
-                "-l".into(),
-                calls.to_string(),
-                "-r".into(),
-                calls.to_string(),
-                sip(a).to_string(),
-            ],
-        );
+        let uac = sipp(&dir, &uac_log, &caller_args(uac, calls));
         (uac, uas, uac_log, uas_log)
     };
     let both_succeed =
@@ -305,29 +306,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             "baresip did not register: {}",
             std::fs::read_to_string(&reg_log).unwrap_or_default()
         );
-        let mut uac = sipp(
-            &dir,
-            "baresip-uac.log",
-            &[
-                "-sf".into(),
-                scenario("uac.xml").display().to_string(),
-                "-key".into(),
-                "domain".into(),
-                OVERLAY.into(),
-                "-key".into(),
-                "caller".into(),
-                alice.clone(),
-                "-s".into(),
-                bob.clone(),
-                "-i".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                free_udp_port().to_string(),
-                "-m".into(),
-                "1".into(),
-                sip(a).to_string(),
-            ],
-        );
+        let mut uac = sipp(&dir, "baresip-uac.log", &caller_args("uac.xml", 1));
         assert!(
             uac.wait_exit(Duration::from_secs(70)).success(),
             "the call to baresip failed: {}\n== baresip: {}",

@@ -836,10 +836,10 @@ impl Inner {
                 .and_then(|h| hex::decode(h).ok())
                 .and_then(|b| NodeId::from_slice(&b))
             {
-                return self.forward(req, from, Flow::Peer(nid), None).await;
+                return self.forward(req, from, Flow::Peer(nid)).await;
             }
             if let Some(f) = ua_flow {
-                return self.forward(req, from, f, None).await;
+                return self.forward(req, from, f).await;
             }
             return self
                 .reply(
@@ -853,7 +853,7 @@ impl Inner {
         }
         if let Some(f) = ua_flow {
             // In a dialog, to this peer's local UA.
-            return self.forward(req, from, f, None).await;
+            return self.forward(req, from, f).await;
         }
         self.route_by_uri(req, from).await;
     }
@@ -899,7 +899,7 @@ impl Inner {
             Err(_) => {
                 // A contact address (an in-dialog request without Record-Route).
                 if let Some(b) = self.binding_at(&uri) {
-                    return self.forward(req, from, b.flow, None).await;
+                    return self.forward(req, from, b.flow).await;
                 }
                 return self
                     .reply(
@@ -916,7 +916,7 @@ impl Inner {
             return self.deliver_local(req, from).await;
         }
         if let Some(b) = self.binding_at(&uri) {
-            return self.forward(req, from, b.flow, None).await;
+            return self.forward(req, from, b.flow).await;
         }
         if !from.is_local() {
             // A peer sent us a request for an AOR that is not ours: not a transit node.
@@ -953,7 +953,7 @@ impl Inner {
                         SIP_APPLICATION
                     };
                     match self.peer_sender(n, t.destinations.clone(), app).await {
-                        Ok(_) => return self.forward(req, from, Flow::Peer(n), None).await,
+                        Ok(_) => return self.forward(req, from, Flow::Peer(n)).await,
                         Err(e) => {
                             tracing::info!(aor = %target, peer = %n, "cannot reach the peer: {e}");
                             last = e;
@@ -1002,7 +1002,7 @@ impl Inner {
         dests: Vec<Destination>,
     ) {
         match self.peer_sender(peer, dests, SIP_APPLICATION).await {
-            Ok(_) => self.forward(req, from, Flow::Peer(peer), None).await,
+            Ok(_) => self.forward(req, from, Flow::Peer(peer)).await,
             Err(e) => {
                 self.reply(
                     &req,
@@ -1054,12 +1054,12 @@ impl Inner {
         let mut req = req;
         // §16.5: the Request-URI becomes the contact.
         req.uri = b.contact.clone();
-        self.forward(req, from, b.flow, None).await;
+        self.forward(req, from, b.flow).await;
     }
 
     /// Forwards `req` (from `from`) to `to` with this peer's Via and, for a request that
     /// may create a dialog, its Record-Route.
-    async fn forward(self: Arc<Self>, mut req: Request, from: Flow, to: Flow, _why: Option<&str>) {
+    async fn forward(self: Arc<Self>, mut req: Request, from: Flow, to: Flow) {
         let upstream_branch = req
             .top_via_header()
             .ok()

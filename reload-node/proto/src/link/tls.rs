@@ -290,11 +290,6 @@ impl AppFlowTls {
         AppFlowTls { ctx }
     }
 
-    /// Our Node-ID.
-    pub fn node_id(&self) -> reload_wire::NodeId {
-        self.ctx.node_id()
-    }
-
     /// The AppAttach sender's side: requires a client certificate that names `expected`
     /// (any valid one when `None`), judged at wall-clock `wall`.
     pub fn server_config(
