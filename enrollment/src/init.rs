@@ -37,6 +37,9 @@ pub struct InitOptions {
     /// Kinds the overlay defines besides [`default_kinds`] (one with the same Kind-ID
     /// replaces the default's); each is signed by the kind-signer.
     pub extra_kinds: Vec<KindDefinition>,
+    /// An ICE overlay (RFC 6940 §6.5.1.3): no-ice false, peers run DTLS-UDP-SR with full
+    /// ICE. Default: No-ICE.
+    pub ice: bool,
 }
 
 impl InitOptions {
@@ -51,6 +54,7 @@ impl InitOptions {
             validity_days: 3650,
             config_expires_days: None,
             extra_kinds: Vec::new(),
+            ice: false,
         }
     }
 }
@@ -224,9 +228,10 @@ fn signed_document(
     c.enrollment_servers = vec![enrollment_url.to_string()];
     c.self_signed_permitted = opts.self_signed.clone();
     c.bootstrap_nodes = opts.bootstrap.clone();
-    // An overlay is all ICE or all No-ICE (§6.5.1.5); until ICE exists here, No-ICE, so the
-    // links are TLS-TCP-FH-NO-ICE and DTLS-UDP-SR-NO-ICE under overlay-link-protocol TLS.
-    c.no_ice = true;
+    // An overlay is all ICE or all No-ICE (§6.5.1.5). No-ICE by default: links are
+    // TLS-TCP-FH-NO-ICE and DTLS-UDP-SR-NO-ICE under overlay-link-protocol TLS; with
+    // `ice`, DTLS-UDP-SR with full ICE (peers behind NATs).
+    c.no_ice = !opts.ice;
     c.overlay_link_protocols = vec!["TLS".to_string()];
     c.configuration_signers = vec![config_signer.node_id.as_bytes().to_vec()];
     c.kind_signers = vec![kind_signer.node_id.as_bytes().to_vec()];

@@ -107,6 +107,11 @@ enum Command {
         /// §7.3), max-count and max-size (§11.1). Example: 0xf0000001,single,USER-MATCH,1,4096.
         #[arg(long = "kind", value_name = "SPEC", value_parser = reload_enroll::init::parse_kind_spec)]
         kinds: Vec<reload_proto::config::KindDefinition>,
+        /// Make an ICE overlay (no-ice false, RFC 6940 §6.5.1.3): its peers run
+        /// `reload-node run --protocol ice` and reach each other through NATs. Default:
+        /// a No-ICE overlay (TLS or DTLS links, peers reachable at their addresses).
+        #[arg(long)]
+        ice: bool,
     },
     /// Accounts (SQLite, passwords hashed with argon2id).
     #[command(subcommand)]
@@ -289,6 +294,7 @@ fn run(cli: Cli) -> Result<()> {
             validity_days,
             config_expires_days,
             kinds,
+            ice,
         } => {
             let mut opts = InitOptions::new(overlay);
             opts.key_type = match key_type {
@@ -308,6 +314,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.validity_days = validity_days;
             opts.config_expires_days = config_expires_days;
             opts.extra_kinds = kinds;
+            opts.ice = ice;
             let dir = DataDir::new(&data_dir);
             let r = init(&dir, &opts)?;
             println!("created overlay {} in {}", r.overlay, data_dir.display());

@@ -8,9 +8,9 @@
 //! - [`stun`]: STUN Binding — the server side every peer runs on its overlay ports
 //!   (§6.5.1.4) and the request a node sends to learn its server-reflexive address.
 //!
-//! The ICE agent is `rtc-ice` (0.21.1, the webrtc-rs sans-IO agent): `tests/ice_pair.rs`
-//! pins what we rely on of it (our candidates only, both sides agreeing on the selected
-//! pair, failure within its timeouts) on a virtual clock. To come (issue 13): driving it
-//! from the core for Attach and AppAttach, TURN allocations.
+//! - [`ice`]: one ICE session per Attach (candidates, priorities, checks, nomination,
+//!   keepalives), around `rtc-ice` (0.21.1, the webrtc-rs sans-IO agent);
+//!   `tests/ice_pair.rs` pins what we rely on of that agent on a virtual clock.
 
+pub mod ice;
 pub mod stun;

@@ -64,6 +64,29 @@ pub enum Binding {
     Other,
 }
 
+/// The transaction ID of a STUN request we send (a Binding request or check), to route
+/// its answer back to the sender; `None` for anything else. Reads the header only
+/// (RFC 5389 §6): the message is our own.
+pub fn request_transaction_id(d: &[u8]) -> Option<[u8; TRANSACTION_ID_LEN]> {
+    // Class bits (0x0110 of the type) zero: a request; the magic cookie in place.
+    if d.len() < 20 || d[0] & 0xC0 != 0 || (d[0] & 0x01) != 0 || (d[1] & 0x10) != 0 {
+        return None;
+    }
+    if d[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+        return None;
+    }
+    d[8..20].try_into().ok()
+}
+
+/// The transaction ID of any STUN message (responses, error responses included), from
+/// its header; `None` when it is not STUN.
+pub fn transaction_id(d: &[u8]) -> Option<[u8; TRANSACTION_ID_LEN]> {
+    if d.len() < 20 || d[0] & 0xC0 != 0 || d[4..8] != [0x21, 0x12, 0xA4, 0x42] {
+        return None;
+    }
+    d[8..20].try_into().ok()
+}
+
 /// Classifies a STUN datagram; `None` when it is not STUN.
 pub fn classify(d: &[u8]) -> Option<Binding> {
     let m = decode(d)?;
@@ -156,6 +179,10 @@ mod tests {
             assert_eq!(mapped_address(&ans, *b"another-txid"), None);
             // A response is not a request: not answered.
             assert_eq!(answer_binding(&ans, from), None);
+            // Transaction IDs route answers back to whoever asked.
+            assert_eq!(request_transaction_id(&req), Some(id));
+            assert_eq!(request_transaction_id(&ans), None);
+            assert_eq!(transaction_id(&ans), Some(id));
         }
     }
 
@@ -196,6 +223,8 @@ mod tests {
             let _ = classify(&d);
             let _ = answer_binding(&d, "127.0.0.1:9".parse().unwrap());
             let _ = mapped_address(&d, [0; 12]);
+            let _ = request_transaction_id(&d);
+            let _ = transaction_id(&d);
         }
     }
 }

@@ -607,7 +607,7 @@ pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
             format!("{key} {}", ids(v))
         }
     };
-    vec![
+    let mut lines = vec![
         format!("node-id {}", s.node_id),
         format!("overlay {overlay}"),
         format!("joined {}", s.joined),
@@ -620,7 +620,30 @@ pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
             "stored {} {} {}",
             s.stored_values, s.stored_bytes, s.storage
         ),
-    ]
+    ];
+    // One line per link up: its peer, link protocol and remote address, and for an ICE
+    // link the selected pair with its candidate types (RFC 6940 §6.5.1.10).
+    for l in s.links.iter().filter(|l| l.established) {
+        let peer = l.peer.map_or("-".to_string(), |p| p.to_string());
+        let mut line = format!("link {peer} {} {}", l.link_type, l.remote);
+        if let Some(ice) = &l.ice {
+            line.push_str(&format!(
+                " ice {} {} -> {} {}",
+                ice.local.kind, ice.local.addr, ice.remote.kind, ice.remote.addr
+            ));
+        }
+        lines.push(line);
+    }
+    // Where the peers see our UDP ports (§6.5.1.4): our server-reflexive addresses.
+    for r in &s.reflexive {
+        lines.push(format!(
+            "reflexive {} seen-as {} by {}",
+            r.local,
+            r.mapped,
+            r.seen_by.len()
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

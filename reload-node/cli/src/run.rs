@@ -19,6 +19,10 @@ pub enum Protocol {
     Tls,
     /// DTLS-UDP-SR-NO-ICE.
     Dtls,
+    /// DTLS-UDP-SR with full ICE (RFC 6940 §6.5.1.3): for peers behind NATs. Every
+    /// Attach runs ICE checks over the --listen UDP socket (which also answers STUN,
+    /// §6.5.1.4); the overlay's configuration must not say no-ice.
+    Ice,
 }
 
 impl Protocol {
@@ -26,6 +30,7 @@ impl Protocol {
         match self {
             Protocol::Tls => OverlayLinkType::TLS_TCP_FH_NO_ICE,
             Protocol::Dtls => OverlayLinkType::DTLS_UDP_SR_NO_ICE,
+            Protocol::Ice => OverlayLinkType::DTLS_UDP_SR,
         }
     }
 }
@@ -192,7 +197,21 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 ));
             }
         }
+        if args.protocol == Protocol::Ice && args.listen.ip().is_unspecified() {
+            return Err(format!(
+                "--protocol ice needs a specific --listen address (not {}): it is this peer's \
+                 host candidate in every Attach (RFC 6940 §6.5.1.5)",
+                args.listen.ip()
+            ));
+        }
         let mut node = from_data_dir(&args.data_dir, &opts)?;
+        let no_ice = node.overlay().config().no_ice;
+        if args.protocol == Protocol::Ice && no_ice {
+            return Err("--protocol ice, but the overlay's configuration says no-ice: its peers \
+                        use No-ICE links (an overlay is all ICE or all No-ICE, RFC 6940 \
+                        §6.5.1.5); use --protocol tls or dtls"
+                .into());
+        }
         let span = tracing::info_span!("node", id = %node.node_id());
         let _g = span.enter();
         warn_about_key_log(args.key_log.as_deref(), std::env::var_os("SSLKEYLOGFILE").as_deref());

@@ -60,6 +60,11 @@ pub struct SandboxArgs {
     /// only when the call completed (INVITE, 180, 200, ACK, BYE, 200).
     #[arg(long)]
     pub sip: bool,
+    /// An ICE overlay (RFC 6940 §6.5.1.3): `reload-enroll init --ice`, peers on
+    /// DTLS-UDP-SR; every Attach runs ICE checks and the links run over the selected
+    /// pairs, printed once the ring is up (same as --protocol ice).
+    #[arg(long)]
+    pub ice: bool,
     /// How long to wait for the ring to become correct.
     #[arg(long, default_value_t = 60)]
     pub timeout_secs: u64,
@@ -160,6 +165,11 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         }
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut args = args;
+    if args.ice {
+        args.protocol = Protocol::Ice;
+    }
+    let ice = args.protocol == Protocol::Ice;
     let enroll_bin = sibling("reload-enroll")?;
     let node_bin = std::env::current_exe().map_err(|e| e.to_string())?;
     let edir = dir.join("enroll");
@@ -190,7 +200,10 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
                 &format!("{:#x},{}", DEMO_KINDS[1].0, DEMO_KINDS[1].1),
                 "--kind",
                 &format!("{:#x},{}", DEMO_KINDS[2].0, DEMO_KINDS[2].1),
-            ],
+            ]
+            .into_iter()
+            .chain(ice.then_some("--ice"))
+            .collect::<Vec<_>>(),
             None,
         )?;
     }
@@ -331,6 +344,9 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             ring = snaps(handles.clone()).await;
         }
         print_ring(&ring, &peer_addr);
+        if ice {
+            print_ice_pairs(&ring);
+        }
 
         // A Ping between two distant peers: from the first to the one half-way round.
         // Among the peers named peer<i> (with --sip, alice and bob come after them).
@@ -710,5 +726,41 @@ struct TempDir(PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The ICE pair under each link made by an Attach (RFC 6940 §6.5.1.10), once per pair of
+/// peers; links to the bootstrap peer, opened to its address directly, have none.
+fn print_ice_pairs(ring: &[reload_node::client::Snapshot]) {
+    println!("== ICE: selected candidate pairs (local -> remote)");
+    let name = |id: &reload_wire::NodeId| {
+        ring.iter()
+            .position(|s| s.node_id == *id)
+            .map_or(id.to_string(), |i| format!("peer{i}"))
+    };
+    let mut direct = 0;
+    for (i, s) in ring.iter().enumerate() {
+        for l in s.links.iter().filter(|l| l.established) {
+            let Some(peer) = l.peer else { continue };
+            match &l.ice {
+                Some(ice) if ice.controlling || !ring.iter().any(|r| r.node_id == peer) => {
+                    println!(
+                        "   peer{i} -> {:<8} {} {} -> {} {}",
+                        name(&peer),
+                        ice.local.kind,
+                        ice.local.addr,
+                        ice.remote.kind,
+                        ice.remote.addr
+                    );
+                }
+                Some(_) => {}
+                None => direct += 1,
+            }
+        }
+    }
+    if direct > 0 {
+        println!(
+            "   ({direct} link ends without ICE: links to the bootstrap peer, opened to its address, RFC 6940 §11.4)"
+        );
     }
 }

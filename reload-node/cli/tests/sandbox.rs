@@ -70,6 +70,24 @@ fn sandbox_over_dtls() {
     assert!(out.contains("answered by"), "{out}");
 }
 
+/// `sandbox --ice --check` (RFC 6940 §6.5.1.3): an ICE overlay; the links made by
+/// Attaches run over the candidate pairs ICE selected, which are printed.
+#[test]
+fn sandbox_over_ice() {
+    let (ok, out) = sandbox(&[
+        "--peers",
+        "4",
+        "--check",
+        "--ice",
+        "--port",
+        &procs::free_port().to_string(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("== ICE: selected candidate pairs"), "{out}");
+    assert!(out.contains(" host 127.0.0.1:"), "{out}");
+    assert!(out.contains("answered by"), "{out}");
+}
+
 /// `sandbox --sip --check` (RFC 7904): alice calls bob through their two peers; the ladder
 /// shows every message at every hop, and the exit status says the call completed.
 #[test]

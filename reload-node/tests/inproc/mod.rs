@@ -67,6 +67,17 @@ pub async fn peer(
 /// until the ring formed (every peer's first successor is the next Node-ID) and every
 /// client is attached. Bounded: panics after 90 s.
 pub async fn overlay(peers: usize, clients: usize, config: Option<OverlayConfig>) -> Vec<Member> {
+    overlay_over(TLS, peers, clients, config).await
+}
+
+/// [`overlay`] with every node listening with `link` (for an ICE overlay:
+/// DTLS-UDP-SR, whose Attaches run ICE over loopback host candidates).
+pub async fn overlay_over(
+    link: OverlayLinkType,
+    peers: usize,
+    clients: usize,
+    config: Option<OverlayConfig>,
+) -> Vec<Member> {
     let ca = pki::TestCa::new(false);
     let config = config.unwrap_or_else(|| ca.storage_config());
     let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
@@ -83,12 +94,12 @@ pub async fn overlay(peers: usize, clients: usize, config: Option<OverlayConfig>
         let user = format!("user{i}");
         let start = |b: SocketAddr| -> Start {
             if i < peers {
-                Start::Join(vec![(TLS, b)])
+                Start::Join(vec![(link, b)])
             } else {
-                Start::Client(vec![(TLS, b)])
+                Start::Client(vec![(link, b)])
             }
         };
-        let (handle, addr) = peer(&ca, &config, *id, &user, TLS, first.map(start)).await;
+        let (handle, addr) = peer(&ca, &config, *id, &user, link, first.map(start)).await;
         if i == 0 {
             first = Some(addr);
         }

@@ -119,13 +119,15 @@ struct Global {
     log: String,
 }
 
-/// Link protocols of No-ICE overlays (RFC 6940 §6.6).
+/// Link protocols (RFC 6940 §6.6): those of No-ICE overlays, and ICE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Protocol {
     /// TLS-TCP-FH-NO-ICE.
     Tls,
     /// DTLS-UDP-SR-NO-ICE.
     Dtls,
+    /// DTLS-UDP-SR with full ICE (§6.5.1.3): the overlay's peers run `--protocol ice`.
+    Ice,
 }
 
 #[derive(Subcommand, Debug)]
@@ -380,6 +382,7 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
     let link_type = match g.protocol {
         Protocol::Tls => OverlayLinkType::TLS_TCP_FH_NO_ICE,
         Protocol::Dtls => OverlayLinkType::DTLS_UDP_SR_NO_ICE,
+        Protocol::Ice => OverlayLinkType::DTLS_UDP_SR,
     };
     let bootstrap: Vec<SocketAddr> = if g.bootstrap.is_empty() {
         reload_node::enroll::load_credentials(dir)

@@ -339,6 +339,13 @@ impl Node {
                 // The answer to one of our probes (§6.5.1.4, `reflexive`).
                 Some(reload_nat::stun::Binding::Response { transaction_id })
                     if self.reflexive_response(local, remote, &data, transaction_id) => {}
+                // An ICE check naming one of our sessions' ufrag, or an answer to one of
+                // their checks (`ice`).
+                Some(reload_nat::stun::Binding::Check { local_ufrag })
+                    if self.ice_stun(now, local, remote, &data, Some(&local_ufrag)) => {}
+                Some(
+                    reload_nat::stun::Binding::Response { .. } | reload_nat::stun::Binding::Other,
+                ) if self.ice_stun(now, local, remote, &data, None) => {}
                 _ => self.stats.dropped_datagrams += 1,
             },
             // No TURN client yet: nothing consumes them.
@@ -399,6 +406,7 @@ impl Node {
         if let Some(slot) = self.links.get_mut(&link) {
             slot.session.handle_input(now, &data);
         }
+        self.ice_traffic(now, link);
         self.pump_link(now, link);
     }
 
@@ -481,18 +489,58 @@ impl Node {
         let Some(kind) = crate::link::TransportKind::of(protocol) else {
             return fail(self, format!("link protocol {protocol} is not supported"));
         };
+        let local = self
+            .s
+            .listen
+            .iter()
+            .find(|(t, a)| {
+                TransportKind::of(*t) == Some(TransportKind::Datagram)
+                    && a.is_ipv4() == addr.is_ipv4()
+            })
+            .map(|(_, a)| *a);
+        self.open_link_inner(now, local, addr, protocol, kind, expected_peer, fail)
+    }
+
+    /// Opens a DTLS client link from our socket at `local` to `addr` (an ICE pair's base
+    /// and remote address, `ice`), bound to `expected_peer`.
+    pub(super) fn open_link_from(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        addr: SocketAddr,
+        protocol: OverlayLinkType,
+        expected_peer: Option<NodeId>,
+    ) -> Option<LinkId> {
+        let fail = |_: &mut Node, why: String| {
+            tracing::info!(%addr, "cannot open a link to {addr}: {why}");
+            None
+        };
+        self.open_link_inner(
+            now,
+            Some(local),
+            addr,
+            protocol,
+            TransportKind::Datagram,
+            expected_peer,
+            fail,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_link_inner(
+        &mut self,
+        now: Instant,
+        local: Option<SocketAddr>,
+        addr: SocketAddr,
+        protocol: OverlayLinkType,
+        kind: TransportKind,
+        expected_peer: Option<NodeId>,
+        fail: impl Fn(&mut Node, String) -> Option<LinkId>,
+    ) -> Option<LinkId> {
+        let _ = protocol;
         let transport = match kind {
             TransportKind::Stream => Transport::Stream(StreamId(self.next_id())),
             TransportKind::Datagram => {
-                let local = self
-                    .s
-                    .listen
-                    .iter()
-                    .find(|(t, a)| {
-                        TransportKind::of(*t) == Some(TransportKind::Datagram)
-                            && a.is_ipv4() == addr.is_ipv4()
-                    })
-                    .map(|(_, a)| *a);
                 let Some(local) = local else {
                     return fail(self, "no UDP socket of that address family".into());
                 };

@@ -622,7 +622,8 @@ impl Node {
         requester: NodeId,
         req: AttachReqAns,
     ) -> Result<MessageBody, ErrorResponse> {
-        if req.candidates.iter().any(|c| c.cand_type != CandType::HOST) {
+        let ice = self.ice_mode();
+        if !ice && req.candidates.iter().any(|c| c.cand_type != CandType::HOST) {
             // A No-ICE overlay uses host candidates only (§6.5.1.5).
             return Err(ErrorResponse::new(
                 ErrorCode::INCOMPATIBLE_WITH_OVERLAY,
@@ -646,10 +647,13 @@ impl Node {
             if self.creds.node_id < requester {
                 // The smaller Node-ID cancels its own Attach and answers the other.
                 if let Some(Outstanding {
-                    purpose: Purpose::TopologyAttach { target, .. },
+                    purpose: Purpose::TopologyAttach { target, ice, .. },
                     ..
                 }) = self.tx.remove(tx)
                 {
+                    if let Some(id) = ice {
+                        self.ice_drop(id);
+                    }
                     let _ = self.topo.handle(
                         now,
                         TopologyInput::AttachAnswered {
@@ -669,6 +673,23 @@ impl Node {
             .links
             .values()
             .any(|s| s.peer.is_none() && s.expected_peer == Some(requester));
+        if ice {
+            // §6.5.1.3: full ICE; the link follows the selected pair (`ice`).
+            if self.by_peer.contains_key(&requester) || connecting {
+                if req.send_update {
+                    let _ = self
+                        .topo
+                        .handle(now, TopologyInput::UpdateRequested { from: requester });
+                }
+                // Already linked: our credentials and candidates, but no session (the
+                // requester, linked too, starts none either).
+                return Ok(MessageBody::AttachAns(self.ice_linked_answer()));
+            }
+            let body = self
+                .ice_answer(now, requester, &req)
+                .map_err(|(code, why)| ErrorResponse::new(code, why))?;
+            return Ok(MessageBody::AttachAns(body));
+        }
         if !self.by_peer.contains_key(&requester) && !connecting {
             let on_loopback = self.s.listen.iter().any(|(_, a)| a.ip().is_loopback());
             let target = req.candidates.iter().find_map(|c| {

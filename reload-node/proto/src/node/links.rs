@@ -55,6 +55,9 @@ pub(super) struct LinkSlot {
     error_tokens: (f64, Instant),
     /// The overlay in force when the link was made (its peer check used that trust).
     overlay: Arc<Overlay>,
+    /// The ICE session under the link (ICE overlays), and its selected pair.
+    pub(super) ice: Option<u64>,
+    pub(super) ice_info: Option<super::IceInfo>,
 }
 
 impl LinkSlot {
@@ -84,6 +87,8 @@ impl LinkSlot {
             last_activity: None,
             error_tokens: (ERROR_BURST, now),
             overlay,
+            ice: None,
+            ice_info: None,
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct LinkInfo {
     pub established: bool,
     /// Protocol version and cipher suite, once known.
     pub security: Option<String>,
+    /// The ICE pair the link runs over (ICE overlays): candidate types and addresses.
+    pub ice: Option<super::IceInfo>,
 }
 
 impl Node {
@@ -110,11 +117,15 @@ impl Node {
             .map(|(id, s)| LinkInfo {
                 link: *id,
                 peer: s.peer,
-                link_type: s.session.link_type(),
+                link_type: match s.ice_info {
+                    Some(_) => OverlayLinkType::DTLS_UDP_SR,
+                    None => s.session.link_type(),
+                },
                 remote: s.remote,
                 inbound: s.inbound,
                 established: s.session.is_established(),
                 security: s.session.describe(),
+                ice: s.ice_info.clone(),
             })
             .collect();
         v.sort_by_key(|l| l.link);
@@ -241,6 +252,7 @@ impl Node {
         self.awaiting_connect.remove(&peer);
         self.events.push_back(Event::LinkUp { link, peer });
         self.reflexive_link_up(now, link);
+        self.ice_link_up(link, peer);
         let _ = self.topo.handle(now, TopologyInput::LinkUp { peer });
         if send_update {
             let _ = self
@@ -326,6 +338,7 @@ impl Node {
         };
         self.endpoint.remove(link, slot.transport);
         self.reflexive_link_down(link, slot.peer);
+        self.ice_link_down(slot.ice);
         if let Some(peer) = slot.peer
             && self.by_peer.get(&peer) == Some(&link)
         {
@@ -435,7 +448,7 @@ impl Node {
     /// Established DTLS links, with the time their keepalive is due.
     fn keepalives(&self) -> impl Iterator<Item = (NodeId, Instant)> + '_ {
         self.links.values().filter_map(|s| {
-            let dtls = s.session.link_type() == OverlayLinkType::DTLS_UDP_SR_NO_ICE;
+            let dtls = matches!(s.transport, Transport::Datagram { .. });
             match (dtls && s.session.is_established(), s.peer, s.last_activity) {
                 (true, Some(p), Some(t)) => Some((p, t + self.s.dtls_keepalive)),
                 _ => None,

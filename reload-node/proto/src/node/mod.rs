@@ -28,6 +28,7 @@
 mod config_update;
 mod endpoint;
 pub mod fragment;
+mod ice;
 mod inbound;
 mod links;
 mod outbound;
@@ -54,6 +55,7 @@ use crate::topology::{StartMode, Topology};
 
 pub use crate::overlay::MAX_TRANSMISSIONS;
 pub use endpoint::{Admission, Refusal, StreamEvent, StreamId, Transport};
+pub use ice::IceInfo;
 pub use inbound::{InboundId, InboundRequest};
 pub use links::LinkInfo;
 pub use reflexive::{REPROBE, ReflexiveAddress};
@@ -272,6 +274,8 @@ pub struct NodeStats {
     pub dropped_datagrams: u64,
     /// STUN Binding requests answered (peers are STUN servers, RFC 6940 §6.5.1.4).
     pub stun_answered: u64,
+    /// ICE sessions that ended without a working pair, or lost it (§6.5.1.10).
+    pub ice_failed: u64,
     /// Requests for the application answered by the core: nobody serves the method, or
     /// the application did not answer in time.
     pub unserved_requests: u64,
@@ -329,6 +333,8 @@ pub struct Node {
     replication: storage::Replication,
     /// Server-reflexive addresses learned from peers (§6.5.1.4).
     reflexive: reflexive::Reflexive,
+    /// The ICE sessions of our Attaches (ICE overlays, §6.5.1.3).
+    ice: ice::Ice,
     /// The storage_time of the last value we signed (§7: each later than the last).
     last_storage_time: u64,
 }
@@ -372,6 +378,7 @@ impl Node {
             storage,
             replication: storage::Replication::default(),
             reflexive: reflexive::Reflexive::default(),
+            ice: ice::Ice::default(),
             last_storage_time: 0,
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
@@ -560,6 +567,7 @@ impl Node {
             self.replication.next_sweep,
             self.replication.cert_retry,
             self.reflexive.next_deadline(),
+            self.ice.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -590,6 +598,9 @@ impl Node {
         self.drain_topology(now);
         self.storage_timers(now);
         self.reflexive_timers(now);
+        self.ice_timers(now);
+        self.stats.ice_failed = self.ice.failed;
+        self.drain_topology(now);
     }
 
     /// Methods the application serves: requests with these codes reach it as

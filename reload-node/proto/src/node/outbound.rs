@@ -293,13 +293,19 @@ impl Node {
                 transaction_id: txid,
                 result,
             }),
-            (Purpose::TopologyAttach { target, .. }, Ok((peer, _))) => {
+            (Purpose::TopologyAttach { target, ice, .. }, Ok((peer, body))) => {
                 if !self.by_peer.contains_key(&peer) {
                     self.awaiting_connect.insert(peer, now);
                 }
                 let _ = self
                     .topo
                     .handle(now, TopologyInput::AttachAnswered { target, peer });
+                if let Some(id) = ice {
+                    match &body {
+                        MessageBody::AttachAns(ans) => self.ice_answered(now, id, peer, ans),
+                        _ => self.ice_drop(id),
+                    }
+                }
             }
             (purpose, Err(e)) => self.request_failed(now, txid, purpose, e),
             (Purpose::TopologyJoin, Ok((from, MessageBody::JoinAns(a)))) => {
@@ -344,6 +350,9 @@ impl Node {
             RequestError::Error(_, r) => Some(r.error_code),
             _ => None,
         };
+        if let Purpose::TopologyAttach { ice: Some(id), .. } = &purpose {
+            self.ice_drop(*id);
+        }
         if purpose.is_storage() {
             return self.storage_answer(now, txid, purpose, Err(e), &[]);
         }
@@ -401,18 +410,40 @@ impl Node {
             } => {
                 let mut dest: Vec<Destination> = via.into_iter().map(Destination::Node).collect();
                 dest.push(target.clone());
-                let body = MessageBody::AttachReq(AttachReqAns {
-                    ufrag: Bytes::new(),
-                    password: Bytes::new(),
-                    role: Bytes::from_static(ROLE_PASSIVE),
-                    candidates: self.candidates(),
-                    send_update,
-                });
+                let (ice, body) = if self.ice_mode() {
+                    match self.ice_offer(now, send_update) {
+                        Some((id, body)) => (Some(id), body),
+                        None => {
+                            let failed = TopologyInput::AttachFailed {
+                                target,
+                                error: None,
+                            };
+                            let _ = self.topo.handle(now, failed);
+                            return;
+                        }
+                    }
+                } else {
+                    let body = AttachReqAns {
+                        ufrag: Bytes::new(),
+                        password: Bytes::new(),
+                        role: Bytes::from_static(ROLE_PASSIVE),
+                        candidates: self.candidates(),
+                        send_update,
+                    };
+                    (None, body)
+                };
                 let purpose = Purpose::TopologyAttach {
                     target: target.clone(),
                     send_update,
+                    ice,
                 };
-                if self.request(now, dest, body, purpose).is_err() {
+                if self
+                    .request(now, dest, MessageBody::AttachReq(body), purpose)
+                    .is_err()
+                {
+                    if let Some(id) = ice {
+                        self.ice_drop(id);
+                    }
                     let failed = TopologyInput::AttachFailed {
                         target,
                         error: None,

@@ -17,6 +17,8 @@ pub enum Purpose {
     TopologyAttach {
         target: Destination,
         send_update: bool,
+        /// Our ICE session for it (ICE overlays, `node::ice`).
+        ice: Option<u64>,
     },
     /// The topology plug-in's Join to this admitting peer.
     TopologyJoin,

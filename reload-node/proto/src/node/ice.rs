@@ -1,0 +1,571 @@
+//! Full ICE for Attach (RFC 6940 §6.5.1.3–§6.5.1.10) in an ICE overlay, one
+//! [`IceSession`] per Attach.
+//!
+//! - **Sending an Attach** (we are controlling, §6.5.1.9, and the DTLS server,
+//!   §6.5.1.13): a session with fresh credentials and our candidates — host candidates of
+//!   our DTLS-UDP-SR sockets, server-reflexive ones learnt from our peers (§6.5.1.4,
+//!   `reflexive`) — whose ufrag, password and candidates go in the AttachReq; checks start
+//!   when the answer brings the other side's.
+//! - **Receiving one** (controlled, DTLS client): a session started at once with the
+//!   requester's credentials and candidates; ours go in the answer.
+//! - **Checks**: STUN datagrams on the overlay UDP sockets reach the session whose local
+//!   ufrag the check names (USERNAME `ours:theirs`), or — answers — the session that sent
+//!   the request with that transaction ID.
+//! - **Selected pair**: the controlled side opens its DTLS client link from the pair's
+//!   local base to its remote address; the controlling side takes the ClientHello that
+//!   arrives there like any other (cookie exchange, admission) and binds the link to the
+//!   Node-ID it Attached to. Keepalives go on while the link lives (§6.5.1.10.3); DTLS
+//!   records on the pair count as traffic too.
+//! - **Failure**: when every pair has failed or the checks time out, the Attach ends with
+//!   a log line listing the pairs tried and the topology plug-in hears the link is not
+//!   coming ([`TopologyInput::LinkDown`]); no transaction waits for it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reload_nat::ice::{
+    Candidate, CandidateKind, IceEvent, IceSession, IceState, LocalAddress, SelectedPair,
+    local_candidates,
+};
+use reload_nat::stun;
+use reload_wire::NodeId;
+use reload_wire::link::{AttachReqAns, IceCandidate, OverlayLinkType};
+
+use super::endpoint::Transport;
+use super::{LinkId, Node, Transmit};
+use crate::topology::TopologyInput;
+
+/// A session whose pair was selected but whose link never came up is dropped after this.
+const LINK_WAIT: Duration = Duration::from_secs(30);
+
+/// Transaction IDs of our checks remembered at most (answers beyond are dropped; checks
+/// are retransmitted).
+const MAX_TXIDS: usize = 16_384;
+
+/// How long a check's transaction ID routes answers to its session.
+const TXID_LIFETIME: Duration = Duration::from_secs(40);
+
+/// One Attach's ICE.
+#[derive(Debug)]
+pub(super) struct Attempt {
+    session: IceSession,
+    /// The other node: the Attach's target once it answered, or its requester.
+    pub(super) peer: Option<NodeId>,
+    started: Instant,
+    /// The link running over the selected pair.
+    link: Option<LinkId>,
+    /// The requester asked for an Update once linked (§6.4.2.3).
+    send_update: bool,
+}
+
+/// What a link's status shows of its ICE (`reload-node status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IceInfo {
+    pub local: Candidate,
+    pub remote: Candidate,
+    pub controlling: bool,
+}
+
+impl IceInfo {
+    fn of(pair: &SelectedPair, controlling: bool) -> Self {
+        IceInfo {
+            local: pair.local.clone(),
+            remote: pair.remote.clone(),
+            controlling,
+        }
+    }
+}
+
+/// The node's ICE sessions and the routing of STUN to them.
+#[derive(Debug, Default)]
+pub(super) struct Ice {
+    attempts: HashMap<u64, Attempt>,
+    by_ufrag: HashMap<String, u64>,
+    txids: HashMap<[u8; stun::TRANSACTION_ID_LEN], (u64, Instant)>,
+    next: u64,
+    /// Sessions that failed, in all (for stats).
+    pub(super) failed: u64,
+}
+
+impl Ice {
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.attempts
+            .values()
+            .filter_map(|a| {
+                let wait = (a.link.is_none() && a.session.state() == IceState::Connected)
+                    .then_some(a.started + CHECKS_AND_LINK);
+                [a.session.poll_timeout(), wait].into_iter().flatten().min()
+            })
+            .min()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.attempts.len()
+    }
+}
+
+/// How long from the start of checks until a link must be up.
+const CHECKS_AND_LINK: Duration =
+    Duration::from_secs(reload_nat::ice::CHECK_DEADLINE.as_secs() + LINK_WAIT.as_secs());
+
+impl Node {
+    /// Whether this node's overlay uses ICE: it listens with DTLS-UDP-SR (§6.5.1.5: an
+    /// overlay is all ICE or all No-ICE).
+    pub(super) fn ice_mode(&self) -> bool {
+        self.s
+            .listen
+            .iter()
+            .any(|(t, _)| *t == OverlayLinkType::DTLS_UDP_SR)
+    }
+
+    /// Our candidates now: a host candidate per DTLS-UDP-SR socket, then the
+    /// server-reflexive addresses our peers see those sockets at (§6.5.1.4), the most
+    /// witnessed first.
+    fn ice_local_candidates(&self) -> Vec<Candidate> {
+        let mut addrs: Vec<LocalAddress> = self
+            .s
+            .listen
+            .iter()
+            .filter(|(t, a)| *t == OverlayLinkType::DTLS_UDP_SR && !a.ip().is_unspecified())
+            .map(|(_, a)| LocalAddress {
+                addr: *a,
+                kind: CandidateKind::Host,
+                base: *a,
+            })
+            .collect();
+        for r in self.reflexive_addresses() {
+            if r.mapped != r.local && addrs.iter().any(|a| a.base == r.local) {
+                addrs.push(LocalAddress {
+                    addr: r.mapped,
+                    kind: CandidateKind::ServerReflexive,
+                    base: r.local,
+                });
+            }
+        }
+        local_candidates(&addrs)
+    }
+
+    /// Fresh ICE credentials (RFC 5245 §15.4: ufrag ≥ 24 bits, password ≥ 128 bits of
+    /// randomness) from the node's CSPRNG.
+    fn ice_credentials(&mut self) -> (String, String) {
+        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut text = |n: usize| -> String {
+            (0..n)
+                .map(|_| CHARS[(self.rng.next_u64() % 64) as usize] as char)
+                .collect()
+        };
+        (text(8), text(24))
+    }
+
+    /// A new session; `None` (logged) when it cannot be made.
+    fn new_attempt(&mut self, now: Instant, controlling: bool) -> Option<u64> {
+        let (ufrag, pwd) = loop {
+            let c = self.ice_credentials();
+            if !self.ice.by_ufrag.contains_key(&c.0) {
+                break c;
+            }
+        };
+        let cands = self.ice_local_candidates();
+        if cands.is_empty() {
+            tracing::warn!("no ICE candidate: no DTLS-UDP-SR socket with a specific address");
+            return None;
+        }
+        let session = match IceSession::new(now, controlling, &ufrag, &pwd, &cands) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot start ICE: {e}");
+                return None;
+            }
+        };
+        self.ice.next += 1;
+        let id = self.ice.next;
+        self.ice.by_ufrag.insert(ufrag, id);
+        self.ice.attempts.insert(
+            id,
+            Attempt {
+                session,
+                peer: None,
+                started: now,
+                link: None,
+                send_update: false,
+            },
+        );
+        Some(id)
+    }
+
+    /// The Attach body of session `id`: its credentials and candidates.
+    fn ice_body(&self, id: u64, role: &'static [u8], send_update: bool) -> AttachReqAns {
+        let a = &self.ice.attempts[&id];
+        AttachReqAns {
+            ufrag: Bytes::from(a.session.ufrag().to_string()),
+            password: Bytes::from(a.session.pwd().to_string()),
+            role: Bytes::from_static(role),
+            candidates: a
+                .session
+                .local_candidates()
+                .iter()
+                .map(|c| c.to_wire(OverlayLinkType::DTLS_UDP_SR))
+                .collect(),
+            send_update,
+        }
+    }
+
+    /// The answer to an Attach from a peer we are linked to already: credentials and
+    /// candidates as always, but no session behind them (the requester starts none).
+    pub(super) fn ice_linked_answer(&mut self) -> AttachReqAns {
+        let (ufrag, pwd) = self.ice_credentials();
+        AttachReqAns {
+            ufrag: Bytes::from(ufrag),
+            password: Bytes::from(pwd),
+            role: Bytes::from_static(reload_wire::link::ROLE_ACTIVE),
+            candidates: self
+                .ice_local_candidates()
+                .iter()
+                .map(|c| c.to_wire(OverlayLinkType::DTLS_UDP_SR))
+                .collect(),
+            send_update: false,
+        }
+    }
+
+    /// An AttachReq we send in an ICE overlay: a new controlling session and its body.
+    pub(super) fn ice_offer(
+        &mut self,
+        now: Instant,
+        send_update: bool,
+    ) -> Option<(u64, AttachReqAns)> {
+        let id = self.new_attempt(now, true)?;
+        let body = self.ice_body(id, reload_wire::link::ROLE_PASSIVE, send_update);
+        Some((id, body))
+    }
+
+    /// Our Attach `id` was answered by `peer` with `ans`: checks start, or — already
+    /// linked to it — the session is not needed.
+    pub(super) fn ice_answered(&mut self, now: Instant, id: u64, peer: NodeId, ans: &AttachReqAns) {
+        if self.by_peer.contains_key(&peer) {
+            self.ice_drop(id);
+            return;
+        }
+        let remote = match ice_candidates(&ans.candidates) {
+            Ok(r) => r,
+            Err(why) => return self.ice_failed(now, id, Some(peer), why),
+        };
+        let (ufrag, pwd) = (text(&ans.ufrag), text(&ans.password));
+        let Some(a) = self.ice.attempts.get_mut(&id) else {
+            return;
+        };
+        a.peer = Some(peer);
+        a.started = now;
+        if let Err(e) = a.session.start(now, &ufrag, &pwd, &remote) {
+            return self.ice_failed(now, id, Some(peer), e.to_string());
+        }
+        self.ice_pump(now, id);
+    }
+
+    /// Our Attach `id` failed before an answer: its session goes.
+    pub(super) fn ice_drop(&mut self, id: u64) {
+        if let Some(mut a) = self.ice.attempts.remove(&id) {
+            a.session.close();
+            self.ice.by_ufrag.retain(|_, v| *v != id);
+            self.ice.txids.retain(|_, (v, _)| *v != id);
+        }
+    }
+
+    /// An AttachReq from `requester` in an ICE overlay (collisions already settled): a
+    /// controlled session started with its candidates; the answer body, or the error.
+    pub(super) fn ice_answer(
+        &mut self,
+        now: Instant,
+        requester: NodeId,
+        req: &AttachReqAns,
+    ) -> Result<AttachReqAns, (reload_wire::message::ErrorCode, String)> {
+        use reload_wire::message::ErrorCode;
+        let remote =
+            ice_candidates(&req.candidates).map_err(|why| (ErrorCode::INVALID_MESSAGE, why))?;
+        let (ufrag, pwd) = (text(&req.ufrag), text(&req.password));
+        if ufrag.is_empty() || pwd.is_empty() {
+            return Err((
+                ErrorCode::INVALID_MESSAGE,
+                "an ICE Attach needs ufrag and password".into(),
+            ));
+        }
+        if self.ice.len() >= self.s.admission.max_handshakes {
+            return Err((
+                ErrorCode::FORBIDDEN,
+                "too many ICE sessions in progress: try again later".into(),
+            ));
+        }
+        let id = self.new_attempt(now, false).ok_or((
+            ErrorCode::INCOMPATIBLE_WITH_OVERLAY,
+            "no ICE candidates".to_string(),
+        ))?;
+        let body = self.ice_body(id, reload_wire::link::ROLE_ACTIVE, false);
+        let a = self.ice.attempts.get_mut(&id).expect("just made");
+        a.peer = Some(requester);
+        a.send_update = req.send_update;
+        if let Err(e) = a.session.start(now, &ufrag, &pwd, &remote) {
+            self.ice_drop(id);
+            return Err((ErrorCode::INVALID_MESSAGE, e.to_string()));
+        }
+        self.ice_pump(now, id);
+        Ok(body)
+    }
+
+    /// A STUN datagram that is not a plain Binding request: a check for one of our
+    /// sessions, or an answer to one. Whether a session took it.
+    pub(super) fn ice_stun(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        check_ufrag: Option<&str>,
+    ) -> bool {
+        let id = match check_ufrag {
+            Some(u) => self.ice.by_ufrag.get(u).copied(),
+            None => stun::transaction_id(data)
+                .and_then(|t| self.ice.txids.remove(&t))
+                .map(|(id, _)| id),
+        };
+        let Some(id) = id else {
+            return false;
+        };
+        let Some(a) = self.ice.attempts.get_mut(&id) else {
+            return false;
+        };
+        a.session.handle_stun(now, local, remote, data);
+        self.ice_pump(now, id);
+        true
+    }
+
+    /// DTLS arrived on `link`: the ICE pair under it is alive.
+    pub(super) fn ice_traffic(&mut self, now: Instant, link: LinkId) {
+        let Some(slot) = self.links.get(&link) else {
+            return;
+        };
+        let (Some(id), Transport::Datagram { local, remote }) = (slot.ice, slot.transport) else {
+            return;
+        };
+        if let Some(a) = self.ice.attempts.get_mut(&id) {
+            a.session.saw_traffic(now, local, remote);
+        }
+    }
+
+    pub(super) fn ice_timers(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .ice
+            .attempts
+            .iter_mut()
+            .filter(|(_, a)| {
+                a.link.is_none()
+                    && a.session.state() == IceState::Connected
+                    && now >= a.started + CHECKS_AND_LINK
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let peer = self.ice.attempts.get(&id).and_then(|a| a.peer);
+            self.ice_failed(
+                now,
+                id,
+                peer,
+                "the pair was selected but no DTLS link came up".into(),
+            );
+        }
+        let mut ids: Vec<u64> = self
+            .ice
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.session.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(a) = self.ice.attempts.get_mut(&id) {
+                a.session.handle_timeout(now);
+            }
+            self.ice_pump(now, id);
+        }
+        self.ice
+            .txids
+            .retain(|_, (_, t)| now.saturating_duration_since(*t) < TXID_LIFETIME);
+    }
+
+    /// Sends what session `id` has to send and acts on what it reports.
+    fn ice_pump(&mut self, now: Instant, id: u64) {
+        let Some(a) = self.ice.attempts.get_mut(&id) else {
+            return;
+        };
+        while let Some((local, remote, data)) = a.session.poll_transmit() {
+            if let Some(t) = stun::request_transaction_id(&data)
+                && self.ice.txids.len() < MAX_TXIDS
+            {
+                self.ice.txids.insert(t, (id, now));
+            }
+            self.transmits.push_back(Transmit {
+                transport: Transport::Datagram { local, remote },
+                data,
+            });
+        }
+        let mut events = Vec::new();
+        while let Some(e) = a.session.poll_event() {
+            events.push(e);
+        }
+        for e in events {
+            match e {
+                IceEvent::Connected(pair) => self.ice_connected(now, id, *pair),
+                IceEvent::Failed => {
+                    let peer = self.ice.attempts.get(&id).and_then(|a| a.peer);
+                    self.ice_failed(now, id, peer, "no candidate pair works".into());
+                }
+            }
+        }
+    }
+
+    fn ice_connected(&mut self, now: Instant, id: u64, pair: SelectedPair) {
+        let Some(a) = self.ice.attempts.get(&id) else {
+            return;
+        };
+        let (peer, controlling, send_update) = (a.peer, a.session.is_controlling(), a.send_update);
+        tracing::info!(peer = ?peer, "ICE selected {pair} (RFC 6940 §6.5.1.10)");
+        if controlling {
+            // The DTLS client is the other side (§6.5.1.13): its ClientHello comes to the
+            // pair's local address; a link already up for the peer takes the ICE info.
+            if let Some(p) = peer
+                && let Some(&link) = self.by_peer.get(&p)
+            {
+                self.ice_bind(id, link);
+            }
+            return;
+        }
+        let Some(peer) = peer else {
+            return;
+        };
+        if self.by_peer.contains_key(&peer) {
+            // Linked meanwhile (the other direction won): nothing to open.
+            return self.ice_drop(id);
+        }
+        let link = self.open_link_from(
+            now,
+            pair.base,
+            pair.remote.addr,
+            OverlayLinkType::DTLS_UDP_SR,
+            Some(peer),
+        );
+        match link {
+            Some(link) => {
+                if let Some(slot) = self.links.get_mut(&link) {
+                    slot.send_update = send_update;
+                }
+                self.ice_bind(id, link);
+            }
+            None => self.ice_failed(now, id, Some(peer), "the DTLS link could not start".into()),
+        }
+    }
+
+    /// `link` runs over session `id`'s selected pair.
+    fn ice_bind(&mut self, id: u64, link: LinkId) {
+        let Some(a) = self.ice.attempts.get_mut(&id) else {
+            return;
+        };
+        a.link = Some(link);
+        let info = a
+            .session
+            .selected()
+            .map(|p| IceInfo::of(p, a.session.is_controlling()));
+        if let Some(slot) = self.links.get_mut(&link) {
+            slot.ice = Some(id);
+            slot.ice_info = info;
+        }
+    }
+
+    /// A link came up with `peer`: if a controlling session of ours reached it, the link
+    /// runs over that session's pair.
+    pub(super) fn ice_link_up(&mut self, link: LinkId, peer: NodeId) {
+        if self.links.get(&link).is_some_and(|s| s.ice.is_some()) {
+            return;
+        }
+        let Some(Transport::Datagram { local, remote }) =
+            self.links.get(&link).map(|s| s.transport)
+        else {
+            return;
+        };
+        let found = self
+            .ice
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.peer == Some(peer) && a.link.is_none())
+            .filter(|(_, a)| {
+                a.session
+                    .selected()
+                    .is_none_or(|p| p.base == local && p.remote.addr == remote)
+            })
+            .map(|(id, _)| *id)
+            .min();
+        if let Some(id) = found {
+            self.ice_bind(id, link);
+        }
+    }
+
+    /// `link` went down: the session under it ends.
+    pub(super) fn ice_link_down(&mut self, ice: Option<u64>) {
+        if let Some(id) = ice {
+            self.ice_drop(id);
+        }
+    }
+
+    /// Session `id` failed: logged with the pairs tried; a link over it closes; the
+    /// topology hears that no link to the peer is coming.
+    fn ice_failed(&mut self, now: Instant, id: u64, peer: Option<NodeId>, why: String) {
+        let Some(a) = self.ice.attempts.get(&id) else {
+            return;
+        };
+        let pairs: Vec<String> = a.session.pairs(now).iter().map(|p| p.to_string()).collect();
+        let link = a.link;
+        let took = now.saturating_duration_since(a.started);
+        self.ice.failed += 1;
+        let who = peer.map_or("?".to_string(), |p| p.to_string());
+        let tried = if pairs.is_empty() {
+            "no candidate pair (no address family in common?)".to_string()
+        } else {
+            pairs.join("; ")
+        };
+        match link {
+            Some(link) => {
+                tracing::warn!("ICE with {who} lost after {took:?}: {why}; pairs: {tried}");
+                self.ice_drop(id);
+                self.close_link(now, link, "ICE consent lost (RFC 6940 §6.5.1.10.3)");
+            }
+            None => {
+                tracing::warn!("ICE with {who} failed after {took:?}: {why}; pairs tried: {tried}");
+                self.ice_drop(id);
+                if let Some(peer) = peer {
+                    self.awaiting_connect.remove(&peer);
+                    if !self.by_peer.contains_key(&peer) {
+                        let _ = self.topo.handle(now, TopologyInput::LinkDown { peer });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The candidates of an ICE Attach: at least one usable, none No-ICE (§6.5.1.5).
+fn ice_candidates(cands: &[IceCandidate]) -> Result<Vec<Candidate>, String> {
+    if cands
+        .iter()
+        .any(|c| c.overlay_link != OverlayLinkType::DTLS_UDP_SR)
+    {
+        return Err("No-ICE or unknown link candidates in an ICE overlay (§6.5.1.5)".into());
+    }
+    let usable: Vec<Candidate> = cands.iter().filter_map(Candidate::from_wire).collect();
+    if usable.is_empty() {
+        return Err("no usable ICE candidate".into());
+    }
+    Ok(usable)
+}
