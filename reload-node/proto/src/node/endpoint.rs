@@ -498,7 +498,7 @@ impl Node {
                     && a.is_ipv4() == addr.is_ipv4()
             })
             .map(|(_, a)| *a);
-        self.open_link_inner(now, local, addr, protocol, kind, expected_peer, fail)
+        self.open_link_inner(now, local, addr, kind, expected_peer, fail)
     }
 
     /// Opens a DTLS client link from our socket at `local` to `addr` (an ICE pair's base
@@ -508,7 +508,6 @@ impl Node {
         now: Instant,
         local: SocketAddr,
         addr: SocketAddr,
-        protocol: OverlayLinkType,
         expected_peer: Option<NodeId>,
     ) -> Option<LinkId> {
         let fail = |_: &mut Node, why: String| {
@@ -519,25 +518,21 @@ impl Node {
             now,
             Some(local),
             addr,
-            protocol,
             TransportKind::Datagram,
             expected_peer,
             fail,
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn open_link_inner(
         &mut self,
         now: Instant,
         local: Option<SocketAddr>,
         addr: SocketAddr,
-        protocol: OverlayLinkType,
         kind: TransportKind,
         expected_peer: Option<NodeId>,
         fail: impl Fn(&mut Node, String) -> Option<LinkId>,
     ) -> Option<LinkId> {
-        let _ = protocol;
         let transport = match kind {
             TransportKind::Stream => Transport::Stream(StreamId(self.next_id())),
             TransportKind::Datagram => {

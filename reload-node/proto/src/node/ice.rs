@@ -446,13 +446,7 @@ impl Node {
             // Linked meanwhile (the other direction won): nothing to open.
             return self.ice_drop(id);
         }
-        let link = self.open_link_from(
-            now,
-            pair.base,
-            pair.remote.addr,
-            OverlayLinkType::DTLS_UDP_SR,
-            Some(peer),
-        );
+        let link = self.open_link_from(now, pair.base, pair.remote.addr, Some(peer));
         match link {
             Some(link) => {
                 if let Some(slot) = self.links.get_mut(&link) {
@@ -555,7 +549,14 @@ fn text(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The candidates of an ICE Attach: at least one usable, none No-ICE (§6.5.1.5).
+/// Remote candidates used at most per Attach, the highest priorities first: each one
+/// makes us send checks to its address, so an Attach must not turn us into a STUN
+/// cannon aimed at third parties (RFC 5245 §18.5.2). A host with a few interfaces, a
+/// reflexive and a relayed address stays well below.
+const MAX_REMOTE_CANDIDATES: usize = 8;
+
+/// The candidates of an ICE Attach: at least one usable, none No-ICE (§6.5.1.5), at
+/// most [`MAX_REMOTE_CANDIDATES`].
 fn ice_candidates(cands: &[IceCandidate]) -> Result<Vec<Candidate>, String> {
     if cands
         .iter()
@@ -563,9 +564,55 @@ fn ice_candidates(cands: &[IceCandidate]) -> Result<Vec<Candidate>, String> {
     {
         return Err("No-ICE or unknown link candidates in an ICE overlay (§6.5.1.5)".into());
     }
-    let usable: Vec<Candidate> = cands.iter().filter_map(Candidate::from_wire).collect();
+    let mut usable: Vec<Candidate> = cands.iter().filter_map(Candidate::from_wire).collect();
     if usable.is_empty() {
         return Err("no usable ICE candidate".into());
     }
+    usable.sort_by_key(|c| std::cmp::Reverse(c.priority));
+    usable.dedup_by_key(|c| c.addr);
+    usable.truncate(MAX_REMOTE_CANDIDATES);
     Ok(usable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reload_nat::ice::{CandidateKind, LocalAddress};
+
+    fn wire(n: usize) -> Vec<IceCandidate> {
+        let addrs: Vec<LocalAddress> = (0..n)
+            .map(|i| {
+                let a = SocketAddr::from(([192, 0, 2, (i % 250) as u8], 1000 + i as u16));
+                LocalAddress {
+                    addr: a,
+                    kind: CandidateKind::Host,
+                    base: a,
+                }
+            })
+            .collect();
+        local_candidates(&addrs)
+            .iter()
+            .map(|c| c.to_wire(OverlayLinkType::DTLS_UDP_SR))
+            .collect()
+    }
+
+    #[test]
+    fn an_attach_cannot_aim_many_checks_at_others() {
+        let got = ice_candidates(&wire(300)).unwrap();
+        assert_eq!(got.len(), MAX_REMOTE_CANDIDATES);
+        // The highest priorities are kept.
+        assert!(got.windows(2).all(|w| w[0].priority >= w[1].priority));
+        assert_eq!(got[0].addr, SocketAddr::from(([192, 0, 2, 0], 1000)));
+    }
+
+    #[test]
+    fn no_ice_candidates_or_none_usable_are_refused() {
+        let mut w = wire(1);
+        w[0].overlay_link = OverlayLinkType::DTLS_UDP_SR_NO_ICE;
+        assert!(ice_candidates(&w).is_err());
+        let mut w = wire(1);
+        w[0].priority = 0;
+        assert!(ice_candidates(&w).is_err());
+        assert!(ice_candidates(&[]).is_err());
+    }
 }
