@@ -338,7 +338,10 @@ impl Node {
                 }
                 // The answer to one of our probes (§6.5.1.4, `reflexive`).
                 Some(reload_nat::stun::Binding::Response { transaction_id })
-                    if self.reflexive_response(local, remote, &data, transaction_id) => {}
+                    if self.reflexive_response(local, remote, &data, transaction_id) =>
+                {
+                    self.ice_release_deferred(now);
+                }
                 // An ICE check naming one of our sessions' ufrag, or an answer to one of
                 // their checks (`ice`).
                 Some(reload_nat::stun::Binding::Check { local_ufrag })

@@ -30,8 +30,8 @@ use reload_nat::ice::{
     local_candidates,
 };
 use reload_nat::stun;
-use reload_wire::NodeId;
 use reload_wire::link::{AttachReqAns, IceCandidate, OverlayLinkType};
+use reload_wire::{Destination, NodeId};
 
 use super::endpoint::Transport;
 use super::{LinkId, Node, Transmit};
@@ -87,10 +87,21 @@ pub(super) struct Ice {
     next: u64,
     /// Sessions that failed, in all (for stats).
     pub(super) failed: u64,
+    /// Attaches waiting for our server-reflexive address (see [`REFLEXIVE_WAIT`]), with
+    /// when they go anyway.
+    deferred: Vec<(Instant, Destination, Option<NodeId>, bool)>,
 }
+
+/// How long an Attach waits for the answer to a STUN probe in flight (§6.5.1.4): without
+/// our server-reflexive candidate, a peer behind a restricted NAT cannot be reached.
+const REFLEXIVE_WAIT: Duration = Duration::from_secs(1);
+
+/// Attaches waiting at most (more are sent at once).
+const MAX_DEFERRED: usize = 64;
 
 impl Ice {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let deferred = self.deferred.iter().map(|d| d.0).min();
         self.attempts
             .values()
             .filter_map(|a| {
@@ -98,6 +109,7 @@ impl Ice {
                     .then_some(a.started + CHECKS_AND_LINK);
                 [a.session.poll_timeout(), wait].into_iter().flatten().min()
             })
+            .chain(deferred)
             .min()
     }
 
@@ -229,6 +241,43 @@ impl Node {
         }
     }
 
+    /// The topology asks for an Attach while a STUN probe is in flight: it waits (up to
+    /// [`REFLEXIVE_WAIT`] from the probe) so that our server-reflexive candidate is in it.
+    /// Whether it was deferred.
+    pub(super) fn ice_defer_attach(
+        &mut self,
+        now: Instant,
+        target: &Destination,
+        via: Option<NodeId>,
+        send_update: bool,
+    ) -> bool {
+        let Some(since) = self.reflexive_awaited_since(now, REFLEXIVE_WAIT) else {
+            return false;
+        };
+        if self.ice.deferred.len() >= MAX_DEFERRED {
+            return false;
+        }
+        self.ice
+            .deferred
+            .push((since + REFLEXIVE_WAIT, target.clone(), via, send_update));
+        true
+    }
+
+    /// Sends the deferred Attaches once no probe is awaited any more, or their time is up.
+    pub(super) fn ice_release_deferred(&mut self, now: Instant) {
+        if self.ice.deferred.is_empty() {
+            return;
+        }
+        let waiting = self.reflexive_awaited_since(now, REFLEXIVE_WAIT).is_some();
+        let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ice.deferred)
+            .into_iter()
+            .partition(|d| !waiting || d.0 <= now);
+        self.ice.deferred = stay;
+        for (_, target, via, send_update) in go {
+            self.send_topology_attach(now, target, via, send_update);
+        }
+    }
+
     /// An AttachReq we send in an ICE overlay: a new controlling session and its body.
     pub(super) fn ice_offer(
         &mut self,
@@ -353,6 +402,7 @@ impl Node {
     }
 
     pub(super) fn ice_timers(&mut self, now: Instant) {
+        self.ice_release_deferred(now);
         let due: Vec<u64> = self
             .ice
             .attempts

@@ -408,49 +408,13 @@ impl Node {
                 via,
                 send_update,
             } => {
-                let mut dest: Vec<Destination> = via.into_iter().map(Destination::Node).collect();
-                dest.push(target.clone());
-                let (ice, body) = if self.ice_mode() {
-                    match self.ice_offer(now, send_update) {
-                        Some((id, body)) => (Some(id), body),
-                        None => {
-                            let failed = TopologyInput::AttachFailed {
-                                target,
-                                error: None,
-                            };
-                            let _ = self.topo.handle(now, failed);
-                            return;
-                        }
-                    }
-                } else {
-                    let body = AttachReqAns {
-                        ufrag: Bytes::new(),
-                        password: Bytes::new(),
-                        role: Bytes::from_static(ROLE_PASSIVE),
-                        candidates: self.candidates(),
-                        send_update,
-                    };
-                    (None, body)
-                };
-                let purpose = Purpose::TopologyAttach {
-                    target: target.clone(),
-                    send_update,
-                    ice,
-                };
-                if self
-                    .request(now, dest, MessageBody::AttachReq(body), purpose)
-                    .is_err()
-                {
-                    if let Some(id) = ice {
-                        self.ice_drop(id);
-                    }
-                    let failed = TopologyInput::AttachFailed {
-                        target,
-                        error: None,
-                    };
-                    let _ = self.topo.handle(now, failed);
+                // ICE: our server-reflexive address may be a moment away (a UDP link just
+                // came up and its peer was asked, §6.5.1.4); an Attach without it cannot
+                // reach a peer behind a restricted NAT. It waits for the answer (bounded).
+                if self.ice_mode() && self.ice_defer_attach(now, &target, via, send_update) {
+                    return;
                 }
-                return;
+                return self.send_topology_attach(now, target, via, send_update);
             }
             TopologyAction::SendUpdate { to, body } => self.request(
                 now,
@@ -539,6 +503,59 @@ impl Node {
         };
         if let Err(e) = sent {
             tracing::warn!("a topology request could not be sent: {e}");
+        }
+    }
+
+    /// Sends the Attach the topology plug-in asked for (§6.5.1): in an ICE overlay with a
+    /// new ICE session's credentials and candidates, else our No-ICE host candidates.
+    pub(super) fn send_topology_attach(
+        &mut self,
+        now: Instant,
+        target: Destination,
+        via: Option<NodeId>,
+        send_update: bool,
+    ) {
+        let mut dest: Vec<Destination> = via.into_iter().map(Destination::Node).collect();
+        dest.push(target.clone());
+        let (ice, body) = if self.ice_mode() {
+            match self.ice_offer(now, send_update) {
+                Some((id, body)) => (Some(id), body),
+                None => {
+                    let failed = TopologyInput::AttachFailed {
+                        target,
+                        error: None,
+                    };
+                    let _ = self.topo.handle(now, failed);
+                    return;
+                }
+            }
+        } else {
+            let body = AttachReqAns {
+                ufrag: Bytes::new(),
+                password: Bytes::new(),
+                role: Bytes::from_static(ROLE_PASSIVE),
+                candidates: self.candidates(),
+                send_update,
+            };
+            (None, body)
+        };
+        let purpose = Purpose::TopologyAttach {
+            target: target.clone(),
+            send_update,
+            ice,
+        };
+        if self
+            .request(now, dest, MessageBody::AttachReq(body), purpose)
+            .is_err()
+        {
+            if let Some(id) = ice {
+                self.ice_drop(id);
+            }
+            let failed = TopologyInput::AttachFailed {
+                target,
+                error: None,
+            };
+            let _ = self.topo.handle(now, failed);
         }
     }
 }

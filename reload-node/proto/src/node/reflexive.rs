@@ -62,13 +62,25 @@ impl Reflexive {
 }
 
 impl Node {
-    /// A link came up: a UDP one gets its peer asked at once.
+    /// A link came up: a UDP one gets its peer asked at once (before the topology hears
+    /// of the link and Attaches through it, so that the Attach can wait for the answer).
     pub(super) fn reflexive_link_up(&mut self, now: Instant, link: LinkId) {
         if let Some(slot) = self.links.get(&link)
             && matches!(slot.transport, Transport::Datagram { .. })
         {
-            self.reflexive.next.insert(link, now);
+            self.reflexive.next.insert(link, now + REPROBE);
+            self.reflexive_probe(now, link);
         }
+    }
+
+    /// When the oldest probe still awaited within `wait` was sent (`None`: none is).
+    pub(super) fn reflexive_awaited_since(&self, now: Instant, wait: Duration) -> Option<Instant> {
+        self.reflexive
+            .pending
+            .values()
+            .map(|p| p.sent)
+            .filter(|t| now.saturating_duration_since(*t) < wait)
+            .min()
     }
 
     /// A link went down: its probes and what its peer saw go.
@@ -92,33 +104,39 @@ impl Node {
             .collect();
         for link in due {
             self.reflexive.next.insert(link, now + REPROBE);
-            let Some(slot) = self.links.get(&link) else {
-                continue;
-            };
-            let (Transport::Datagram { local, remote }, Some(peer)) = (slot.transport, slot.peer)
-            else {
-                continue;
-            };
-            if self.reflexive.pending.len() >= MAX_PENDING {
-                continue;
-            }
-            let mut id = [0u8; stun::TRANSACTION_ID_LEN];
-            id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
-            id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes()[..4]);
-            self.reflexive.pending.insert(
-                id,
-                Probe {
-                    local,
-                    remote,
-                    peer,
-                    sent: now,
-                },
-            );
-            self.transmits.push_back(Transmit {
-                transport: Transport::Datagram { local, remote },
-                data: Bytes::from(stun::binding_request(id)),
-            });
+            self.reflexive_probe(now, link);
         }
+    }
+
+    /// Asks the peer of UDP link `link` where it sees us (a STUN Binding request from the
+    /// link's local port).
+    fn reflexive_probe(&mut self, now: Instant, link: LinkId) {
+        let Some(slot) = self.links.get(&link) else {
+            return;
+        };
+        let (Transport::Datagram { local, remote }, Some(peer)) = (slot.transport, slot.peer)
+        else {
+            return;
+        };
+        if self.reflexive.pending.len() >= MAX_PENDING {
+            return;
+        }
+        let mut id = [0u8; stun::TRANSACTION_ID_LEN];
+        id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes()[..4]);
+        self.reflexive.pending.insert(
+            id,
+            Probe {
+                local,
+                remote,
+                peer,
+                sent: now,
+            },
+        );
+        self.transmits.push_back(Transmit {
+            transport: Transport::Datagram { local, remote },
+            data: Bytes::from(stun::binding_request(id)),
+        });
     }
 
     /// A STUN Binding success response arrived on `local` from `remote`: if it answers
