@@ -31,6 +31,8 @@ pub struct PeerOptions {
     pub storage: StorageMode,
     /// What this node stores at most.
     pub storage_limits: StorageLimits,
+    /// TURN servers for relayed ICE candidates (ICE overlays, RFC 6940 §9).
+    pub turn_servers: Vec<reload_proto::node::TurnServer>,
 }
 
 /// Where a peer keeps what it stores for the overlay.
@@ -53,6 +55,7 @@ impl Default for PeerOptions {
             handshake_timeout: Duration::from_secs(10),
             storage: StorageMode::DataDir,
             storage_limits: StorageLimits::default(),
+            turn_servers: Vec::new(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub fn build_with(
     let mut settings = NodeSettings::new(opts.listen.clone());
     settings.admission = opts.admission;
     settings.storage_limits = opts.storage_limits.clone();
+    settings.turn_servers = opts.turn_servers.clone();
     let parts = NodeParts {
         settings,
         overlay,

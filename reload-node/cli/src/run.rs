@@ -117,6 +117,42 @@ pub struct RunArgs {
     /// signer's certificate, else its Node-ID), so that one user cannot fill it.
     #[arg(long, value_name = "BYTES", default_value_t = StorageLimits::default().max_bytes_per_owner)]
     pub max_stored_bytes_per_user: u64,
+    /// A TURN server (IP:PORT, e.g. coturn beside a public peer) on which this peer
+    /// allocates a relayed address, offered as a relay candidate in every Attach (RFC 6940
+    /// §9): for peers behind NATs no direct or reflexive path crosses (a symmetric NAT
+    /// facing a restricted one). With --protocol ice; needs --turn-user and
+    /// --turn-password-file (long-term credentials).
+    #[arg(long, value_name = "ADDR", requires_all = ["turn_user", "turn_password_file"])]
+    pub turn: Option<SocketAddr>,
+    /// The TURN server's user name for this peer.
+    #[arg(long, value_name = "NAME", requires = "turn")]
+    pub turn_user: Option<String>,
+    /// File whose first line is the TURN password (kept out of the command line).
+    #[arg(long, value_name = "FILE", requires = "turn")]
+    pub turn_password_file: Option<PathBuf>,
+}
+
+/// The TURN server of `run`'s arguments, with its password read from its file.
+fn turn_servers(args: &RunArgs) -> Result<Vec<reload_proto::node::TurnServer>, String> {
+    let (Some(addr), Some(user), Some(file)) =
+        (args.turn, &args.turn_user, &args.turn_password_file)
+    else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("--turn-password-file {}: {e}", file.display()))?;
+    let password = text.lines().next().unwrap_or("").to_string();
+    if password.is_empty() {
+        return Err(format!("--turn-password-file {}: empty", file.display()));
+    }
+    if args.protocol != Protocol::Ice {
+        return Err("--turn needs --protocol ice (relayed candidates are ICE candidates)".into());
+    }
+    Ok(vec![reload_proto::node::TurnServer {
+        addr,
+        username: user.clone(),
+        password,
+    }])
 }
 
 fn usage_name(name: &str) -> Result<String, String> {
@@ -178,6 +214,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 max_bytes: args.max_stored_bytes,
                 max_bytes_per_owner: args.max_stored_bytes_per_user,
             },
+            turn_servers: turn_servers(&args)?,
         };
         // Before the storage is opened: a second peer on the same data directory stops
         // at the control socket, below, and must not have touched the database.

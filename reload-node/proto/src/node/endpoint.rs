@@ -321,6 +321,11 @@ impl Node {
         remote: SocketAddr,
         data: Bytes,
     ) {
+        // From a TURN server we allocated on: its answers, and what it relays (§9).
+        if self.turn_datagram(now, local, remote, &data) {
+            self.drain_topology(now);
+            return;
+        }
         match classify(&data) {
             DatagramKind::Dtls => self.dtls_datagram(now, local, remote, data),
             // §6.5.1.4: peers act as STUN servers on their overlay ports — a plain Binding

@@ -147,6 +147,15 @@ impl Node {
                 base: *a,
             })
             .collect();
+        // Relayed addresses (§9) before the reflexive ones: an address learnt through the
+        // relay is the relay's own.
+        for (relayed, _) in self.turn.relayed() {
+            addrs.push(LocalAddress {
+                addr: relayed,
+                kind: CandidateKind::Relayed,
+                base: relayed,
+            });
+        }
         for r in self.reflexive_addresses() {
             if r.mapped != r.local && addrs.iter().any(|a| a.base == r.local) {
                 addrs.push(LocalAddress {
@@ -251,7 +260,12 @@ impl Node {
         via: Option<NodeId>,
         send_update: bool,
     ) -> bool {
-        let Some(since) = self.reflexive_awaited_since(now, REFLEXIVE_WAIT) else {
+        // A relayed address being allocated (§9) is worth the same wait.
+        let allocating = self.turn.allocating().then_some(now);
+        let Some(since) = self
+            .reflexive_awaited_since(now, REFLEXIVE_WAIT)
+            .or(allocating)
+        else {
             return false;
         };
         if self.ice.deferred.len() >= MAX_DEFERRED {
@@ -268,7 +282,8 @@ impl Node {
         if self.ice.deferred.is_empty() {
             return;
         }
-        let waiting = self.reflexive_awaited_since(now, REFLEXIVE_WAIT).is_some();
+        let waiting =
+            self.reflexive_awaited_since(now, REFLEXIVE_WAIT).is_some() || self.turn.allocating();
         let (go, stay): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ice.deferred)
             .into_iter()
             .partition(|d| !waiting || d.0 <= now);
@@ -309,6 +324,7 @@ impl Node {
         if let Err(e) = a.session.start(now, &ufrag, &pwd, &remote) {
             return self.ice_failed(now, id, Some(peer), e.to_string());
         }
+        self.ice_permit(now, &remote);
         self.ice_pump(now, id);
     }
 
@@ -357,8 +373,18 @@ impl Node {
             self.ice_drop(id);
             return Err((ErrorCode::INVALID_MESSAGE, e.to_string()));
         }
+        self.ice_permit(now, &remote);
         self.ice_pump(now, id);
         Ok(body)
+    }
+
+    /// Our relays let the remote candidates' addresses through (RFC 5766 §9), so that
+    /// checks from our relayed candidates can reach them and theirs reach us.
+    fn ice_permit(&mut self, now: Instant, remote: &[Candidate]) {
+        let addrs: Vec<SocketAddr> = remote.iter().map(|c| c.addr).collect();
+        for (relayed, _) in self.turn.relayed() {
+            self.turn_permit(now, relayed, &addrs);
+        }
     }
 
     /// A STUN datagram that is not a plain Binding request: a check for one of our

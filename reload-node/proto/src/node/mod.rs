@@ -35,6 +35,7 @@ mod outbound;
 mod reflexive;
 mod routing;
 mod storage;
+mod turn;
 mod tx;
 
 use std::collections::{HashMap, VecDeque};
@@ -60,6 +61,7 @@ pub use inbound::{InboundId, InboundRequest};
 pub use links::LinkInfo;
 pub use reflexive::{REPROBE, ReflexiveAddress};
 pub use storage::{Fetched, MAX_REPLICATION_IN_FLIGHT, SWEEP_INTERVAL, everything};
+pub use turn::TurnServer;
 pub use tx::Purpose;
 
 /// This node's own choices: where it listens, and the limits that bound its memory and
@@ -83,6 +85,8 @@ pub struct NodeSettings {
     /// noticed by the link's retransmission timeout (UDP has no connection to lose; RFC
     /// 6940 §6.6.3.1). 10 s by default (ICE keepalives are at least 15 s, RFC 5245 §10).
     pub dtls_keepalive: Duration,
+    /// TURN servers to allocate relayed candidates on (ICE overlays, RFC 6940 §9).
+    pub turn_servers: Vec<TurnServer>,
     /// Bytes held for messages being reassembled (§6.7).
     pub reassembly_buffer: usize,
     /// Messages being reassembled at once.
@@ -103,6 +107,7 @@ impl NodeSettings {
             max_app_requests: 1024,
             max_outstanding: 4096,
             dtls_keepalive: Duration::from_secs(10),
+            turn_servers: Vec::new(),
             reassembly_buffer: 8 << 20,
             reassembly_messages: 1024,
             admission: Admission::default(),
@@ -335,6 +340,8 @@ pub struct Node {
     reflexive: reflexive::Reflexive,
     /// The ICE sessions of our Attaches (ICE overlays, §6.5.1.3).
     ice: ice::Ice,
+    /// TURN allocations (relayed candidates, §9).
+    turn: turn::Turn,
     /// The storage_time of the last value we signed (§7: each later than the last).
     last_storage_time: u64,
 }
@@ -379,6 +386,7 @@ impl Node {
             replication: storage::Replication::default(),
             reflexive: reflexive::Reflexive::default(),
             ice: ice::Ice::default(),
+            turn: turn::Turn::default(),
             last_storage_time: 0,
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
@@ -494,6 +502,7 @@ impl Node {
     /// bootstrap peers (§11.4) and joining through them.
     pub fn start(&mut self, now: Instant, how: Start) {
         self.started_at = now;
+        self.turn_start(now);
         self.schedule_expiry(now);
         let (mode, bootstrap) = match how {
             Start::FirstNode => {
@@ -546,7 +555,7 @@ impl Node {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.next_transmit()
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -568,6 +577,7 @@ impl Node {
             self.replication.cert_retry,
             self.reflexive.next_deadline(),
             self.ice.next_deadline(),
+            self.turn.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -598,6 +608,7 @@ impl Node {
         self.drain_topology(now);
         self.storage_timers(now);
         self.reflexive_timers(now);
+        self.turn_timers(now);
         self.ice_timers(now);
         self.stats.ice_failed = self.ice.failed;
         self.drain_topology(now);

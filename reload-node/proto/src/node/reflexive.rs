@@ -66,7 +66,8 @@ impl Node {
     /// of the link and Attaches through it, so that the Attach can wait for the answer).
     pub(super) fn reflexive_link_up(&mut self, now: Instant, link: LinkId) {
         if let Some(slot) = self.links.get(&link)
-            && matches!(slot.transport, Transport::Datagram { .. })
+            && let Transport::Datagram { local, .. } = slot.transport
+            && !self.turn.is_relayed(local)
         {
             self.reflexive.next.insert(link, now + REPROBE);
             self.reflexive_probe(now, link);

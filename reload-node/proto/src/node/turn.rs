@@ -1,0 +1,333 @@
+//! TURN relays for ICE (RFC 6940 §9, RFC 5766): relayed candidates for the peers that no
+//! direct or reflexive path reaches (a symmetric NAT facing a restricted one).
+//!
+//! For each configured TURN server ([`TurnServer`], e.g. coturn beside a public peer) and
+//! each UDP socket of its address family, the node allocates a relayed address with
+//! `rtc-turn`'s client (long-term credentials; the allocation and its permissions are
+//! refreshed by the client). The relayed address then behaves like one of our sockets:
+//! - ICE sessions offer it as a `relay` candidate; checks from it and DTLS over it are
+//!   ordinary transmits whose local address is the relayed one — [`Node::poll_transmit`]
+//!   hands them to the TURN client, which sends them to the server (Send indications,
+//!   then ChannelData once bound);
+//! - what the server relays to us (Data indications, ChannelData) is demultiplexed again
+//!   as if it had arrived on the relayed address from the peer: STUN to the ICE sessions,
+//!   DTLS to the link of that (relayed, peer) pair.
+//!
+//! Permissions are asked for every remote candidate of a session and for every peer data
+//! comes from. An allocation that fails is tried again after [`RETRY`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc_shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc_turn::client::{Client, ClientConfig, Event as TurnEvent};
+use sansio::Protocol as _;
+
+use super::endpoint::Transport;
+use super::{Node, Transmit};
+use crate::link::TransportKind;
+
+/// A TURN server a node may allocate relayed addresses on, with its long-term
+/// credentials (RFC 5389 §10.2; RFC 6940 leaves TURN authentication to the deployment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnServer {
+    pub addr: SocketAddr,
+    pub username: String,
+    pub password: String,
+}
+
+/// How long after a failed allocation it is tried again.
+pub const RETRY: Duration = Duration::from_secs(30);
+
+/// One allocation: a TURN client for (our socket, the server).
+struct Allocation {
+    local: SocketAddr,
+    server: SocketAddr,
+    client: Client,
+    relayed: Option<SocketAddr>,
+    /// When to allocate (again), if not allocated and not in progress.
+    retry_at: Option<Instant>,
+    in_progress: bool,
+    /// The client's next timer as of the last call (it is read through `&mut`).
+    timer: Option<Instant>,
+}
+
+impl std::fmt::Debug for Allocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Allocation")
+            .field("local", &self.local)
+            .field("server", &self.server)
+            .field("relayed", &self.relayed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The node's TURN allocations.
+#[derive(Debug, Default)]
+pub(super) struct Turn {
+    allocations: Vec<Allocation>,
+    /// Datagrams the TURN clients produced, for [`Node::poll_transmit`].
+    out: VecDeque<Transmit>,
+    /// The last time the node was given (relayed transmits are wrapped when polled).
+    pub(super) now: Option<Instant>,
+}
+
+impl Turn {
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.allocations
+            .iter()
+            .filter_map(|a| [a.timer, a.retry_at].into_iter().flatten().min())
+            .min()
+    }
+
+    /// Our relayed addresses (with the socket each is reached through).
+    pub(super) fn relayed(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.allocations
+            .iter()
+            .filter_map(|a| Some((a.relayed?, a.local)))
+            .collect()
+    }
+
+    /// Whether an allocation is in progress (an Attach may wait for its relayed address).
+    pub(super) fn allocating(&self) -> bool {
+        self.allocations.iter().any(|a| a.in_progress)
+    }
+
+    pub(super) fn is_relayed(&self, addr: SocketAddr) -> bool {
+        self.allocations.iter().any(|a| a.relayed == Some(addr))
+    }
+}
+
+fn provider() -> Arc<dyn rtc_turn::crypto::RTCCryptoProvider> {
+    Arc::new(rtc_turn::crypto::providers::AwsLcRsProvider::new())
+}
+
+impl Node {
+    /// Makes the allocations of the configured TURN servers (ICE overlays only).
+    pub(super) fn turn_start(&mut self, now: Instant) {
+        if !self.ice_mode() || !self.turn.allocations.is_empty() {
+            return;
+        }
+        let sockets: Vec<SocketAddr> = self
+            .s
+            .listen
+            .iter()
+            .filter(|(t, a)| {
+                TransportKind::of(*t) == Some(TransportKind::Datagram) && !a.ip().is_unspecified()
+            })
+            .map(|(_, a)| *a)
+            .collect();
+        for server in self.s.turn_servers.clone() {
+            for local in sockets
+                .iter()
+                .filter(|l| l.is_ipv4() == server.addr.is_ipv4())
+            {
+                let config = ClientConfig {
+                    stun_serv_addr: String::new(),
+                    // A literal address: the client resolves names, which a sans-IO core
+                    // must not do.
+                    turn_serv_addr: server.addr.to_string(),
+                    local_addr: *local,
+                    transport_protocol: TransportProtocol::UDP,
+                    username: server.username.clone(),
+                    password: server.password.clone(),
+                    realm: String::new(),
+                    software: String::new(),
+                    rto_in_ms: 0,
+                    allocation_refresh_interval_cap: None,
+                };
+                match Client::new(config, provider()) {
+                    Ok(client) => self.turn.allocations.push(Allocation {
+                        local: *local,
+                        server: server.addr,
+                        client,
+                        relayed: None,
+                        retry_at: Some(now),
+                        in_progress: false,
+                        timer: None,
+                    }),
+                    Err(e) => tracing::warn!(server = %server.addr, "TURN client: {e}"),
+                }
+            }
+        }
+        self.turn_timers(now);
+    }
+
+    pub(super) fn turn_timers(&mut self, now: Instant) {
+        self.turn.now = Some(now);
+        for i in 0..self.turn.allocations.len() {
+            let a = &mut self.turn.allocations[i];
+            if a.retry_at.is_some_and(|t| t <= now) && !a.in_progress {
+                a.retry_at = None;
+                match a.client.allocate(now) {
+                    Ok(_) => a.in_progress = true,
+                    Err(e) => {
+                        tracing::warn!(server = %a.server, "TURN Allocate: {e}");
+                        a.retry_at = Some(now + RETRY);
+                    }
+                }
+            }
+            if a.client.poll_timeout().is_some_and(|t| t <= now) {
+                let _ = a.client.handle_timeout(now);
+            }
+            self.turn_pump(now, i);
+        }
+    }
+
+    /// A datagram from a TURN server we allocated on from `local`: whether it was one.
+    pub(super) fn turn_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &Bytes,
+    ) -> bool {
+        let Some(i) = self
+            .turn
+            .allocations
+            .iter()
+            .position(|a| a.local == local && a.server == remote)
+        else {
+            return false;
+        };
+        self.turn.now = Some(now);
+        let a = &mut self.turn.allocations[i];
+        let _ = a.client.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: remote,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(&data[..]),
+        });
+        self.turn_pump(now, i);
+        true
+    }
+
+    /// Sends what allocation `i`'s client has to send, and acts on what it reports.
+    fn turn_pump(&mut self, now: Instant, i: usize) {
+        let a = &mut self.turn.allocations[i];
+        a.timer = a.client.poll_timeout();
+        while let Some(t) = a.client.poll_write() {
+            self.turn.out.push_back(Transmit {
+                transport: Transport::Datagram {
+                    local: t.transport.local_addr,
+                    remote: t.transport.peer_addr,
+                },
+                data: t.message.freeze(),
+            });
+        }
+        let mut relayed_data = Vec::new();
+        while let Some(e) = a.client.poll_event() {
+            match e {
+                TurnEvent::AllocateResponse(_, relayed) => {
+                    a.in_progress = false;
+                    a.relayed = Some(relayed);
+                    tracing::info!(server = %a.server, %relayed, "TURN relayed address allocated (RFC 6940 §9)");
+                }
+                TurnEvent::AllocateError(_, err) => {
+                    a.in_progress = false;
+                    a.retry_at = Some(now + RETRY);
+                    tracing::warn!(server = %a.server, "TURN Allocate refused: {err}; again in {RETRY:?}");
+                }
+                TurnEvent::TransactionTimeout(_) if a.in_progress && a.relayed.is_none() => {
+                    a.in_progress = false;
+                    a.retry_at = Some(now + RETRY);
+                    tracing::warn!(server = %a.server, "TURN server does not answer; again in {RETRY:?}");
+                }
+                TurnEvent::CreatePermissionResponse(_, peer) => {
+                    tracing::debug!(server = %a.server, %peer, "TURN permission granted");
+                }
+                TurnEvent::CreatePermissionError(_, err) => {
+                    tracing::warn!(server = %a.server, "TURN CreatePermission refused: {err}");
+                }
+                TurnEvent::DataIndicationOrChannelData(_, peer, data) => {
+                    if let Some(relayed) = a.relayed {
+                        relayed_data.push((relayed, peer, data.freeze()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !self.turn.allocating() {
+            self.ice_release_deferred(now);
+        }
+        for (relayed, peer, data) in relayed_data {
+            // A peer data comes from may be sent to (a prflx address, say).
+            self.turn_permit(now, relayed, &[peer]);
+            self.handle_datagram(now, relayed, peer, data);
+        }
+    }
+
+    /// Asks the relay at `relayed` to let `peers` through (RFC 5766 §9).
+    pub(super) fn turn_permit(&mut self, now: Instant, relayed: SocketAddr, peers: &[SocketAddr]) {
+        let Some(i) = self
+            .turn
+            .allocations
+            .iter()
+            .position(|a| a.relayed == Some(relayed))
+        else {
+            return;
+        };
+        let a = &mut self.turn.allocations[i];
+        for p in peers.iter().filter(|p| p.is_ipv4() == relayed.is_ipv4()) {
+            if let Ok(mut r) = a.client.relay(relayed) {
+                let _ = r.create_permission(now, *p);
+            }
+        }
+        self.turn_pump_writes(i);
+    }
+
+    fn turn_pump_writes(&mut self, i: usize) {
+        let a = &mut self.turn.allocations[i];
+        a.timer = a.client.poll_timeout();
+        while let Some(t) = a.client.poll_write() {
+            self.turn.out.push_back(Transmit {
+                transport: Transport::Datagram {
+                    local: t.transport.local_addr,
+                    remote: t.transport.peer_addr,
+                },
+                data: t.message.freeze(),
+            });
+        }
+    }
+
+    /// The next datagram for the shell: TURN's own first, then ours — those from a relayed
+    /// address go through its TURN client (dropped until the relay permits the peer).
+    pub(super) fn next_transmit(&mut self) -> Option<Transmit> {
+        loop {
+            if let Some(t) = self.turn.out.pop_front() {
+                return Some(t);
+            }
+            let t = self.transmits.pop_front()?;
+            let Transport::Datagram { local, remote } = t.transport else {
+                return Some(t);
+            };
+            if !self.turn.is_relayed(local) {
+                return Some(t);
+            }
+            let now = self.turn.now.unwrap_or(self.started_at);
+            let Some(i) = self
+                .turn
+                .allocations
+                .iter()
+                .position(|a| a.relayed == Some(local))
+            else {
+                continue;
+            };
+            let a = &mut self.turn.allocations[i];
+            if let Ok(mut r) = a.client.relay(local)
+                && r.send_to(now, &t.data, remote).is_err()
+            {
+                // No permission yet: ask (checks are retransmitted).
+                let _ = r.create_permission(now, remote);
+            }
+            self.turn_pump_writes(i);
+        }
+    }
+}
