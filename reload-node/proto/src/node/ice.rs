@@ -149,7 +149,7 @@ impl Node {
             .collect();
         // Relayed addresses (§9) before the reflexive ones: an address learnt through the
         // relay is the relay's own.
-        for (relayed, _) in self.turn.relayed() {
+        for relayed in self.turn.relayed() {
             addrs.push(LocalAddress {
                 addr: relayed,
                 kind: CandidateKind::Relayed,
@@ -382,7 +382,7 @@ impl Node {
     /// checks from our relayed candidates can reach them and theirs reach us.
     fn ice_permit(&mut self, now: Instant, remote: &[Candidate]) {
         let addrs: Vec<SocketAddr> = remote.iter().map(|c| c.addr).collect();
-        for (relayed, _) in self.turn.relayed() {
+        for relayed in self.turn.relayed() {
             self.turn_permit(now, relayed, &addrs);
         }
     }
@@ -575,13 +575,6 @@ impl Node {
             .min();
         if let Some(id) = found {
             self.ice_bind(id, link);
-        }
-    }
-
-    /// `link` went down: the session under it ends.
-    pub(super) fn ice_link_down(&mut self, ice: Option<u64>) {
-        if let Some(id) = ice {
-            self.ice_drop(id);
         }
     }
 

@@ -338,7 +338,10 @@ impl Node {
         };
         self.endpoint.remove(link, slot.transport);
         self.reflexive_link_down(link, slot.peer);
-        self.ice_link_down(slot.ice);
+        // The ICE session under the link ends with it.
+        if let Some(id) = slot.ice {
+            self.ice_drop(id);
+        }
         if let Some(peer) = slot.peer
             && self.by_peer.get(&peer) == Some(&link)
         {

@@ -16,7 +16,7 @@
 //! Permissions are asked for every remote candidate of a session and for every peer data
 //! comes from. An allocation that fails is tried again after [`RETRY`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +39,10 @@ pub struct TurnServer {
     pub password: String,
 }
 
+/// Peer addresses one allocation holds permissions for at most: a permitted host sending
+/// from ever new ports cannot grow them without bound (the relay itself permits by IP).
+const MAX_PERMISSIONS: usize = 1024;
+
 /// How long after a failed allocation it is tried again.
 pub const RETRY: Duration = Duration::from_secs(30);
 
@@ -51,6 +55,8 @@ struct Allocation {
     /// When to allocate (again), if not allocated and not in progress.
     retry_at: Option<Instant>,
     in_progress: bool,
+    /// Peer addresses we asked permissions for (bounded: [`MAX_PERMISSIONS`]).
+    permitted: HashSet<SocketAddr>,
     /// The client's next timer as of the last call (it is read through `&mut`).
     timer: Option<Instant>,
 }
@@ -83,12 +89,9 @@ impl Turn {
             .min()
     }
 
-    /// Our relayed addresses (with the socket each is reached through).
-    pub(super) fn relayed(&self) -> Vec<(SocketAddr, SocketAddr)> {
-        self.allocations
-            .iter()
-            .filter_map(|a| Some((a.relayed?, a.local)))
-            .collect()
+    /// Our relayed addresses.
+    pub(super) fn relayed(&self) -> Vec<SocketAddr> {
+        self.allocations.iter().filter_map(|a| a.relayed).collect()
     }
 
     /// Whether an allocation is in progress (an Attach may wait for its relayed address).
@@ -147,6 +150,7 @@ impl Node {
                         relayed: None,
                         retry_at: Some(now),
                         in_progress: false,
+                        permitted: HashSet::new(),
                         timer: None,
                     }),
                     Err(e) => tracing::warn!(server = %server.addr, "TURN client: {e}"),
@@ -211,17 +215,8 @@ impl Node {
 
     /// Sends what allocation `i`'s client has to send, and acts on what it reports.
     fn turn_pump(&mut self, now: Instant, i: usize) {
+        self.turn_pump_writes(i);
         let a = &mut self.turn.allocations[i];
-        a.timer = a.client.poll_timeout();
-        while let Some(t) = a.client.poll_write() {
-            self.turn.out.push_back(Transmit {
-                transport: Transport::Datagram {
-                    local: t.transport.local_addr,
-                    remote: t.transport.peer_addr,
-                },
-                data: t.message.freeze(),
-            });
-        }
         let mut relayed_data = Vec::new();
         while let Some(e) = a.client.poll_event() {
             match e {
@@ -276,6 +271,13 @@ impl Node {
         };
         let a = &mut self.turn.allocations[i];
         for p in peers.iter().filter(|p| p.is_ipv4() == relayed.is_ipv4()) {
+            if !a.permitted.contains(p) {
+                if a.permitted.len() >= MAX_PERMISSIONS {
+                    tracing::debug!(peer = %p, "TURN: {MAX_PERMISSIONS} permissions already");
+                    continue;
+                }
+                a.permitted.insert(*p);
+            }
             if let Ok(mut r) = a.client.relay(relayed) {
                 let _ = r.create_permission(now, *p);
             }
