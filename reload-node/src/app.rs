@@ -3,9 +3,14 @@
 //! SIPS, …) and gets a mutually authenticated TLS stream whose peer proved the Node-ID it
 //! expected.
 //!
-//! No-ICE overlay (§6.5.1.5, the only kind this node runs until ICE lands): the answerer
-//! ([`AppAttachListener`]) listens on a TCP port and answers with one host candidate for
-//! it; the requester ([`app_attach`]) connects to that candidate. TLS roles follow Attach
+//! **ICE overlay** (§6.5.1.3–§6.5.1.10): the core runs the flow — ICE between the two
+//! nodes' application sockets, then DTLS over the selected pair, one record per
+//! application message ([`DatagramFlow`]; `reload_proto::node` has the details). The
+//! flow is as reliable as UDP: SIP retransmits over it as over UDP (RFC 3261 §17).
+//!
+//! **No-ICE overlay** (§6.5.1.5): the answerer ([`AppAttachListener`]) listens on a TCP
+//! port and answers with one host candidate for it; the requester ([`app_attach`])
+//! connects to that candidate ([`FlowTransport::Tls`]). TLS roles follow Attach
 //! (§6.5.1.13, which §6.5.2 says AppAttach is "nearly identical" to): the node that sent
 //! the AppAttach is the TLS server and requires the answerer's client certificate. The
 //! requester checks that certificate against the Node-ID it expected — the terminal entry
@@ -14,6 +19,10 @@
 //! [`PENDING_FOR`] (its certificate says which). Nothing but the application runs on the
 //! stream: no RELOAD framing (RFC 7904 §5.1 "SIP as in normal SIP"; see
 //! spec-notes/decisions.md).
+//!
+//! Every listener also answers the **echo** application ([`ECHO_APPLICATION`]): what
+//! arrives on an echo flow goes back. `reload-node appattach` uses it to show an operator
+//! whether, and over which ICE pair, applications reach a node.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reload_proto::link::AppFlowTls;
+use reload_proto::node::{AppFlowError, AppFlowEvent, AppFlowId, IceInfo};
 use reload_wire::body::MessageBody;
 use reload_wire::common::IpAddressPort;
 use reload_wire::link::{AppAttach, IceCandidate, OverlayLinkType, ROLE_ACTIVE, ROLE_PASSIVE};
@@ -46,12 +56,109 @@ pub const MAX_HANDSHAKES: usize = 64;
 /// The link type of the host candidate: TLS over TCP (no RELOAD framing is used on it).
 const FLOW_LINK: OverlayLinkType = OverlayLinkType::TLS_TCP_FH_NO_ICE;
 
-/// One application flow: a TLS stream to `peer` for `application`.
+/// The diagnostic echo application: every [`AppAttachListener`] answers it and sends
+/// back what arrives (as RFC 862 does on port 7; Application-IDs follow port numbers,
+/// RFC 6940 §14.5). Used by `reload-node appattach`.
+pub const ECHO_APPLICATION: u16 = 7;
+
+/// An echo flow ends after this long without data.
+const ECHO_IDLE: Duration = Duration::from_secs(30);
+
+/// Messages of one datagram flow waiting to be read; beyond, new ones are dropped (as
+/// UDP would).
+const FLOW_QUEUE: usize = 256;
+
+/// One application flow to `peer` for `application`.
 #[derive(Debug)]
 pub struct AppFlow {
     pub peer: NodeId,
     pub application: u16,
-    pub stream: TlsStream<TcpStream>,
+    pub transport: FlowTransport,
+}
+
+/// What carries an application flow (a few per node, long-lived: their size does not
+/// matter).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum FlowTransport {
+    /// No-ICE overlays: a TLS stream over TCP.
+    Tls(TlsStream<TcpStream>),
+    /// ICE overlays: DTLS over the selected ICE pair, one record per message.
+    Dtls(DatagramFlow),
+}
+
+/// An application flow over ICE: DTLS datagrams, each one message of the application.
+/// Dropping it closes the flow.
+#[derive(Debug)]
+pub struct DatagramFlow {
+    flow: AppFlowId,
+    node: NodeHandle,
+    events: mpsc::Receiver<AppFlowEvent>,
+    /// The ICE pair it runs over.
+    pub pair: Option<IceInfo>,
+    ended: Option<String>,
+}
+
+impl DatagramFlow {
+    /// The next message; `None` once the flow ended ([`DatagramFlow::ended`] says why).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        if self.ended.is_some() {
+            return None;
+        }
+        loop {
+            match self.events.recv().await {
+                Some(AppFlowEvent::Data { data, .. }) => return Some(data),
+                Some(AppFlowEvent::Open { .. }) => {}
+                Some(AppFlowEvent::Closed { reason, .. }) => {
+                    self.ended = Some(reason);
+                    return None;
+                }
+                None => {
+                    self.ended = Some("the node stopped".into());
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Why the flow ended, once [`DatagramFlow::recv`] returned `None`.
+    pub fn ended(&self) -> Option<&str> {
+        self.ended.as_deref()
+    }
+
+    /// A handle that sends on this flow (cheap to clone; sends fail silently once the
+    /// flow is gone, as a datagram would be lost).
+    pub fn sender(&self) -> FlowSender {
+        FlowSender {
+            flow: self.flow,
+            node: self.node.clone(),
+        }
+    }
+
+    /// Sends one message (one DTLS record, at most 16 KiB).
+    pub async fn send(&self, data: Bytes) -> Result<(), ClientError> {
+        self.node.app_send(self.flow, data).await
+    }
+}
+
+impl Drop for DatagramFlow {
+    fn drop(&mut self) {
+        self.node.app_close(self.flow);
+    }
+}
+
+/// Sends on a [`DatagramFlow`].
+#[derive(Clone, Debug)]
+pub struct FlowSender {
+    flow: AppFlowId,
+    node: NodeHandle,
+}
+
+impl FlowSender {
+    /// Sends one message (one DTLS record, at most 16 KiB).
+    pub async fn send(&self, data: Bytes) -> Result<(), ClientError> {
+        self.node.app_send(self.flow, data).await
+    }
 }
 
 /// Why an AppAttach did not give a flow.
@@ -77,6 +184,10 @@ pub enum AppAttachError {
         addr: SocketAddr,
         why: String,
     },
+    #[error("flow to {peer} over ICE failed: {why}")]
+    Ice { peer: NodeId, why: String },
+    #[error("no application flow: {0}")]
+    Local(String),
 }
 
 impl AppAttachError {
@@ -106,20 +217,76 @@ async fn flow_tls(node: &NodeHandle) -> Result<AppFlowTls, AppAttachError> {
 
 /// Sends an AppAttach for `application` along `destination` (§6.5.2.1) and opens the
 /// flow to the answering peer. The peer must prove the terminal Node-ID of `destination`
-/// (RFC 7904 §5.1), or, when it ends in a Resource-ID, the Node-ID that answered.
+/// (RFC 7904 §5.1), or, when it ends in a Resource-ID, the Node-ID that answered. In an
+/// ICE overlay the flow is DTLS over an ICE pair ([`FlowTransport::Dtls`]), else TLS over
+/// TCP ([`FlowTransport::Tls`]).
 pub async fn app_attach(
     node: &NodeHandle,
     destination: Vec<Destination>,
     application: u16,
 ) -> Result<AppFlow, AppAttachError> {
-    let tls = flow_tls(node).await?;
-    let req = AppAttach {
-        ufrag: random_token(),
-        password: random_token(),
-        application,
-        role: Bytes::from_static(ROLE_PASSIVE),
-        candidates: Vec::new(),
+    let terminal = match destination.last() {
+        Some(Destination::Node(n)) => Some(*n),
+        _ => None,
     };
+    let (tx, rx) = mpsc::channel(FLOW_QUEUE);
+    let offer = node
+        .app_offer(application, terminal, tx)
+        .await
+        .map_err(|_| AppAttachError::Stopped)?;
+    match offer {
+        Err(AppFlowError::NotIce) => app_attach_tls(node, destination, application).await,
+        Err(e) => Err(AppAttachError::Local(e.to_string())),
+        Ok((flow, req)) => {
+            // Closes the flow on every early return.
+            let mut guard = DatagramFlow {
+                flow,
+                node: node.clone(),
+                events: rx,
+                pair: None,
+                ended: None,
+            };
+            let (from, ans) = send_app_attach(node, destination, req, application).await?;
+            node.app_answered(flow, from, ans)
+                .await
+                .map_err(|_| AppAttachError::Stopped)?;
+            let deadline = reload_proto::node::APP_SETUP_DEADLINE + Duration::from_secs(5);
+            let opened = tokio::time::timeout(deadline, async {
+                loop {
+                    match guard.events.recv().await {
+                        Some(AppFlowEvent::Open { peer, pair, .. }) => return Ok((peer, pair)),
+                        Some(AppFlowEvent::Closed { reason, .. }) => return Err(reason),
+                        Some(AppFlowEvent::Data { .. }) => {}
+                        None => return Err("the node stopped".to_string()),
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err(format!("not open within {deadline:?}")));
+            match opened {
+                Ok((peer, pair)) => {
+                    tracing::debug!(%peer, application, ?pair, "AppAttach flow open over ICE");
+                    guard.pair = pair;
+                    Ok(AppFlow {
+                        peer,
+                        application,
+                        transport: FlowTransport::Dtls(guard),
+                    })
+                }
+                Err(why) => Err(AppAttachError::Ice { peer: from, why }),
+            }
+        }
+    }
+}
+
+/// Sends `req` along `destination` and checks the answer: from the terminal Node-ID,
+/// for the application asked.
+async fn send_app_attach(
+    node: &NodeHandle,
+    destination: Vec<Destination>,
+    req: AppAttach,
+    application: u16,
+) -> Result<(NodeId, AppAttach), AppAttachError> {
     let terminal = match destination.last() {
         Some(Destination::Node(n)) => Some(*n),
         _ => None,
@@ -145,11 +312,10 @@ pub async fn app_attach(
         Err(ClientError::Request(e)) => return Err(AppAttachError::NoAnswer(format!("{e:?}"))),
         Err(_) => return Err(AppAttachError::Stopped),
     };
-    let expected = terminal.unwrap_or(from);
-    if terminal.is_some_and(|t| t != from) {
+    if let Some(t) = terminal.filter(|t| *t != from) {
         return Err(AppAttachError::BadAnswer {
             from,
-            why: format!("the answer came from {from}, not from the destination {expected}"),
+            why: format!("the answer came from {from}, not from the destination {t}"),
         });
     }
     if ans.application != application {
@@ -158,6 +324,25 @@ pub async fn app_attach(
             why: format!("application {} answered for {application}", ans.application),
         });
     }
+    Ok((from, ans))
+}
+
+/// AppAttach in a No-ICE overlay: TLS over TCP to the answer's host candidate.
+async fn app_attach_tls(
+    node: &NodeHandle,
+    destination: Vec<Destination>,
+    application: u16,
+) -> Result<AppFlow, AppAttachError> {
+    let tls = flow_tls(node).await?;
+    let req = AppAttach {
+        ufrag: random_token(),
+        password: random_token(),
+        application,
+        role: Bytes::from_static(ROLE_PASSIVE),
+        candidates: Vec::new(),
+    };
+    let (from, ans) = send_app_attach(node, destination, req, application).await?;
+    let expected = from;
     let addrs: Vec<SocketAddr> = ans
         .candidates
         .iter()
@@ -178,7 +363,7 @@ pub async fn app_attach(
                 return Ok(AppFlow {
                     peer: expected,
                     application,
-                    stream,
+                    transport: FlowTransport::Tls(stream),
                 });
             }
             Err(why) => {
@@ -191,6 +376,122 @@ pub async fn app_attach(
         }
     }
     Err(last.expect("one candidate at least"))
+}
+
+/// What `reload-node appattach` reports: the flow to an echo application and one
+/// message's round trip.
+#[derive(Clone, Debug)]
+pub struct EchoReport {
+    pub peer: NodeId,
+    /// `dtls` (ICE overlays) or `tls`.
+    pub transport: &'static str,
+    pub pair: Option<IceInfo>,
+    /// AppAttach sent → flow open.
+    pub setup: Duration,
+    /// One message there and back over the flow.
+    pub rtt: Duration,
+}
+
+/// AppAttaches to `destination` for the echo application ([`ECHO_APPLICATION`]) and
+/// times one message there and back (resent every second over a datagram flow, at most
+/// five times).
+pub async fn echo_probe(
+    node: &NodeHandle,
+    destination: Vec<Destination>,
+) -> Result<EchoReport, AppAttachError> {
+    let started = Instant::now();
+    let flow = app_attach(node, destination, ECHO_APPLICATION).await?;
+    let setup = started.elapsed();
+    let nonce = random_token();
+    let peer = flow.peer;
+    let fail = |why: String| AppAttachError::Ice { peer, why };
+    match flow.transport {
+        FlowTransport::Dtls(mut d) => {
+            let pair = d.pair.clone();
+            for _ in 0..5 {
+                let sent = Instant::now();
+                d.send(nonce.clone())
+                    .await
+                    .map_err(|_| AppAttachError::Stopped)?;
+                let wait = tokio::time::timeout(Duration::from_secs(1), async {
+                    loop {
+                        match d.recv().await {
+                            Some(m) if m == nonce => return true,
+                            Some(_) => {}
+                            None => return false,
+                        }
+                    }
+                })
+                .await;
+                match wait {
+                    Ok(true) => {
+                        return Ok(EchoReport {
+                            peer,
+                            transport: "dtls",
+                            pair,
+                            setup,
+                            rtt: sent.elapsed(),
+                        });
+                    }
+                    Ok(false) => {
+                        let why = d.ended().unwrap_or("the flow ended").to_string();
+                        return Err(fail(why));
+                    }
+                    Err(_) => {}
+                }
+            }
+            Err(fail("the echo did not come back (5 tries)".into()))
+        }
+        FlowTransport::Tls(mut stream) => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let sent = Instant::now();
+            let io = async {
+                stream.write_all(&nonce).await?;
+                stream.flush().await?;
+                let mut buf = vec![0u8; nonce.len()];
+                stream.read_exact(&mut buf).await?;
+                Ok::<_, std::io::Error>(buf)
+            };
+            match tokio::time::timeout(Duration::from_secs(5), io).await {
+                Ok(Ok(buf)) if buf == nonce => Ok(EchoReport {
+                    peer,
+                    transport: "tls",
+                    pair: None,
+                    setup,
+                    rtt: sent.elapsed(),
+                }),
+                Ok(Ok(_)) => Err(fail("the echo came back altered".into())),
+                Ok(Err(e)) => Err(fail(e.to_string())),
+                Err(_) => Err(fail("the echo did not come back within 5 s".into())),
+            }
+        }
+    }
+}
+
+/// Serves one echo flow until it ends or idles for [`ECHO_IDLE`].
+async fn echo(flow: AppFlow) {
+    let peer = flow.peer;
+    match flow.transport {
+        FlowTransport::Dtls(mut d) => {
+            while let Ok(Some(m)) = tokio::time::timeout(ECHO_IDLE, d.recv()).await {
+                if d.send(m).await.is_err() {
+                    break;
+                }
+            }
+        }
+        FlowTransport::Tls(stream) => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut rd, mut wr) = tokio::io::split(stream);
+            let mut buf = vec![0u8; 4096];
+            while let Ok(Ok(n)) = tokio::time::timeout(ECHO_IDLE, rd.read(&mut buf)).await {
+                if n == 0 || wr.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        }
+    }
+    tracing::debug!(%peer, "echo flow ended");
 }
 
 /// The requester's side of one flow: TCP connect, then TLS server (§6.5.1.13).
@@ -273,13 +574,40 @@ impl AppAttachListener {
             .serve(&[MessageCode::APP_ATTACH_REQ])
             .await
             .map_err(|e| format!("cannot serve AppAttach: {e}"))?;
+        let ice = node
+            .snapshot()
+            .await
+            .map_err(|e| format!("cannot serve AppAttach: {e}"))?
+            .ice;
         let pending = Arc::new(Mutex::new(Pending::default()));
-        let apps = applications.to_vec();
+        let mut apps = applications.to_vec();
+        apps.push(ECHO_APPLICATION);
         let p = pending.clone();
+        let (tx, flows) = mpsc::channel(64);
+        let (node2, tx2) = (node.clone(), tx.clone());
         let answering = tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 let peer = request.signer().node_id;
                 let reply = match request.body() {
+                    MessageBody::AppAttachReq(a) if apps.contains(&a.application) && ice => {
+                        let (events, rx) = mpsc::channel(FLOW_QUEUE);
+                        match node2.app_answer(peer, a.clone(), events).await {
+                            Ok(Ok((flow, body))) => {
+                                tracing::debug!(%peer, application = a.application, "AppAttach answered ({flow})");
+                                let guard = DatagramFlow {
+                                    flow,
+                                    node: node2.clone(),
+                                    events: rx,
+                                    pair: None,
+                                    ended: None,
+                                };
+                                tokio::spawn(await_open(guard, peer, a.application, tx2.clone()));
+                                Ok(MessageBody::AppAttachAns(body))
+                            }
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => return,
+                        }
+                    }
                     MessageBody::AppAttachReq(a) if apps.contains(&a.application) => {
                         p.lock().unwrap_or_else(|e| e.into_inner()).add(
                             peer,
@@ -310,7 +638,6 @@ impl AppAttachListener {
                 request.answer(reply).await;
             }
         });
-        let (tx, flows) = mpsc::channel(64);
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         let accepting = tokio::spawn(async move {
             loop {
@@ -325,6 +652,7 @@ impl AppAttachListener {
                 tokio::spawn(async move {
                     let _slot = slot;
                     match answer_flow(&tls, &pending, tcp).await {
+                        Ok(flow) if flow.application == ECHO_APPLICATION => echo(flow).await,
                         Ok(flow) => {
                             let _ = tx.send(flow).await;
                         }
@@ -348,6 +676,47 @@ impl AppAttachListener {
     /// The next flow; `None` once the listener stopped.
     pub async fn next(&mut self) -> Option<AppFlow> {
         self.flows.recv().await
+    }
+}
+
+/// An answered AppAttach over ICE: waits for its flow to open, then hands it on (or
+/// serves it, for the echo application).
+async fn await_open(
+    mut guard: DatagramFlow,
+    requester: NodeId,
+    application: u16,
+    flows: mpsc::Sender<AppFlow>,
+) {
+    let deadline = reload_proto::node::APP_SETUP_DEADLINE + Duration::from_secs(5);
+    let opened = tokio::time::timeout(deadline, async {
+        loop {
+            match guard.events.recv().await {
+                Some(AppFlowEvent::Open { peer, pair, .. }) => return Ok((peer, pair)),
+                Some(AppFlowEvent::Closed { reason, .. }) => return Err(reason),
+                Some(AppFlowEvent::Data { .. }) => {}
+                None => return Err("the node stopped".to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("not open within {deadline:?}")));
+    match opened {
+        Ok((peer, pair)) => {
+            guard.pair = pair;
+            let flow = AppFlow {
+                peer,
+                application,
+                transport: FlowTransport::Dtls(guard),
+            };
+            if application == ECHO_APPLICATION {
+                echo(flow).await;
+            } else {
+                let _ = flows.send(flow).await;
+            }
+        }
+        Err(why) => {
+            tracing::info!(peer = %requester, application, "application flow not set up: {why}")
+        }
     }
 }
 
@@ -384,6 +753,6 @@ async fn answer_flow(
     Ok(AppFlow {
         peer,
         application,
-        stream: TlsStream::Client(stream),
+        transport: FlowTransport::Tls(TlsStream::Client(stream)),
     })
 }

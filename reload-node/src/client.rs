@@ -23,9 +23,14 @@
 
 use std::time::{Duration, Instant};
 
-use reload_proto::node::{Fetched, InboundId, InboundRequest, LinkInfo, NodeStats, RequestError};
+use bytes::Bytes;
+use reload_proto::node::{
+    AppFlowError, AppFlowEvent, AppFlowId, AppFlowInfo, Fetched, InboundId, InboundRequest,
+    LinkInfo, NodeStats, RequestError,
+};
 use reload_proto::sign::VerifiedSigner;
 use reload_wire::body::MessageBody;
+use reload_wire::link::AppAttach;
 use reload_wire::link::PingReq;
 use reload_wire::message::{ErrorCode, ErrorResponse, MessageCode};
 use reload_wire::storage::{
@@ -64,6 +69,10 @@ pub struct Snapshot {
     /// The addresses the peers this node has UDP links with see it at (RFC 6940
     /// §6.5.1.4), grouped by address.
     pub reflexive: Vec<reload_proto::node::ReflexiveAddress>,
+    /// The overlay uses ICE (§6.5.1.5): AppAttach flows are DTLS over ICE pairs.
+    pub ice: bool,
+    /// Application flows over ICE (AppAttach, §6.5.2), open or being set up.
+    pub app_flows: Vec<AppFlowInfo>,
 }
 
 impl Snapshot {
@@ -130,6 +139,33 @@ pub(crate) enum Command {
         resource: ResourceId,
         specifiers: Vec<StoredDataSpecifier>,
         reply: oneshot::Sender<Result<Fetched, RequestError>>,
+    },
+    /// Starts an application flow over ICE (§6.5.2): its AppAttach body; its events go
+    /// to `events`.
+    AppOffer {
+        application: u16,
+        peer: Option<NodeId>,
+        events: mpsc::Sender<AppFlowEvent>,
+        reply: oneshot::Sender<Result<(AppFlowId, AppAttach), AppFlowError>>,
+    },
+    AppAnswered {
+        flow: AppFlowId,
+        from: NodeId,
+        answer: AppAttach,
+    },
+    /// Answers an AppAttach with a new flow over ICE; its events go to `events`.
+    AppAnswer {
+        requester: NodeId,
+        request: AppAttach,
+        events: mpsc::Sender<AppFlowEvent>,
+        reply: oneshot::Sender<Result<(AppFlowId, AppAttach), ErrorResponse>>,
+    },
+    AppSend {
+        flow: AppFlowId,
+        data: Bytes,
+    },
+    AppClose {
+        flow: AppFlowId,
     },
     Shutdown,
 }
@@ -379,6 +415,74 @@ impl NodeHandle {
         &self,
     ) -> Result<Option<reload_proto::link::AppFlowTls>, ClientError> {
         self.call(|reply| Command::AppFlowTls { reply }).await
+    }
+
+    /// Starts an application flow over ICE for `application` (RFC 6940 §6.5.2): the
+    /// AppAttach body to send, carrying our ICE credentials and candidates; the flow's
+    /// events arrive on `events`. [`AppFlowError::NotIce`] in a No-ICE overlay.
+    pub async fn app_offer(
+        &self,
+        application: u16,
+        peer: Option<NodeId>,
+        events: mpsc::Sender<AppFlowEvent>,
+    ) -> Result<Result<(AppFlowId, AppAttach), AppFlowError>, ClientError> {
+        self.call(|reply| Command::AppOffer {
+            application,
+            peer,
+            events,
+            reply,
+        })
+        .await
+    }
+
+    /// `from` answered the AppAttach of `flow`: ICE checks start.
+    pub async fn app_answered(
+        &self,
+        flow: AppFlowId,
+        from: NodeId,
+        answer: AppAttach,
+    ) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::AppAnswered { flow, from, answer })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Answers an AppAttach from `requester` with a new flow over ICE: the answer body
+    /// (or the error to answer with); the flow's events arrive on `events`.
+    pub async fn app_answer(
+        &self,
+        requester: NodeId,
+        request: AppAttach,
+        events: mpsc::Sender<AppFlowEvent>,
+    ) -> Result<Result<(AppFlowId, AppAttach), ErrorResponse>, ClientError> {
+        self.call(|reply| Command::AppAnswer {
+            requester,
+            request,
+            events,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends one message on an open application flow (one DTLS record).
+    pub async fn app_send(&self, flow: AppFlowId, data: Bytes) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::AppSend { flow, data })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Closes an application flow, without waiting (usable from `Drop`).
+    pub fn app_close(&self, flow: AppFlowId) {
+        let tx = self.tx.clone();
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = tx.try_send(Command::AppClose { flow })
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = tx.send(cmd).await;
+            });
+        }
     }
 
     /// Serves requests with these message codes: each arrives on the returned

@@ -33,6 +33,9 @@ pub struct PeerOptions {
     pub storage_limits: StorageLimits,
     /// TURN servers for relayed ICE candidates (ICE overlays, RFC 6940 §9).
     pub turn_servers: Vec<reload_proto::node::TurnServer>,
+    /// The application sockets bound for AppAttach over ICE (§6.5.2;
+    /// [`crate::shell::Listeners::app_addrs`]).
+    pub app_sockets: Vec<SocketAddr>,
 }
 
 /// Where a peer keeps what it stores for the overlay.
@@ -56,6 +59,7 @@ impl Default for PeerOptions {
             storage: StorageMode::DataDir,
             storage_limits: StorageLimits::default(),
             turn_servers: Vec::new(),
+            app_sockets: Vec::new(),
         }
     }
 }
@@ -98,6 +102,7 @@ pub fn build_with(
     settings.admission = opts.admission;
     settings.storage_limits = opts.storage_limits.clone();
     settings.turn_servers = opts.turn_servers.clone();
+    settings.app_sockets = opts.app_sockets.clone();
     let parts = NodeParts {
         settings,
         overlay,

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reload_proto::link::TransportKind;
-use reload_proto::node::{Event, Fetched, Node, RequestError, StreamEvent, StreamId, Transport};
+use reload_proto::node::{
+    AppFlowEvent, AppFlowId, Event, Fetched, Node, RequestError, StreamEvent, StreamId, Transport,
+};
 use reload_wire::link::OverlayLinkType;
 use reload_wire::message::{ErrorCode, ErrorResponse, MessageCode};
 use reload_wire::storage::{KindValues, StoreKindData};
@@ -64,25 +66,64 @@ enum Io {
     },
 }
 
+/// Application sockets bound beside each ICE socket by default (AppAttach over ICE,
+/// RFC 6940 §6.5.2): a flow takes one, and a socket carries at most one flow to each
+/// node, so this many flows may run between two nodes at once.
+pub const DEFAULT_APP_SOCKETS: usize = 4;
+
 /// Sockets the shell serves.
 #[derive(Debug, Default)]
 pub struct Listeners {
     pub tcp: Vec<TcpListener>,
     pub udp: Vec<UdpSocket>,
+    /// UDP sockets for application flows over ICE (`NodeSettings::app_sockets`).
+    pub app: Vec<UdpSocket>,
 }
 
 impl Listeners {
-    /// Binds the listen addresses of the node's settings: TCP for TLS links, UDP for DTLS.
+    /// Binds the listen addresses of the node's settings: TCP for TLS links, UDP for DTLS;
+    /// beside an ICE (DTLS-UDP-SR) socket, [`DEFAULT_APP_SOCKETS`] application sockets on
+    /// the same IP address, ports chosen by the system.
     pub async fn bind(listen: &[(OverlayLinkType, SocketAddr)]) -> std::io::Result<Self> {
+        Self::bind_with(listen, DEFAULT_APP_SOCKETS, None).await
+    }
+
+    /// [`Listeners::bind`] with `app_sockets` application sockets beside each ICE socket,
+    /// on ports `first_app_port`, `first_app_port + 1`, … when given.
+    pub async fn bind_with(
+        listen: &[(OverlayLinkType, SocketAddr)],
+        app_sockets: usize,
+        first_app_port: Option<u16>,
+    ) -> std::io::Result<Self> {
         let mut l = Listeners::default();
+        let mut next_port = first_app_port;
         for (t, addr) in listen {
             match TransportKind::of(*t) {
                 Some(TransportKind::Stream) => l.tcp.push(TcpListener::bind(addr).await?),
                 Some(TransportKind::Datagram) => l.udp.push(UdpSocket::bind(addr).await?),
                 None => {}
             }
+            if *t == OverlayLinkType::DTLS_UDP_SR {
+                for _ in 0..app_sockets {
+                    let port = next_port.unwrap_or(0);
+                    let at = SocketAddr::new(addr.ip(), port);
+                    let sock = UdpSocket::bind(at).await.map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("application socket {at}: {e}"))
+                    })?;
+                    l.app.push(sock);
+                    next_port = next_port.map(|p| p.wrapping_add(1));
+                }
+            }
         }
         Ok(l)
+    }
+
+    /// The application sockets' addresses (for `PeerOptions::app_sockets`).
+    pub fn app_addrs(&self) -> Vec<SocketAddr> {
+        self.app
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 }
 
@@ -119,6 +160,8 @@ struct Shell {
     fetching: HashMap<u64, oneshot::Sender<Result<Fetched, RequestError>>>,
     /// Who serves which method.
     servers: HashMap<MessageCode, mpsc::Sender<reload_proto::node::InboundRequest>>,
+    /// Where each application flow's events go.
+    app_flows: HashMap<AppFlowId, mpsc::Sender<AppFlowEvent>>,
     sink: EventSink,
 }
 
@@ -168,13 +211,14 @@ async fn run(
         waiting: HashMap::new(),
         fetching: HashMap::new(),
         servers: HashMap::new(),
+        app_flows: HashMap::new(),
         sink,
     };
     let mut background = Vec::new();
     for listener in listeners.tcp {
         background.push(tokio::spawn(accept_loop(listener, io.clone())));
     }
-    for sock in listeners.udp {
+    for sock in listeners.udp.into_iter().chain(listeners.app) {
         let Ok(local) = sock.local_addr() else {
             continue;
         };
@@ -494,9 +538,46 @@ impl Shell {
                 }
             }
             Event::Request(req) => self.hand_to_server(req.clone()),
+            Event::AppFlow(ev) => self.app_flow_event(ev.clone()),
             _ => {}
         }
         (self.sink)(&self.node, &e);
+    }
+
+    /// An application flow's event goes to its owner; a flow nobody listens to closes.
+    fn app_flow_event(&mut self, ev: AppFlowEvent) {
+        let flow = match &ev {
+            AppFlowEvent::Open { flow, .. }
+            | AppFlowEvent::Data { flow, .. }
+            | AppFlowEvent::Closed { flow, .. } => *flow,
+        };
+        let closed = matches!(ev, AppFlowEvent::Closed { .. });
+        let Some(tx) = self.app_flows.get(&flow) else {
+            if !closed {
+                self.node.app_close(Instant::now(), flow);
+            }
+            return;
+        };
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            // A full queue drops data (a datagram flow may); opening and closing arrive.
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                if !matches!(ev, AppFlowEvent::Data { .. }) {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(ev).await;
+                    });
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.app_flows.remove(&flow);
+                self.node.app_close(Instant::now(), flow);
+                return;
+            }
+        }
+        if closed {
+            self.app_flows.remove(&flow);
+        }
     }
 
     /// A request for a usage goes to whoever serves its method.
@@ -617,6 +698,42 @@ impl Shell {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::AppOffer {
+                application,
+                peer,
+                events,
+                reply,
+            } => {
+                let r = self.node.app_offer(now, application, peer);
+                if let Ok((flow, _)) = &r {
+                    self.app_flows.insert(*flow, events);
+                }
+                let _ = reply.send(r);
+            }
+            Command::AppAnswered { flow, from, answer } => {
+                self.node.app_answered(now, flow, from, &answer)
+            }
+            Command::AppAnswer {
+                requester,
+                request,
+                events,
+                reply,
+            } => {
+                let r = self.node.app_answer(now, requester, &request);
+                if let Ok((flow, _)) = &r {
+                    self.app_flows.insert(*flow, events);
+                }
+                let _ = reply.send(r);
+            }
+            Command::AppSend { flow, data } => {
+                if let Err(e) = self.node.app_send(now, flow, data) {
+                    tracing::debug!("{flow}: {e}");
+                }
+            }
+            Command::AppClose { flow } => {
+                self.app_flows.remove(&flow);
+                self.node.app_close(now, flow);
+            }
             Command::Shutdown => {}
         }
     }
@@ -647,5 +764,7 @@ pub fn snapshot(node: &Node) -> Snapshot {
         decode: node.overlay().decode().clone(),
         reflexive: node.reflexive_addresses(),
         storage: node.storage().describe(),
+        ice: node.uses_ice(),
+        app_flows: node.app_flows(),
     }
 }

@@ -6,12 +6,20 @@ mod inproc;
 
 use std::time::Duration;
 
-use reload_node::app::{AppAttachListener, app_attach};
+use reload_node::app::{AppAttachListener, AppFlow, FlowTransport, app_attach};
 use reload_wire::Destination;
 use reload_wire::message::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SIP: u16 = 5060;
+
+/// The TLS stream of a flow in a No-ICE overlay.
+fn tls(flow: AppFlow) -> tokio_rustls::TlsStream<tokio::net::TcpStream> {
+    match flow.transport {
+        FlowTransport::Tls(s) => s,
+        FlowTransport::Dtls(_) => panic!("a DTLS flow in a No-ICE overlay"),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_carries_bytes_both_ways_and_proves_both_node_ids() {
@@ -23,33 +31,35 @@ async fn a_flow_carries_bytes_both_ways_and_proves_both_node_ids() {
             .unwrap();
     let (read_tx, read_rx) = tokio::sync::oneshot::channel::<()>();
     let requester = async {
-        let mut flow = app_attach(&a.handle, vec![Destination::Node(b.node_id)], SIP)
+        let flow = app_attach(&a.handle, vec![Destination::Node(b.node_id)], SIP)
             .await
             .expect("AppAttach");
         assert_eq!(flow.peer, b.node_id);
         assert_eq!(flow.application, SIP);
-        flow.stream
+        let mut stream = tls(flow);
+        stream
             .write_all(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
             .await
             .unwrap();
-        flow.stream.flush().await.unwrap();
+        stream.flush().await.unwrap();
         let mut buf = [0u8; 5];
-        flow.stream.read_exact(&mut buf).await.unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hello");
         let _ = read_tx.send(());
     };
     let answerer = async {
-        let mut flow = tokio::time::timeout(Duration::from_secs(30), listener.next())
+        let flow = tokio::time::timeout(Duration::from_secs(30), listener.next())
             .await
             .expect("a flow")
             .expect("listener running");
         assert_eq!(flow.peer, a.node_id, "the requester proved its Node-ID");
         assert_eq!(flow.application, SIP);
+        let mut stream = tls(flow);
         let mut buf = vec![0u8; 25];
-        flow.stream.read_exact(&mut buf).await.unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"OPTIONS sip:x SIP/2.0\r\n\r\n");
-        flow.stream.write_all(b"hello").await.unwrap();
-        flow.stream.flush().await.unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        stream.flush().await.unwrap();
         // Keep the stream open until the requester read.
         let _ = read_rx.await;
     };

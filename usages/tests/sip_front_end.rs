@@ -189,7 +189,7 @@ Content-Length: 0
 }
 
 struct Two {
-    _nodes: Vec<inproc::Member>,
+    nodes: Vec<inproc::Member>,
     a: SipFrontEnd,
     b: SipFrontEnd,
     bob: String,
@@ -198,7 +198,13 @@ struct Two {
 
 /// Five peers; SIP front ends on peers 1 (alice = user1) and 3 (bob = user3).
 async fn two_front_ends() -> Two {
-    let nodes = inproc::overlay(5, 0, None).await;
+    two_front_ends_over(reload_wire::link::OverlayLinkType::TLS_TCP_FH_NO_ICE).await
+}
+
+/// [`two_front_ends`] in an overlay whose nodes listen with `link` (DTLS-UDP-SR: an ICE
+/// overlay, whose AppAttach flows are DTLS over ICE pairs).
+async fn two_front_ends_over(link: reload_wire::link::OverlayLinkType) -> Two {
+    let nodes = inproc::overlay_over(link, 5, 0, None).await;
     let a = SipFrontEnd::start(
         &nodes[1].handle,
         nodes[1].node_id,
@@ -218,7 +224,7 @@ async fn two_front_ends() -> Two {
     Two {
         alice: nodes[1].user.clone(),
         bob: nodes[3].user.clone(),
-        _nodes: nodes,
+        nodes,
         a,
         b,
     }
@@ -226,7 +232,28 @@ async fn two_front_ends() -> Two {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_goes_through_two_peers_and_in_dialog_requests_follow_it() {
-    let t = two_front_ends().await;
+    call_through_two_peers(&two_front_ends().await).await;
+}
+
+/// The same call in an ICE overlay: the peers' SIP flow is DTLS over an ICE pair of their
+/// application sockets (RFC 6940 §6.5.2), one SIP message per record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_goes_through_two_peers_over_an_ice_flow() {
+    let t = two_front_ends_over(reload_wire::link::OverlayLinkType::DTLS_UDP_SR).await;
+    call_through_two_peers(&t).await;
+    for i in [1, 3] {
+        let s = t.nodes[i].handle.snapshot().await.unwrap();
+        assert!(s.ice);
+        let flow = s
+            .app_flows
+            .iter()
+            .find(|f| f.open && f.application == 5060)
+            .unwrap_or_else(|| panic!("no SIP flow on peer {i}: {:?}", s.app_flows));
+        assert!(flow.pair.is_some(), "{flow:?}");
+    }
+}
+
+async fn call_through_two_peers(t: &Two) {
     let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
     // Bob registers at peer B.
     bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 1))
@@ -370,8 +397,8 @@ async fn registrar_errors_follow_rfc_7904_and_3261() {
         .await;
     assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
     let opts = reload_wire::DecodeOptions::default();
-    let node_b = &t._nodes[3];
-    let found = registry::resolve(&t._nodes[0].handle, &t.bob, &opts)
+    let node_b = &t.nodes[3];
+    let found = registry::resolve(&t.nodes[0].handle, &t.bob, &opts)
         .await
         .unwrap();
     assert_eq!(
@@ -381,7 +408,7 @@ async fn registrar_errors_follow_rfc_7904_and_3261() {
     // Await the expiry (bounded): the lookup turns to NotFound.
     let mut gone = false;
     for _ in 0..100 {
-        match registry::resolve(&t._nodes[0].handle, &t.bob, &opts).await {
+        match registry::resolve(&t.nodes[0].handle, &t.bob, &opts).await {
             Err(registry::LookupError::NotFound(_)) => {
                 gone = true;
                 break;
@@ -448,7 +475,7 @@ async fn registrar_errors_follow_rfc_7904_and_3261() {
     assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
     assert!(t.b.contacts().is_empty());
     assert!(matches!(
-        registry::resolve(&t._nodes[0].handle, &t.bob, &opts).await,
+        registry::resolve(&t.nodes[0].handle, &t.bob, &opts).await,
         Err(registry::LookupError::NotFound(_))
     ));
 }
@@ -510,7 +537,7 @@ async fn aor_indirections_are_followed_and_loops_end() {
 async fn a_gruu_reaches_its_peer_without_a_lookup() {
     use reload_usages::sip::aor;
     let t = two_front_ends().await;
-    let node_b = &t._nodes[3];
+    let node_b = &t.nodes[3];
     let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
     bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 1))
         .await;

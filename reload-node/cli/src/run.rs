@@ -130,6 +130,15 @@ pub struct RunArgs {
     /// File whose first line is the TURN password (kept out of the command line).
     #[arg(long, value_name = "FILE", requires = "turn")]
     pub turn_password_file: Option<PathBuf>,
+    /// With --protocol ice: UDP sockets for application flows (AppAttach, RFC 6940
+    /// §6.5.2 — SIP calls, `reload-node appattach`) beside the --listen one, on its IP.
+    /// A flow takes one; a socket carries at most one flow to each peer.
+    #[arg(long, value_name = "N", default_value_t = reload_node::shell::DEFAULT_APP_SOCKETS)]
+    pub app_sockets: usize,
+    /// With --protocol ice: the first port of the application sockets (N consecutive
+    /// ports from it, to open in a firewall); by default the system picks them.
+    #[arg(long, value_name = "PORT")]
+    pub app_port: Option<u16>,
 }
 
 /// The TURN server of `run`'s arguments, with its password read from its file.
@@ -215,6 +224,8 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 max_bytes_per_owner: args.max_stored_bytes_per_user,
             },
             turn_servers: turn_servers(&args)?,
+            // Set once the listeners are bound (below).
+            app_sockets: Vec::new(),
         };
         // Before the storage is opened: a second peer on the same data directory stops
         // at the control socket, below, and must not have touched the database.
@@ -254,9 +265,14 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
         warn_about_key_log(args.key_log.as_deref(), std::env::var_os("SSLKEYLOGFILE").as_deref());
         // Before the listeners: a second peer on the same data directory stops here.
         let control_socket = reload_node::control::bind(&control_path)?;
-        let listeners = Listeners::bind(&opts.listen)
+        let listeners = Listeners::bind_with(&opts.listen, args.app_sockets, args.app_port)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        node.set_app_sockets(listeners.app_addrs());
+        if args.protocol == Protocol::Ice {
+            let apps: Vec<String> = listeners.app_addrs().iter().map(|a| a.to_string()).collect();
+            tracing::info!("application sockets (AppAttach over ICE, RFC 6940 §6.5.2): {}", apps.join(" "));
+        }
         let bootstrap: Vec<(OverlayLinkType, SocketAddr)> = if args.bootstrap.is_empty() {
             reload_node::enroll::load_credentials(&args.data_dir)
                 .map(|(c, _)| c.bootstrap_nodes)

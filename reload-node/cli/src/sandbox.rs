@@ -299,6 +299,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             let listeners = Listeners::bind(&opts.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", peer_addr(i)))?;
+            node.set_app_sockets(listeners.app_addrs());
             let start = if i == 0 {
                 Start::FirstNode
             } else {

@@ -49,6 +49,7 @@ pub async fn peer(
     let opts = PeerOptions {
         listen: vec![(link, addr)],
         storage: StorageMode::Memory,
+        app_sockets: listeners.app_addrs(),
         ..PeerOptions::default()
     };
     let mut node = build(config.clone(), ca.node(false, id, user), &opts).expect("node");

@@ -21,9 +21,14 @@
 //!   gone gets 480; a message that is not SIP is dropped (UDP) or closes the connection
 //!   (TCP); a request missing a mandatory header gets 400. The peer keeps running.
 //!
+//! - **Flows**: TLS over TCP in a No-ICE overlay; in an ICE overlay DTLS over the ICE
+//!   pair the AppAttach selected (RFC 6940 §6.5.2), one SIP message per record as over
+//!   UDP (RFC 3261 §18.1) — forwarding is stateless, so the user agents' own
+//!   retransmissions cover a lost datagram.
+//!
 //! What this front end does not do (yet): forking to several registrations (the first
 //! reachable one is used), SIPS (5061), authentication of local UAs (they are trusted as
-//! on a host or LAN the operator controls), and ICE on the flows (issue 13).
+//! on a host or LAN the operator controls).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use futures_util::StreamExt;
-use reload_node::app::{AppAttachListener, AppFlow, app_attach};
+use reload_node::app::{AppAttachListener, AppFlow, FlowSender, FlowTransport, app_attach};
 use reload_node::client::NodeHandle;
 use reload_wire::{DecodeOptions, Destination, NodeId};
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
@@ -393,22 +398,50 @@ impl Inner {
     fn add_peer_flow(self: Arc<Self>, flow: AppFlow) {
         let peer = flow.peer;
         let id = self.next_flow.fetch_add(1, Ordering::Relaxed);
-        let (rd, wr) = tokio::io::split(flow.stream);
         let (tx, rx) = mpsc::channel(QUEUE);
         self.peers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(peer, (id, tx));
-        tokio::spawn(write_loop(wr, rx));
         tracing::debug!(%peer, "SIP flow to peer open");
-        tokio::spawn(async move {
-            self.clone().read_stream(rd, Flow::Peer(peer)).await;
-            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-            if peers.get(&peer).is_some_and(|(i, _)| *i == id) {
-                peers.remove(&peer);
+        match flow.transport {
+            FlowTransport::Tls(stream) => {
+                let (rd, wr) = tokio::io::split(stream);
+                tokio::spawn(write_loop(wr, rx));
+                tokio::spawn(async move {
+                    self.clone().read_stream(rd, Flow::Peer(peer)).await;
+                    self.peer_flow_ended(peer, id);
+                });
             }
-            tracing::debug!(%peer, "SIP flow to peer closed");
-        });
+            FlowTransport::Dtls(mut d) => {
+                // One SIP message per DTLS record, as over UDP (RFC 3261 §18.1): the
+                // user agents' retransmissions cover a lost one.
+                tokio::spawn(datagram_write_loop(d.sender(), rx));
+                tokio::spawn(async move {
+                    while let Some(data) = d.recv().await {
+                        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                            continue; // keepalive (RFC 5626 §3.5.1)
+                        }
+                        match SipMessage::try_from(&data[..]) {
+                            Ok(msg) => self.clone().dispatch(msg, Flow::Peer(peer)),
+                            Err(e) => {
+                                tracing::info!(%peer, "not SIP on the flow, dropped ({} bytes): {e}", data.len())
+                            }
+                        }
+                    }
+                    tracing::debug!(%peer, "SIP flow over ICE ended: {}", d.ended().unwrap_or("?"));
+                    self.peer_flow_ended(peer, id);
+                });
+            }
+        }
+    }
+
+    fn peer_flow_ended(&self, peer: NodeId, id: u64) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.get(&peer).is_some_and(|(i, _)| *i == id) {
+            peers.remove(&peer);
+        }
+        tracing::debug!(%peer, "SIP flow to peer closed");
     }
 
     /// A flow to `peer` along `destinations` (AppAttach for `application`, §5.1),
@@ -513,6 +546,15 @@ impl Inner {
                     tracing::info!(aor = %self.aor, "removing the expired registration: {e}");
                 }
             }
+        }
+    }
+}
+
+/// Sends each message as one datagram of an application flow over ICE.
+async fn datagram_write_loop(flow: FlowSender, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(bytes) = rx.recv().await {
+        if flow.send(bytes::Bytes::from(bytes)).await.is_err() {
+            break;
         }
     }
 }

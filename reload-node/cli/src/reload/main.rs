@@ -429,6 +429,7 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
         key_log: g.key_log.clone(),
         // A client stores nothing for others (§4.2).
         storage: StorageMode::Memory,
+        app_sockets: listeners.app_addrs(),
         ..PeerOptions::default()
     };
     let mut node = from_data_dir(dir, &opts).map_err(Failure::Local)?;

@@ -380,6 +380,9 @@ pub struct Link {
     anchor: WallAnchor,
     /// The largest message sent in one piece (DTLS: what one record of the MTU carries).
     mtu: Option<usize>,
+    /// An application flow (AppAttach, §6.5.2): each record's plaintext is one message of
+    /// the application, no RELOAD framing (RFC 7904 §5.1 "SIP as in normal SIP").
+    raw: bool,
 }
 
 impl Link {
@@ -451,6 +454,41 @@ impl Link {
         ))
     }
 
+    /// A DTLS application flow (AppAttach over ICE, RFC 6940 §6.5.2): the same handshake
+    /// and peer check as a DTLS link — the AppAttach sender is the server (§6.5.1.13) and,
+    /// with `cookie`, expects the one the endpoint verified — but every record's plaintext
+    /// is one application message ([`LinkEvent::Message`], [`Link::send`]), unframed.
+    pub fn dtls_application(
+        ctx: &LinkContext,
+        role: Role,
+        expected_peer: Option<NodeId>,
+        cookie: Option<[u8; cookie::COOKIE_LEN]>,
+        now: Instant,
+    ) -> Result<Link, LinkError> {
+        let check =
+            auth::PeerCheck::new(ctx.trust.clone(), expected_peer, ctx.config.anchor.at(now));
+        let s = match role {
+            Role::Server => dtls::DtlsSession::server(ctx, check.clone(), cookie)?,
+            Role::Client => dtls::DtlsSession::client(ctx, check.clone(), now)?,
+        };
+        let mut link = Link::new(
+            ctx,
+            LinkProtocol::DtlsUdpSrNoIce,
+            role,
+            Session::Dtls(Box::new(s)),
+            check,
+            now,
+        );
+        link.raw = true;
+        link.mtu = None;
+        Ok(link)
+    }
+
+    /// Whether this is an application flow (see [`Link::dtls_application`]).
+    pub fn is_application(&self) -> bool {
+        self.raw
+    }
+
     /// DTLS client side; the ClientHello is ready in [`Link::poll_transmit`].
     pub fn connect_dtls(
         ctx: &LinkContext,
@@ -499,6 +537,7 @@ impl Link {
                     DTLS_RECORD_OVERHEAD + reload_wire::framing::DATA_FRAME_OVERHEAD,
                 )
             }),
+            raw: false,
         }
     }
 
@@ -596,6 +635,7 @@ impl Link {
             }
             match ev {
                 SessionEvent::HandshakeComplete => self.on_established(now),
+                SessionEvent::Data(d) if self.raw => self.events.push_back(LinkEvent::Message(d)),
                 SessionEvent::Data(d) => {
                     let r = match self.protocol.reliability() {
                         Reliability::FramingHeader => self.framer.handle_stream(now, &d),
@@ -645,6 +685,21 @@ impl Link {
         {
             return Err(LinkError::QueueFull);
         }
+        if self.raw {
+            if self.state != LinkState::Established {
+                return Err(LinkError::Closed);
+            }
+            if message.len() > dtls::MAX_RECORD_PLAINTEXT {
+                return Err(LinkError::MessageTooLarge {
+                    size: message.len(),
+                    max: dtls::MAX_RECORD_PLAINTEXT,
+                });
+            }
+            return match &mut self.session {
+                Session::Dtls(s) => s.write_frame(now, &message),
+                Session::Tls(_) => Err(LinkError::Closed),
+            };
+        }
         self.framer.send(now, message)?;
         self.pump(now);
         Ok(())
@@ -674,6 +729,7 @@ impl Link {
         };
         let own = match self.state {
             LinkState::Handshaking => Some(self.handshake_deadline),
+            _ if self.raw => None,
             _ => self.framer.poll_timeout(),
         };
         [session, own].into_iter().flatten().min()
@@ -748,7 +804,9 @@ impl Link {
             peer_cert: cert,
             peer_chain: chain,
         });
-        self.framer.open(now);
+        if !self.raw {
+            self.framer.open(now);
+        }
     }
 
     /// Frames to the secure channel, framing events and messages to link events.
@@ -919,6 +977,19 @@ pub trait LinkFactory: fmt::Debug + Send {
         None
     }
 
+    /// A DTLS application flow (AppAttach over ICE, §6.5.2; [`Link::dtls_application`]);
+    /// `None` where links have no certificates (the simulator's plain links).
+    fn application_flow(
+        &self,
+        role: Role,
+        expected_peer: Option<NodeId>,
+        cookie: Option<[u8; cookie::COOKIE_LEN]>,
+        now: Instant,
+    ) -> Option<Result<Box<dyn LinkSession>, LinkError>> {
+        let _ = (role, expected_peer, cookie, now);
+        None
+    }
+
     /// A datagram server link for a ClientHello whose stateless cookie the endpoint
     /// verified (`link::cookie`): its handshake expects that cookie.
     fn verified_datagram_server(
@@ -980,6 +1051,19 @@ impl LinkFactory for SecureLinks {
 
     fn app_flow_tls(&self) -> Option<AppFlowTls> {
         Some(AppFlowTls::new(self.ctx.clone()))
+    }
+
+    fn application_flow(
+        &self,
+        role: Role,
+        expected_peer: Option<NodeId>,
+        cookie: Option<[u8; cookie::COOKIE_LEN]>,
+        now: Instant,
+    ) -> Option<Result<Box<dyn LinkSession>, LinkError>> {
+        Some(
+            Link::dtls_application(&self.ctx, role, expected_peer, cookie, now)
+                .map(|l| Box::new(l) as Box<dyn LinkSession>),
+        )
     }
 
     fn reconfigure(&mut self, overlay: &Overlay) {

@@ -129,7 +129,7 @@ pub(super) struct Endpoint {
     streams: HashMap<StreamId, LinkId>,
     flows: HashMap<(SocketAddr, SocketAddr), Flow>,
     /// Stateless DTLS cookies (RFC 6347 §4.2.1).
-    cookies: CookieJar,
+    pub(super) cookies: CookieJar,
 }
 
 impl Endpoint {
@@ -365,6 +365,9 @@ impl Node {
     }
 
     fn dtls_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: Bytes) {
+        if self.is_app_local(local) {
+            return self.app_dtls_datagram(now, local, remote, data);
+        }
         let key = (local, remote);
         let hello = is_client_hello(&data);
         let link = match self.endpoint.flows.get(&key).copied() {

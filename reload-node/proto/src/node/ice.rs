@@ -58,6 +58,24 @@ pub(super) struct Attempt {
     link: Option<LinkId>,
     /// The requester asked for an Update once linked (§6.4.2.3).
     send_update: bool,
+    /// The application flow (AppAttach, §6.5.2) this session is for, not an overlay link.
+    pub(super) app: Option<u64>,
+    /// That flow's DTLS association exists.
+    pub(super) app_linked: bool,
+}
+
+impl Attempt {
+    fn has_link(&self) -> bool {
+        self.link.is_some() || self.app_linked
+    }
+
+    pub(super) fn session(&self) -> &IceSession {
+        &self.session
+    }
+
+    pub(super) fn session_mut(&mut self) -> &mut IceSession {
+        &mut self.session
+    }
 }
 
 /// What a link's status shows of its ICE (`reload-node status`).
@@ -69,7 +87,7 @@ pub struct IceInfo {
 }
 
 impl IceInfo {
-    fn of(pair: &SelectedPair, controlling: bool) -> Self {
+    pub(super) fn of(pair: &SelectedPair, controlling: bool) -> Self {
         IceInfo {
             local: pair.local.clone(),
             remote: pair.remote.clone(),
@@ -105,7 +123,7 @@ impl Ice {
         self.attempts
             .values()
             .filter_map(|a| {
-                let wait = (a.link.is_none() && a.session.state() == IceState::Connected)
+                let wait = (!a.has_link() && a.session.state() == IceState::Connected)
                     .then_some(a.started + CHECKS_AND_LINK);
                 [a.session.poll_timeout(), wait].into_iter().flatten().min()
             })
@@ -113,8 +131,14 @@ impl Ice {
             .min()
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.attempts.len()
+    /// Sessions whose link is not up (yet): what admission bounds (sessions under a
+    /// live link or flow stay for its keepalives).
+    pub(super) fn setting_up(&self) -> usize {
+        self.attempts.values().filter(|a| !a.has_link()).count()
+    }
+
+    pub(super) fn attempt(&self, id: u64) -> Option<&Attempt> {
+        self.attempts.get(&id)
     }
 }
 
@@ -125,6 +149,10 @@ const CHECKS_AND_LINK: Duration =
 impl Node {
     /// Whether this node's overlay uses ICE: it listens with DTLS-UDP-SR (§6.5.1.5: an
     /// overlay is all ICE or all No-ICE).
+    pub fn uses_ice(&self) -> bool {
+        self.ice_mode()
+    }
+
     pub(super) fn ice_mode(&self) -> bool {
         self.s
             .listen
@@ -132,16 +160,23 @@ impl Node {
             .any(|(t, _)| *t == OverlayLinkType::DTLS_UDP_SR)
     }
 
-    /// Our candidates now: a host candidate per DTLS-UDP-SR socket, then the
-    /// server-reflexive addresses our peers see those sockets at (§6.5.1.4), the most
-    /// witnessed first.
-    fn ice_local_candidates(&self) -> Vec<Candidate> {
-        let mut addrs: Vec<LocalAddress> = self
-            .s
+    /// The overlay's UDP sockets with a specific address (host candidates of Attach).
+    pub(super) fn ice_overlay_sockets(&self) -> Vec<SocketAddr> {
+        self.s
             .listen
             .iter()
             .filter(|(t, a)| *t == OverlayLinkType::DTLS_UDP_SR && !a.ip().is_unspecified())
-            .map(|(_, a)| LocalAddress {
+            .map(|(_, a)| *a)
+            .collect()
+    }
+
+    /// Our candidates on `sockets` now: a host candidate per socket, the relayed addresses
+    /// allocated for them (§9), then the server-reflexive addresses our peers see them at
+    /// (§6.5.1.4), the most witnessed first.
+    fn ice_local_candidates(&self, sockets: &[SocketAddr]) -> Vec<Candidate> {
+        let mut addrs: Vec<LocalAddress> = sockets
+            .iter()
+            .map(|a| LocalAddress {
                 addr: *a,
                 kind: CandidateKind::Host,
                 base: *a,
@@ -149,7 +184,7 @@ impl Node {
             .collect();
         // Relayed addresses (§9) before the reflexive ones: an address learnt through the
         // relay is the relay's own.
-        for relayed in self.turn.relayed() {
+        for relayed in self.turn.relayed_for(sockets) {
             addrs.push(LocalAddress {
                 addr: relayed,
                 kind: CandidateKind::Relayed,
@@ -180,15 +215,25 @@ impl Node {
         (text(8), text(24))
     }
 
-    /// A new session; `None` (logged) when it cannot be made.
-    fn new_attempt(&mut self, now: Instant, controlling: bool) -> Option<u64> {
+    /// A new session on the overlay's sockets, or on one application socket (`app`:
+    /// the flow and its socket); `None` (logged) when it cannot be made.
+    pub(super) fn new_attempt(
+        &mut self,
+        now: Instant,
+        controlling: bool,
+        app: Option<(u64, SocketAddr)>,
+    ) -> Option<u64> {
         let (ufrag, pwd) = loop {
             let c = self.ice_credentials();
             if !self.ice.by_ufrag.contains_key(&c.0) {
                 break c;
             }
         };
-        let cands = self.ice_local_candidates();
+        let sockets = match app {
+            Some((_, socket)) => vec![socket],
+            None => self.ice_overlay_sockets(),
+        };
+        let cands = self.ice_local_candidates(&sockets);
         if cands.is_empty() {
             tracing::warn!("no ICE candidate: no DTLS-UDP-SR socket with a specific address");
             return None;
@@ -211,13 +256,15 @@ impl Node {
                 started: now,
                 link: None,
                 send_update: false,
+                app: app.map(|(flow, _)| flow),
+                app_linked: false,
             },
         );
         Some(id)
     }
 
     /// The Attach body of session `id`: its credentials and candidates.
-    fn ice_body(&self, id: u64, role: &'static [u8], send_update: bool) -> AttachReqAns {
+    pub(super) fn ice_body(&self, id: u64, role: &'static [u8], send_update: bool) -> AttachReqAns {
         let a = &self.ice.attempts[&id];
         AttachReqAns {
             ufrag: Bytes::from(a.session.ufrag().to_string()),
@@ -242,7 +289,7 @@ impl Node {
             password: Bytes::from(pwd),
             role: Bytes::from_static(reload_wire::link::ROLE_ACTIVE),
             candidates: self
-                .ice_local_candidates()
+                .ice_local_candidates(&self.ice_overlay_sockets())
                 .iter()
                 .map(|c| c.to_wire(OverlayLinkType::DTLS_UDP_SR))
                 .collect(),
@@ -299,7 +346,7 @@ impl Node {
         now: Instant,
         send_update: bool,
     ) -> Option<(u64, AttachReqAns)> {
-        let id = self.new_attempt(now, true)?;
+        let id = self.new_attempt(now, true, None)?;
         let body = self.ice_body(id, reload_wire::link::ROLE_PASSIVE, send_update);
         Some((id, body))
     }
@@ -326,6 +373,34 @@ impl Node {
         }
         self.ice_permit(now, &remote);
         self.ice_pump(now, id);
+    }
+
+    /// Starts the checks of session `id` with `peer`'s credentials and candidates.
+    pub(super) fn ice_start_checks(
+        &mut self,
+        now: Instant,
+        id: u64,
+        peer: NodeId,
+        ufrag: &str,
+        pwd: &str,
+        remote: &[Candidate],
+    ) -> Result<(), String> {
+        let Some(a) = self.ice.attempts.get_mut(&id) else {
+            return Err("the ICE session is gone".into());
+        };
+        a.peer = Some(peer);
+        a.started = now;
+        a.session
+            .start(now, ufrag, pwd, remote)
+            .map_err(|e| e.to_string())?;
+        self.ice_permit(now, remote);
+        self.ice_pump(now, id);
+        Ok(())
+    }
+
+    /// Session `id`, if it lives.
+    pub(super) fn ice_attempt(&mut self, id: u64) -> Option<&mut Attempt> {
+        self.ice.attempts.get_mut(&id)
     }
 
     /// Our Attach `id` failed before an answer: its session goes.
@@ -355,13 +430,13 @@ impl Node {
                 "an ICE Attach needs ufrag and password".into(),
             ));
         }
-        if self.ice.len() >= self.s.admission.max_handshakes {
+        if self.ice.setting_up() >= self.s.admission.max_handshakes {
             return Err((
                 ErrorCode::FORBIDDEN,
                 "too many ICE sessions in progress: try again later".into(),
             ));
         }
-        let id = self.new_attempt(now, false).ok_or((
+        let id = self.new_attempt(now, false, None).ok_or((
             ErrorCode::INCOMPATIBLE_WITH_OVERLAY,
             "no ICE candidates".to_string(),
         ))?;
@@ -380,7 +455,7 @@ impl Node {
 
     /// Our relays let the remote candidates' addresses through (RFC 5766 §9), so that
     /// checks from our relayed candidates can reach them and theirs reach us.
-    fn ice_permit(&mut self, now: Instant, remote: &[Candidate]) {
+    pub(super) fn ice_permit(&mut self, now: Instant, remote: &[Candidate]) {
         let addrs: Vec<SocketAddr> = remote.iter().map(|c| c.addr).collect();
         for relayed in self.turn.relayed() {
             self.turn_permit(now, relayed, &addrs);
@@ -434,7 +509,7 @@ impl Node {
             .attempts
             .iter_mut()
             .filter(|(_, a)| {
-                a.link.is_none()
+                !a.has_link()
                     && a.session.state() == IceState::Connected
                     && now >= a.started + CHECKS_AND_LINK
             })
@@ -469,7 +544,7 @@ impl Node {
     }
 
     /// Sends what session `id` has to send and acts on what it reports.
-    fn ice_pump(&mut self, now: Instant, id: u64) {
+    pub(super) fn ice_pump(&mut self, now: Instant, id: u64) {
         let Some(a) = self.ice.attempts.get_mut(&id) else {
             return;
         };
@@ -503,6 +578,9 @@ impl Node {
         let Some(a) = self.ice.attempts.get(&id) else {
             return;
         };
+        if let Some(flow) = a.app {
+            return self.app_ice_connected(now, flow, id, pair);
+        }
         let (peer, controlling, send_update) = (a.peer, a.session.is_controlling(), a.send_update);
         tracing::info!(peer = ?peer, "ICE selected {pair} (RFC 6940 §6.5.1.10)");
         if controlling {
@@ -565,7 +643,7 @@ impl Node {
             .ice
             .attempts
             .iter()
-            .filter(|(_, a)| a.peer == Some(peer) && a.link.is_none())
+            .filter(|(_, a)| a.peer == Some(peer) && a.link.is_none() && a.app.is_none())
             .filter(|(_, a)| {
                 a.session
                     .selected()
@@ -586,6 +664,7 @@ impl Node {
         };
         let pairs: Vec<String> = a.session.pairs(now).iter().map(|p| p.to_string()).collect();
         let link = a.link;
+        let app = a.app;
         let took = now.saturating_duration_since(a.started);
         self.ice.failed += 1;
         let who = peer.map_or("?".to_string(), |p| p.to_string());
@@ -594,6 +673,13 @@ impl Node {
         } else {
             pairs.join("; ")
         };
+        if let Some(flow) = app {
+            tracing::warn!(
+                "ICE of application flow {flow} with {who} ended after {took:?}: {why}; pairs: {tried}"
+            );
+            self.ice_drop(id);
+            return self.app_flow_failed(now, flow, format!("ICE: {why}; pairs tried: {tried}"));
+        }
         match link {
             Some(link) => {
                 tracing::warn!("ICE with {who} lost after {took:?}: {why}; pairs: {tried}");
@@ -614,7 +700,7 @@ impl Node {
     }
 }
 
-fn text(b: &Bytes) -> String {
+pub(super) fn text(b: &Bytes) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -626,7 +712,7 @@ const MAX_REMOTE_CANDIDATES: usize = 8;
 
 /// The candidates of an ICE Attach: at least one usable, none No-ICE (§6.5.1.5), at
 /// most [`MAX_REMOTE_CANDIDATES`].
-fn ice_candidates(cands: &[IceCandidate]) -> Result<Vec<Candidate>, String> {
+pub(super) fn ice_candidates(cands: &[IceCandidate]) -> Result<Vec<Candidate>, String> {
     if cands
         .iter()
         .any(|c| c.overlay_link != OverlayLinkType::DTLS_UDP_SR)

@@ -386,6 +386,7 @@ impl Node {
         for id in ids {
             self.close_link(now, id, "the node stops");
         }
+        self.app_close_all(now);
     }
 
     /// The peer on `id` sent a message over max-message-size (§6.6): a request gets

@@ -25,6 +25,7 @@
 //! (checks at the destination, the core's own methods, the usage seam), `outbound` (our
 //! requests and their answers, the topology plug-in's actions), `config_update` (§6.5.4).
 
+mod app;
 mod config_update;
 mod endpoint;
 pub mod fragment;
@@ -55,6 +56,9 @@ use crate::sign::{Credentials, Verifier};
 use crate::topology::{StartMode, Topology};
 
 pub use crate::overlay::MAX_TRANSMISSIONS;
+pub use app::{
+    AppFlowError, AppFlowEvent, AppFlowId, AppFlowInfo, SETUP_DEADLINE as APP_SETUP_DEADLINE,
+};
 pub use endpoint::{Admission, Refusal, StreamEvent, StreamId, Transport};
 pub use ice::IceInfo;
 pub use inbound::{InboundId, InboundRequest};
@@ -87,6 +91,12 @@ pub struct NodeSettings {
     pub dtls_keepalive: Duration,
     /// TURN servers to allocate relayed candidates on (ICE overlays, RFC 6940 §9).
     pub turn_servers: Vec<TurnServer>,
+    /// UDP sockets for application flows (AppAttach over ICE, §6.5.2), apart from the
+    /// overlay's: two flows between the same two nodes need different address pairs, and
+    /// an overlay link may come to use the overlay sockets' pair at any time.
+    pub app_sockets: Vec<SocketAddr>,
+    /// Application flows (open or being set up) at once.
+    pub max_app_flows: usize,
     /// Bytes held for messages being reassembled (§6.7).
     pub reassembly_buffer: usize,
     /// Messages being reassembled at once.
@@ -108,6 +118,8 @@ impl NodeSettings {
             max_outstanding: 4096,
             dtls_keepalive: Duration::from_secs(10),
             turn_servers: Vec::new(),
+            app_sockets: Vec::new(),
+            max_app_flows: 256,
             reassembly_buffer: 8 << 20,
             reassembly_messages: 1024,
             admission: Admission::default(),
@@ -238,6 +250,9 @@ pub enum Event {
         transaction_id: u64,
         result: Result<(NodeId, MessageBody), RequestError>,
     },
+    /// An application flow (AppAttach over ICE, §6.5.2) opened, carried a message, or
+    /// ended.
+    AppFlow(AppFlowEvent),
     /// A new configuration (by ConfigUpdate, §6.5.4) was verified and is now in force.
     /// Non-empty `rejoin_because`: settings that cannot change under a running peer
     /// changed — the shell must leave and rejoin (or exit) (§11.1).
@@ -342,6 +357,7 @@ pub struct Node {
     ice: ice::Ice,
     /// TURN allocations (relayed candidates, §9).
     turn: turn::Turn,
+    apps: app::Apps,
     /// The storage_time of the last value we signed (§7: each later than the last).
     last_storage_time: u64,
 }
@@ -387,6 +403,7 @@ impl Node {
             reflexive: reflexive::Reflexive::default(),
             ice: ice::Ice::default(),
             turn: turn::Turn::default(),
+            apps: app::Apps::default(),
             last_storage_time: 0,
             verifier: Verifier::new(overlay.trust().clone(), settings.cert_cache_size),
             answers: tx::AnswerCache::new(lifetime, settings.answer_cache_size),
@@ -578,6 +595,7 @@ impl Node {
             self.reflexive.next_deadline(),
             self.ice.next_deadline(),
             self.turn.next_deadline(),
+            self.app_next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -610,6 +628,7 @@ impl Node {
         self.reflexive_timers(now);
         self.turn_timers(now);
         self.ice_timers(now);
+        self.app_timers(now);
         self.stats.ice_failed = self.ice.failed;
         self.drain_topology(now);
     }

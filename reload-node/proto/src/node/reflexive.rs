@@ -110,7 +110,8 @@ impl Node {
     }
 
     /// Asks the peer of UDP link `link` where it sees us (a STUN Binding request from the
-    /// link's local port).
+    /// link's local port), and where it sees each of our application sockets (§6.5.2:
+    /// their reflexive candidates).
     fn reflexive_probe(&mut self, now: Instant, link: LinkId) {
         let Some(slot) = self.links.get(&link) else {
             return;
@@ -119,6 +120,26 @@ impl Node {
         else {
             return;
         };
+        self.reflexive_probe_from(now, local, remote, peer);
+        let apps: Vec<SocketAddr> = self
+            .s
+            .app_sockets
+            .iter()
+            .filter(|a| a.is_ipv4() == remote.is_ipv4() && !a.ip().is_unspecified())
+            .copied()
+            .collect();
+        for app in apps {
+            self.reflexive_probe_from(now, app, remote, peer);
+        }
+    }
+
+    fn reflexive_probe_from(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        peer: NodeId,
+    ) {
         if self.reflexive.pending.len() >= MAX_PENDING {
             return;
         }

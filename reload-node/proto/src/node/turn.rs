@@ -94,6 +94,23 @@ impl Turn {
         self.allocations.iter().filter_map(|a| a.relayed).collect()
     }
 
+    /// The relayed addresses allocated for our sockets `locals`.
+    pub(super) fn relayed_for(&self, locals: &[SocketAddr]) -> Vec<SocketAddr> {
+        self.allocations
+            .iter()
+            .filter(|a| locals.contains(&a.local))
+            .filter_map(|a| a.relayed)
+            .collect()
+    }
+
+    /// The socket a relayed address was allocated for.
+    pub(super) fn base_of(&self, relayed: SocketAddr) -> Option<SocketAddr> {
+        self.allocations
+            .iter()
+            .find(|a| a.relayed == Some(relayed))
+            .map(|a| a.local)
+    }
+
     /// Whether an allocation is in progress (an Attach may wait for its relayed address).
     pub(super) fn allocating(&self) -> bool {
         self.allocations.iter().any(|a| a.in_progress)
@@ -122,6 +139,7 @@ impl Node {
                 TransportKind::of(*t) == Some(TransportKind::Datagram) && !a.ip().is_unspecified()
             })
             .map(|(_, a)| *a)
+            .chain(self.s.app_sockets.iter().copied())
             .collect();
         for server in self.s.turn_servers.clone() {
             for local in sockets
