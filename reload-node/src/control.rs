@@ -54,6 +54,11 @@
 //!   answers Error_TTL_Exceeded; one line per hop, `hop N HEX MS` (N from 1), and the
 //!   target's own answer as `target N HEX MS`, then `ok`. At most `initial-ttl` + 1 Pings;
 //!   a hop that does not answer ends the trace with `error timeout: …`.
+//! - `appattach DEST` — an AppAttach (RFC 6940 §6.5.2) to DEST for the echo application
+//!   every peer answers, then one message there and back over the flow: `flow HEX
+//!   TRANSPORT SETUP-MS RTT-MS PAIR` (TRANSPORT `dtls` in an ICE overlay, with PAIR the
+//!   ICE pair `LOCAL-TYPE LOCAL -> REMOTE-TYPE REMOTE`; `tls` and `-` otherwise), then
+//!   `ok`; a flow that cannot be set up is `error flow: …` naming the pairs tried.
 //! - `help` — the list of commands, then `ok`.
 //!
 //! DEST is a Node-ID in hex (2 × Node-ID length digits), a `reload://` URI (§14.15: a
@@ -487,6 +492,7 @@ const HELP: &[&str] = &[
     "help status: Node-ID, ring neighbours, routing table, connected peers",
     "help ping DEST: one Ping; reply NODE-ID RTT-MS",
     "help trace DEST: Pings with TTL 0, 1, ...; hop N NODE-ID RTT-MS ..., target N NODE-ID RTT-MS",
+    "help appattach DEST: AppAttach for the echo application, one message there and back; flow NODE-ID dtls|tls SETUP-MS RTT-MS [LOCAL-TYPE LOCAL -> REMOTE-TYPE REMOTE]",
     "help DEST: a Node-ID in hex, a reload:// URI, or resource:NAME",
 ];
 
@@ -556,7 +562,41 @@ async fn execute(line: &str, info: &PeerInfo, node: &NodeHandle, out: &mut Outpu
                 Err(e) => out.error(e.kind(), &e.to_string()).await,
             }
         }
-        ("ping" | "trace", _) => {
+        ("appattach", [dest]) => {
+            let dest = match parse_destination(dest, info) {
+                Ok(d) => d,
+                Err(e) => return out.error("destination", &e).await,
+            };
+            match crate::app::echo_probe(node, dest).await {
+                Ok(r) => {
+                    let pair = r.pair.as_ref().map_or("-".to_string(), |p| {
+                        format!(
+                            "{} {} -> {} {}",
+                            p.local.kind, p.local.addr, p.remote.kind, p.remote.addr
+                        )
+                    });
+                    let line = format!(
+                        "flow {} {} {} {} {}",
+                        r.peer,
+                        r.transport,
+                        ms(r.setup),
+                        ms(r.rtt),
+                        pair
+                    );
+                    out.line(&line).await && out.line("ok").await
+                }
+                Err(e) => {
+                    let kind = match &e {
+                        crate::app::AppAttachError::Refused { .. } => "refused",
+                        crate::app::AppAttachError::NoAnswer(_) => "timeout",
+                        crate::app::AppAttachError::Stopped => "stopped",
+                        _ => "flow",
+                    };
+                    out.error(kind, &e.to_string()).await
+                }
+            }
+        }
+        ("ping" | "trace" | "appattach", _) => {
             out.error(
                 "usage",
                 &format!(
@@ -574,7 +614,7 @@ async fn execute(line: &str, info: &PeerInfo, node: &NodeHandle, out: &mut Outpu
             out.error(
                 "usage",
                 &format!(
-                    "unknown command {shown:?} (commands: status, ping DEST, trace DEST, help)"
+                    "unknown command {shown:?} (commands: status, ping DEST, trace DEST, appattach DEST, help)"
                 ),
             )
             .await
@@ -627,6 +667,23 @@ pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
         let peer = l.peer.map_or("-".to_string(), |p| p.to_string());
         let mut line = format!("link {peer} {} {}", l.link_type, l.remote);
         if let Some(ice) = &l.ice {
+            line.push_str(&format!(
+                " ice {} {} -> {} {}",
+                ice.local.kind, ice.local.addr, ice.remote.kind, ice.remote.addr
+            ));
+        }
+        lines.push(line);
+    }
+    // Application flows over ICE (AppAttach, §6.5.2): peer, application, state, pair.
+    for f in &s.app_flows {
+        let peer = f.peer.map_or("-".to_string(), |p| p.to_string());
+        let mut line = format!(
+            "app-flow {peer} {} {} {}",
+            f.application,
+            if f.requester { "out" } else { "in" },
+            if f.open { "open" } else { "setting-up" }
+        );
+        if let Some(ice) = &f.pair {
             line.push_str(&format!(
                 " ice {} {} -> {} {}",
                 ice.local.kind, ice.local.addr, ice.remote.kind, ice.remote.addr

@@ -22,7 +22,7 @@ use reload_proto::identity::{ReloadCertificate, from_pem};
     long_about = "RELOAD (RFC 6940) overlay peer.\n\nCheck an overlay configuration document before \
                   deploying it, inspect node certificates, and enroll: get an overlay's configuration \
                   and this node's certificate (`enroll`), run a peer (`run`), or a whole overlay on \
-                  loopback (`sandbox`). A running peer answers `status`, `ping` and `trace` on its \
+                  loopback (`sandbox`). A running peer answers `status`, `ping`, `trace` and `appattach` on its \
                   control socket (DATA_DIR/control.sock)."
 )]
 struct Cli {
@@ -64,6 +64,10 @@ enum Command {
     /// (TTL-limited Pings): each hop with its round-trip time.
     #[command(long_about = control::TRACE_ABOUT)]
     Trace(control::TraceArgs),
+    /// AppAttach to a node through a running peer (RFC 6940 §6.5.2) for the echo
+    /// application: whether applications reach it, and over which ICE pair.
+    #[command(long_about = control::APPATTACH_ABOUT)]
+    Appattach(control::AppAttachArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,6 +249,7 @@ fn main() -> ExitCode {
         Command::Status(args) => control::status_main(args),
         Command::Ping(args) => control::ping_main(args),
         Command::Trace(args) => control::trace_main(args),
+        Command::Appattach(args) => control::appattach_main(args),
         Command::Enroll(args) => reload_node::enroll::run(&args.into()).map(|o| {
             reload_node::enroll::print_outcome(&o);
             true

@@ -376,7 +376,18 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 }
             }
         }
+        // Without the SIP usage, the peer still answers AppAttach for the echo
+        // application (`reload-node appattach`).
+        let mut _echo = None;
+        if _sip.is_none() {
+            let flows = SocketAddr::new(args.listen.ip(), 0);
+            match reload_node::app::AppAttachListener::start(&running.handle, flows, None, &[]).await {
+                Ok(l) => _echo = Some(l),
+                Err(e) => tracing::warn!("AppAttach (echo) not served: {e}"),
+            }
+        }
         let _ = running.task.await;
+        drop(_echo);
         drop(_sip);
         // Stops the control server and removes its socket.
         drop(server);

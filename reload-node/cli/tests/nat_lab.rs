@@ -23,6 +23,12 @@
 //!   ring of all seven forms and all 15 NAT'd pairs connect — port-restricted↔symmetric
 //!   and symmetric↔symmetric through the relay.
 //!
+//! - Phase 3 (asserted): every NAT'd peer AppAttaches (§6.5.2) to every other one at
+//!   once (`reload-node appattach`, the echo application): each flow's ICE runs between
+//!   the two peers' application sockets and DTLS runs over the selected pair; the matrix
+//!   of those pairs is printed, every flow must carry its echo, and those between
+//!   port-restricted and symmetric NATs must go through the relay.
+//!
 //! Needs root, `ip` (iproute2), `nft` (nftables) and coturn's `turnserver`, as the
 //! README's test command
 //! installs; skipped with a loud message where namespaces cannot be made.
@@ -241,8 +247,12 @@ impl Lab {
     }
 }
 
+/// Application sockets per peer (`--app-sockets`), on the ports after the peer's.
+const APP_SOCKETS: u16 = 2;
+
 /// The nftables ruleset of a router of kind `nat` for host 10.`x`.0.2 whose peer listens
-/// on UDP `port` (see the module documentation).
+/// on UDP `port` and has its application sockets on the next [`APP_SOCKETS`] ports (see
+/// the module documentation).
 fn nat_rules(nat: Nat, x: u8, port: u16) -> String {
     let masquerade = match nat {
         Nat::Symmetric => "masquerade fully-random",
@@ -252,7 +262,8 @@ fn nat_rules(nat: Nat, x: u8, port: u16) -> String {
         // Full cone: whoever sends to the mapped port reaches the host (Linux keeps the
         // port, so the mapping of 10.x.0.2:P is 198.51.100.1x:P).
         Nat::Eim => format!(
-            "chain pre {{ type nat hook prerouting priority dstnat; iifname \"wan\" udp dport {port} dnat to 10.{x}.0.2; }}"
+            "chain pre {{ type nat hook prerouting priority dstnat; iifname \"wan\" udp dport {port}-{} dnat to 10.{x}.0.2; }}",
+            port + APP_SOCKETS
         ),
         _ => String::new(),
     };
@@ -375,6 +386,8 @@ fn start(lab: &Lab, dir: &Path, i: usize, port: u16, turn: &Turn) -> Proc {
     .arg("--data-dir")
     .arg(peer_dir(dir, i))
     .args(["--listen", &listen, "--log", "info"])
+    .args(["--app-sockets", &APP_SOCKETS.to_string()])
+    .args(["--app-port", &(port + 1).to_string()])
     .arg("--status-file")
     .arg(status_file(dir, i));
     if i == 0 {
@@ -645,6 +658,67 @@ fn peers_behind_nats_connect_over_ice() {
         assert!(
             relayed(a, b),
             "{} ↔ {} must go through the relay: {m:?}",
+            label(a),
+            label(b)
+        );
+    }
+
+    // Phase 3: AppAttach (§6.5.2) from every NAT'd peer to every other one, all at once:
+    // `reload-node appattach` sets up an echo flow — ICE between the two peers'
+    // application sockets, DTLS over the selected pair — and times a message over it.
+    let ids7 = ids(7);
+    let runs: Vec<_> = (1..=6usize)
+        .flat_map(|i| (i + 1..=6).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            let (dir, target) = (dir.clone(), ids7[j].clone());
+            std::thread::spawn(move || {
+                let out = Command::new("timeout")
+                    .args(["100", procs::NODE, "appattach", "--data-dir"])
+                    .arg(peer_dir(&dir, i))
+                    .arg(&target)
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr);
+                (i, j, out.status.success(), text)
+            })
+        })
+        .collect();
+    let mut apps = Vec::new();
+    let mut failures = String::new();
+    for r in runs {
+        let (i, j, ok, text) = r.join().unwrap();
+        // "appattach HEX: dtls over relay A -> prflx B; set up in …"
+        let w: Vec<&str> = text.split_whitespace().collect();
+        let pair = w
+            .iter()
+            .position(|x| *x == "over")
+            .filter(|_| ok)
+            .and_then(|k| Some(format!("{}→{}", w.get(k + 1)?, w.get(k + 4)?)));
+        if pair.is_none() {
+            failures.push_str(&format!("{} → {}: {text}\n", label(i), label(j)));
+        }
+        apps.push((i, j, pair));
+    }
+    print_matrix(
+        "AppAttach matrix, echo flows (selected ICE pair, requester→answerer types)",
+        &apps,
+    );
+    assert!(
+        failures.is_empty(),
+        "AppAttach failed:\n{failures}\n{}",
+        logs()
+    );
+    let app_relayed = |a: usize, b: usize| {
+        apps.iter()
+            .find(|(i, j, _)| (*i, *j) == (a, b))
+            .and_then(|(_, _, p)| p.clone())
+            .is_some_and(|p| p.contains("relay"))
+    };
+    for (a, b) in [(3, 5), (3, 6), (4, 5), (4, 6), (5, 6)] {
+        assert!(
+            app_relayed(a, b),
+            "the flow {} → {} must go through the relay: {apps:?}",
             label(a),
             label(b)
         );
