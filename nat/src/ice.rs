@@ -53,6 +53,12 @@ const SILENCE: Duration = Duration::from_secs(30);
 /// every pair has failed (RFC 5245 §7.1.3.3: no pair left to try).
 pub const CHECK_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How often a connected session's agent runs (keepalives, consent). rtc-ice asks for
+/// its 200 ms checking tick even when connected; a node with many links would wake
+/// hundreds of times a second for nothing. Keepalives go out within this of their
+/// [`KEEPALIVE`] interval, silence is noticed within this of [`SILENCE`].
+const CONNECTED_TICK: Duration = Duration::from_secs(1);
+
 /// The kind of a candidate (RFC 5245 §4.1.1, RFC 6940 §6.5.1.1 `CandType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CandidateKind {
@@ -389,6 +395,8 @@ pub struct IceSession {
     checks_since: Option<Instant>,
     /// The agent's next timer, as of the last call (it is read through `&mut`).
     agent_timer: Option<Instant>,
+    /// When the agent last ran on a timer.
+    last_tick: Option<Instant>,
     selected: Option<SelectedPair>,
     events: std::collections::VecDeque<IceEvent>,
     transmits: std::collections::VecDeque<(SocketAddr, SocketAddr, Bytes)>,
@@ -454,6 +462,7 @@ impl IceSession {
             state: IceState::New,
             checks_since: None,
             agent_timer: None,
+            last_tick: None,
             selected: None,
             events: Default::default(),
             transmits: Default::default(),
@@ -569,7 +578,10 @@ impl IceSession {
                 let deadline = self.checks_since.map(|t| t + CHECK_DEADLINE);
                 [self.agent_timer, deadline].into_iter().flatten().min()
             }
-            IceState::Connected => self.agent_timer,
+            IceState::Connected => {
+                let paced = self.last_tick.map(|t| t + CONNECTED_TICK);
+                [self.agent_timer, paced].into_iter().flatten().max()
+            }
             _ => None,
         }
     }
@@ -578,6 +590,7 @@ impl IceSession {
         if !matches!(self.state, IceState::Checking | IceState::Connected) {
             return;
         }
+        self.last_tick = Some(now);
         let _ = self.agent.handle_timeout(now);
         self.pump();
         if self.state == IceState::Checking {

@@ -10,8 +10,8 @@
 //! on hash-map iteration order, so a seed reproduces a run exactly.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -59,6 +59,61 @@ enum Delivery {
     },
 }
 
+/// How a simulated NAT maps and filters (RFC 4787 terms), for ICE in the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    /// Endpoint-independent mapping and filtering ("full cone"): one public port per
+    /// private address, open to anyone.
+    EndpointIndependent,
+    /// Endpoint-independent mapping; only addresses the private side sent to may answer.
+    PortRestricted,
+    /// A new public port per destination, open only to that destination.
+    Symmetric,
+}
+
+/// A simulated NAT: nodes put behind it ([`Sim::put_behind`]) are reached only through
+/// the public ports their own datagrams opened.
+#[derive(Debug)]
+struct Nat {
+    kind: NatKind,
+    ip: IpAddr,
+    next_port: u16,
+    /// (private address, destination for a symmetric NAT) → public port.
+    out: BTreeMap<(SocketAddr, Option<SocketAddr>), u16>,
+    /// Public port → private address and the remote addresses it sent to.
+    inbound: BTreeMap<u16, (SocketAddr, BTreeSet<SocketAddr>)>,
+}
+
+impl Nat {
+    /// The public address a datagram from `private` to `remote` leaves with.
+    fn outbound(&mut self, private: SocketAddr, remote: SocketAddr) -> SocketAddr {
+        let key = match self.kind {
+            NatKind::Symmetric => (private, Some(remote)),
+            _ => (private, None),
+        };
+        let port = match self.out.get(&key) {
+            Some(p) => *p,
+            None => {
+                let p = self.next_port;
+                self.next_port = self.next_port.wrapping_add(1).max(1024);
+                self.out.insert(key, p);
+                self.inbound.insert(p, (private, BTreeSet::new()));
+                p
+            }
+        };
+        if let Some((_, sent_to)) = self.inbound.get_mut(&port) {
+            sent_to.insert(remote);
+        }
+        SocketAddr::new(self.ip, port)
+    }
+
+    /// The private address a datagram from `from` to public `port` reaches, if any.
+    fn inbound(&self, port: u16, from: SocketAddr) -> Option<SocketAddr> {
+        let (private, sent_to) = self.inbound.get(&port)?;
+        (self.kind == NatKind::EndpointIndependent || sent_to.contains(&from)).then_some(*private)
+    }
+}
+
 /// One simulated node.
 #[derive(Debug)]
 pub struct SimNode {
@@ -98,6 +153,11 @@ pub struct Sim {
     watched: HashMap<u64, (u32, u32)>,
     /// Captured transactions (see [`Sim::capture`]): every message delivered with them.
     captured: HashMap<u64, Vec<Bytes>>,
+    nats: Vec<Nat>,
+    /// Node → the NAT it is behind.
+    behind: HashMap<usize, usize>,
+    /// Datagrams a NAT dropped (no mapping, or filtered).
+    pub nat_dropped: u64,
 }
 
 impl Sim {
@@ -122,6 +182,61 @@ impl Sim {
             lost: 0,
             watched: HashMap::new(),
             captured: HashMap::new(),
+            nats: Vec::new(),
+            behind: HashMap::new(),
+            nat_dropped: 0,
+        }
+    }
+
+    /// A NAT of `kind` whose public address is `ip`; its index.
+    pub fn add_nat(&mut self, kind: NatKind, ip: IpAddr) -> usize {
+        self.nats.push(Nat {
+            kind,
+            ip,
+            next_port: 40_000,
+            out: BTreeMap::new(),
+            inbound: BTreeMap::new(),
+        });
+        self.nats.len() - 1
+    }
+
+    /// Node `node` is behind NAT `nat` (its address is private from now on): datagrams
+    /// it sends leave with the NAT's public address, and only those the NAT lets in
+    /// reach it. Datagrams only; streams are not translated.
+    pub fn put_behind(&mut self, node: usize, nat: usize) {
+        self.behind.insert(node, nat);
+    }
+
+    /// Where a datagram from node `i`'s `local` to `remote` arrives: (node, its local
+    /// address, the source it sees), through the NATs on the way.
+    fn route_datagram(
+        &mut self,
+        i: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<(usize, SocketAddr, SocketAddr)> {
+        let from_nat = self.behind.get(&i).copied();
+        let src = match from_nat {
+            Some(n) => self.nats[n].outbound(local, remote),
+            None => local,
+        };
+        if let Some(n) = self.nats.iter().position(|n| n.ip == remote.ip()) {
+            let Some(private) = self.nats[n].inbound(remote.port(), src) else {
+                self.nat_dropped += 1;
+                return None;
+            };
+            let j = *self.by_addr.get(&private)?;
+            return Some((j, private, src));
+        }
+        let j = *self.by_addr.get(&remote)?;
+        // A private address is reachable only from behind the same NAT.
+        match self.behind.get(&j) {
+            Some(n) if Some(*n) != from_nat => {
+                self.nat_dropped += 1;
+                None
+            }
+            Some(_) => Some((j, remote, local)),
+            None => Some((j, remote, src)),
         }
     }
 
@@ -198,7 +313,7 @@ impl Sim {
                     self.schedule_stream(j, peer, StreamEvent::Data(t.data));
                 }
                 Transport::Datagram { local, remote } => {
-                    let Some(&j) = self.by_addr.get(&remote) else {
+                    let Some((j, to, from)) = self.route_datagram(i, local, remote) else {
                         continue;
                     };
                     if self.lose() {
@@ -209,8 +324,8 @@ impl Sim {
                         at,
                         Delivery::Datagram {
                             node: j,
-                            local: remote,
-                            remote: local,
+                            local: to,
+                            remote: from,
                             data: t.data,
                         },
                     );

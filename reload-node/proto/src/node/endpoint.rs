@@ -512,6 +512,11 @@ impl Node {
         self.open_link_inner(now, local, addr, kind, expected_peer, fail)
     }
 
+    /// The link on the datagram address pair (`local`, `remote`), if any.
+    pub(super) fn link_on(&self, local: SocketAddr, remote: SocketAddr) -> Option<LinkId> {
+        self.endpoint.flows.get(&(local, remote)).map(|f| f.link)
+    }
+
     /// Opens a DTLS client link from our socket at `local` to `addr` (an ICE pair's base
     /// and remote address, `ice`), bound to `expected_peer`.
     pub(super) fn open_link_from(

@@ -108,6 +108,8 @@ pub(super) struct Ice {
     /// Attaches waiting for our server-reflexive address (see [`REFLEXIVE_WAIT`]), with
     /// when they go anyway.
     deferred: Vec<(Instant, Destination, Option<NodeId>, bool)>,
+    /// The origin of the keepalive grid (the first session's start).
+    grid_base: Option<Instant>,
 }
 
 /// How long an Attach waits for the answer to a STUN probe in flight (§6.5.1.4): without
@@ -125,10 +127,31 @@ impl Ice {
             .filter_map(|a| {
                 let wait = (!a.has_link() && a.session.state() == IceState::Connected)
                     .then_some(a.started + CHECKS_AND_LINK);
-                [a.session.poll_timeout(), wait].into_iter().flatten().min()
+                let timer = a.session.poll_timeout();
+                // Sessions under live links (keepalives, consent) wake together.
+                let timer = if a.has_link() {
+                    timer.map(|t| self.on_grid(t))
+                } else {
+                    timer
+                };
+                [timer, wait].into_iter().flatten().min()
             })
             .chain(deferred)
             .min()
+    }
+
+    /// `t` rounded up to the node's [`KEEPALIVE_GRID`]: the keepalive timers of many
+    /// links fall due at one instant instead of spreading the node's wake-ups.
+    fn on_grid(&self, t: Instant) -> Instant {
+        let Some(base) = self.grid_base else {
+            return t;
+        };
+        // In nanoseconds: rounding sub-millisecond parts away would put the wake-up
+        // before `t`, and the node would wake again and again at the same instant.
+        let grid = KEEPALIVE_GRID.as_nanos();
+        let ticks = t.saturating_duration_since(base).as_nanos().div_ceil(grid);
+        let at = base + Duration::from_nanos((ticks * grid).min(u64::MAX as u128) as u64);
+        at.max(t)
     }
 
     /// Sessions whose link is not up (yet): what admission bounds (sessions under a
@@ -141,6 +164,9 @@ impl Ice {
         self.attempts.get(&id)
     }
 }
+
+/// The grid the keepalive timers of sessions under live links are rounded up to.
+const KEEPALIVE_GRID: Duration = Duration::from_secs(1);
 
 /// How long from the start of checks until a link must be up.
 const CHECKS_AND_LINK: Duration =
@@ -247,6 +273,7 @@ impl Node {
         };
         self.ice.next += 1;
         let id = self.ice.next;
+        self.ice.grid_base.get_or_insert(now);
         self.ice.by_ufrag.insert(ufrag, id);
         self.ice.attempts.insert(
             id,
@@ -396,6 +423,17 @@ impl Node {
         self.ice_permit(now, remote);
         self.ice_pump(now, id);
         Ok(())
+    }
+
+    /// Whether a session of ours for an overlay link with `peer` is under way (checks
+    /// running or a pair selected, no link yet).
+    pub(super) fn ice_in_progress_with(&self, peer: NodeId) -> bool {
+        self.ice.attempts.values().any(|a| {
+            a.app.is_none()
+                && a.peer == Some(peer)
+                && !a.has_link()
+                && a.session.state() != IceState::Failed
+        })
     }
 
     /// Session `id`, if it lives.
@@ -599,6 +637,17 @@ impl Node {
         if self.by_peer.contains_key(&peer) {
             // Linked meanwhile (the other direction won): nothing to open.
             return self.ice_drop(id);
+        }
+        // A link to the peer being set up on this very address pair (its own DTLS to
+        // our address, say): the session is that link's.
+        if let Some(link) = self.link_on(pair.base, pair.remote.addr) {
+            let same = self
+                .links
+                .get(&link)
+                .is_some_and(|s| s.peer == Some(peer) || s.expected_peer == Some(peer));
+            if same {
+                return self.ice_bind(id, link);
+            }
         }
         let link = self.open_link_from(now, pair.base, pair.remote.addr, Some(peer));
         match link {

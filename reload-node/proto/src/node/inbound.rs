@@ -623,6 +623,14 @@ impl Node {
         req: AttachReqAns,
     ) -> Result<MessageBody, ErrorResponse> {
         let ice = self.ice_mode();
+        if requester == self.creds.node_id {
+            // Our own Attach, routed back to us (we are responsible for its target): no
+            // link to ourselves.
+            return Err(ErrorResponse::new(
+                ErrorCode::FORBIDDEN,
+                "an Attach from this node to itself",
+            ));
+        }
         if !ice && req.candidates.iter().any(|c| c.cand_type != CandType::HOST) {
             // A No-ICE overlay uses host candidates only (§6.5.1.5).
             return Err(ErrorResponse::new(
@@ -675,7 +683,17 @@ impl Node {
             .any(|s| s.peer.is_none() && s.expected_peer == Some(requester));
         if ice {
             // §6.5.1.3: full ICE; the link follows the selected pair (`ice`).
-            if self.by_peer.contains_key(&requester) || connecting {
+            if !self.by_peer.contains_key(&requester)
+                && (connecting || self.ice_in_progress_with(requester))
+            {
+                // A link between us is being set up (an earlier Attach's): a second
+                // session would only fail beside it.
+                return Err(ErrorResponse::new(
+                    ErrorCode::IN_PROGRESS,
+                    "a link to you is being set up",
+                ));
+            }
+            if self.by_peer.contains_key(&requester) {
                 if req.send_update {
                     let _ = self
                         .topo

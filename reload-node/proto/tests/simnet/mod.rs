@@ -149,6 +149,57 @@ fn make_node(
     )
 }
 
+/// The link protocol of an ICE overlay (RFC 6940 §6.5.1.5): DTLS-UDP-SR.
+pub const ICE: OverlayLinkType = OverlayLinkType::DTLS_UDP_SR;
+
+/// [`build`] for an ICE overlay: every node listens with DTLS-UDP-SR at `addr(i)` over
+/// real DTLS links (its own P-256 key), so every Attach runs ICE (§6.5.1.3–§6.5.1.10) —
+/// through whatever NATs the test puts in the simulator. DTLS draws its own randomness:
+/// such a run is not reproducible byte for byte.
+pub fn build_ice(seed: u64, ids: Vec<u128>, addr: impl Fn(usize) -> SocketAddr) -> Net {
+    let ca = TestCa::new(false);
+    let overlay = ca.overlay();
+    let mut sim = Sim::new(seed, SimNetwork::default());
+    let topology = ChordSettings::from_overlay(&overlay);
+    let anchor = WallAnchor::new(sim.now, SystemTime::now());
+    let mut addrs = Vec::with_capacity(ids.len());
+    for (i, &id) in ids.iter().enumerate() {
+        let addr = addr(i);
+        let creds = ca.node(false, id, &format!("user{i}"));
+        let lc = reload_proto::link::LinkConfig::new(
+            overlay.trust().as_ref().clone(),
+            overlay.max_message_size(),
+            anchor,
+        );
+        let ctx = reload_proto::link::LinkContext::new(lc, &creds).expect("link context");
+        let parts = NodeParts {
+            settings: NodeSettings::new(vec![(ICE, addr)]),
+            overlay: overlay.clone(),
+            credentials: creds,
+            topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
+            links: Box::new(reload_proto::link::SecureLinks::new(ctx)),
+        };
+        let node = Node::new(
+            parts,
+            sim.now,
+            anchor.wall,
+            Seed::from_u64(seed ^ id as u64),
+        );
+        sim.add(node, addr);
+        addrs.push(addr);
+    }
+    Net {
+        sim,
+        ids,
+        addrs,
+        ca,
+        overlay,
+        topology,
+        anchor,
+        seed,
+    }
+}
+
 /// Adds one more core (not started) with Node-ID `id` listening at `addr`, user
 /// `user{index}`; returns its index.
 pub fn add_node(net: &mut Net, id: u128, addr: SocketAddr) -> usize {
