@@ -121,6 +121,23 @@ impl DatagramFlow {
         }
     }
 
+    /// Waits until the flow being set up opens: the peer and the ICE pair, or why not.
+    async fn opened(&mut self) -> Result<(NodeId, Option<IceInfo>), String> {
+        let deadline = reload_proto::node::APP_SETUP_DEADLINE + Duration::from_secs(5);
+        tokio::time::timeout(deadline, async {
+            loop {
+                match self.events.recv().await {
+                    Some(AppFlowEvent::Open { peer, pair, .. }) => return Ok((peer, pair)),
+                    Some(AppFlowEvent::Closed { reason, .. }) => return Err(reason),
+                    Some(AppFlowEvent::Data { .. }) => {}
+                    None => return Err("the node stopped".to_string()),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("not open within {deadline:?}")))
+    }
+
     /// Why the flow ended, once [`DatagramFlow::recv`] returned `None`.
     pub fn ended(&self) -> Option<&str> {
         self.ended.as_deref()
@@ -250,20 +267,7 @@ pub async fn app_attach(
             node.app_answered(flow, from, ans)
                 .await
                 .map_err(|_| AppAttachError::Stopped)?;
-            let deadline = reload_proto::node::APP_SETUP_DEADLINE + Duration::from_secs(5);
-            let opened = tokio::time::timeout(deadline, async {
-                loop {
-                    match guard.events.recv().await {
-                        Some(AppFlowEvent::Open { peer, pair, .. }) => return Ok((peer, pair)),
-                        Some(AppFlowEvent::Closed { reason, .. }) => return Err(reason),
-                        Some(AppFlowEvent::Data { .. }) => {}
-                        None => return Err("the node stopped".to_string()),
-                    }
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err(format!("not open within {deadline:?}")));
-            match opened {
+            match guard.opened().await {
                 Ok((peer, pair)) => {
                     tracing::debug!(%peer, application, ?pair, "AppAttach flow open over ICE");
                     guard.pair = pair;
@@ -687,20 +691,7 @@ async fn await_open(
     application: u16,
     flows: mpsc::Sender<AppFlow>,
 ) {
-    let deadline = reload_proto::node::APP_SETUP_DEADLINE + Duration::from_secs(5);
-    let opened = tokio::time::timeout(deadline, async {
-        loop {
-            match guard.events.recv().await {
-                Some(AppFlowEvent::Open { peer, pair, .. }) => return Ok((peer, pair)),
-                Some(AppFlowEvent::Closed { reason, .. }) => return Err(reason),
-                Some(AppFlowEvent::Data { .. }) => {}
-                None => return Err("the node stopped".to_string()),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| Err(format!("not open within {deadline:?}")));
-    match opened {
+    match guard.opened().await {
         Ok((peer, pair)) => {
             guard.pair = pair;
             let flow = AppFlow {

@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub ice: bool,
     /// Application flows over ICE (AppAttach, §6.5.2), open or being set up.
     pub app_flows: Vec<AppFlowInfo>,
+    /// The TURN servers relayed candidates are allocated on (§9).
+    pub turn_servers: Vec<std::net::SocketAddr>,
 }
 
 impl Snapshot {
@@ -166,6 +168,16 @@ pub(crate) enum Command {
     },
     AppClose {
         flow: AppFlowId,
+    },
+    /// Stores TURN-SERVICE records for `server` (RFC 6940 §9); the Stores' answers.
+    AdvertiseTurn {
+        server: std::net::SocketAddr,
+        lifetime: u32,
+        reply: oneshot::Sender<Result<Vec<oneshot::Receiver<Answer>>, RequestError>>,
+    },
+    /// A TURN server to allocate relayed candidates on from now on.
+    AddTurnServer {
+        server: reload_proto::node::TurnServer,
     },
     Shutdown,
 }
@@ -483,6 +495,41 @@ impl NodeHandle {
                 let _ = tx.send(cmd).await;
             });
         }
+    }
+
+    /// Advertises this peer as a TURN server reachable at `server` (RFC 6940 §9): a
+    /// TURN-SERVICE record per turn-density iteration, each for `lifetime` seconds. The
+    /// Stores' answers, in order (none when the overlay has no TURN-SERVICE or its
+    /// turn-density is 0).
+    pub async fn advertise_turn(
+        &self,
+        server: std::net::SocketAddr,
+        lifetime: u32,
+    ) -> Result<Vec<Answer>, ClientError> {
+        let pending = self
+            .call(|reply| Command::AdvertiseTurn {
+                server,
+                lifetime,
+                reply,
+            })
+            .await?
+            .map_err(ClientError::Request)?;
+        let mut out = Vec::with_capacity(pending.len());
+        for rx in pending {
+            out.push(rx.await.map_err(|_| ClientError::Stopped)?);
+        }
+        Ok(out)
+    }
+
+    /// Allocates relayed candidates on `server` from now on (RFC 6940 §9).
+    pub async fn add_turn_server(
+        &self,
+        server: reload_proto::node::TurnServer,
+    ) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::AddTurnServer { server })
+            .await
+            .map_err(|_| ClientError::Stopped)
     }
 
     /// Serves requests with these message codes: each arrives on the returned

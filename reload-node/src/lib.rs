@@ -28,3 +28,4 @@ pub mod fuzzing;
 pub mod peer;
 pub mod shell;
 pub mod store_db;
+pub mod turn_service;

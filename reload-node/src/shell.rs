@@ -734,6 +734,24 @@ impl Shell {
                 self.app_flows.remove(&flow);
                 self.node.app_close(now, flow);
             }
+            Command::AdvertiseTurn {
+                server,
+                lifetime,
+                reply,
+            } => {
+                let r = self.node.advertise_turn(now, server, lifetime).map(|txs| {
+                    self.waiting.retain(|_, r| !r.is_closed());
+                    txs.into_iter()
+                        .map(|tx| {
+                            let (answer, rx) = oneshot::channel();
+                            self.waiting.insert(tx, answer);
+                            rx
+                        })
+                        .collect()
+                });
+                let _ = reply.send(r);
+            }
+            Command::AddTurnServer { server } => self.node.add_turn_server(now, server),
             Command::Shutdown => {}
         }
     }
@@ -766,5 +784,6 @@ pub fn snapshot(node: &Node) -> Snapshot {
         storage: node.storage().describe(),
         ice: node.uses_ice(),
         app_flows: node.app_flows(),
+        turn_servers: node.turn_servers().iter().map(|t| t.addr).collect(),
     }
 }

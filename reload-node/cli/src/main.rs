@@ -45,7 +45,7 @@ enum Command {
     /// Run a peer with the credentials and configuration in its data directory: listen,
     /// join through a bootstrap peer (or start a new overlay with --first), keep the
     /// CHORD-RELOAD ring, route messages; leave the overlay cleanly on SIGINT/SIGTERM.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// A whole overlay on loopback from nothing: an enrollment server, N enrolled peers
     /// over TLS (or DTLS), the ring checked and printed, the path between two distant peers
     /// traced (TTL-limited Pings) and a Ping timed, a single value, an array and a
@@ -244,7 +244,7 @@ fn main() -> ExitCode {
             config,
             node_id_length,
         }) => cert_show(&file, config.as_deref(), node_id_length),
-        Command::Run(args) => run::main(args),
+        Command::Run(args) => run::main(*args),
         Command::Sandbox(args) => sandbox::main(args),
         Command::Status(args) => control::status_main(args),
         Command::Ping(args) => control::ping_main(args),

@@ -121,15 +121,23 @@ pub struct RunArgs {
     /// allocates a relayed address, offered as a relay candidate in every Attach (RFC 6940
     /// §9): for peers behind NATs no direct or reflexive path crosses (a symmetric NAT
     /// facing a restricted one). With --protocol ice; needs --turn-user and
-    /// --turn-password-file (long-term credentials).
+    /// --turn-password-file (long-term credentials). Without --turn, a peer given
+    /// --turn-user finds a TURN server in the overlay (TURN-SERVICE, §9).
     #[arg(long, value_name = "ADDR", requires_all = ["turn_user", "turn_password_file"])]
     pub turn: Option<SocketAddr>,
-    /// The TURN server's user name for this peer.
-    #[arg(long, value_name = "NAME", requires = "turn")]
+    /// The TURN user name for this peer (the deployment's TURN credentials: RFC 6940
+    /// does not say how peers authenticate to TURN servers).
+    #[arg(long, value_name = "NAME", requires = "turn_password_file")]
     pub turn_user: Option<String>,
     /// File whose first line is the TURN password (kept out of the command line).
-    #[arg(long, value_name = "FILE", requires = "turn")]
+    #[arg(long, value_name = "FILE", requires = "turn_user")]
     pub turn_password_file: Option<PathBuf>,
+    /// Advertise the TURN server at ADDR (beside this peer, e.g. coturn on this host)
+    /// in the overlay's TURN-SERVICE Kind (RFC 6940 §9), so that peers behind NATs find
+    /// it. Done only while this peer is a candidate: a public address (not RFC 1918) at
+    /// which its peers see it (not behind a NAT). With --protocol ice.
+    #[arg(long, value_name = "ADDR")]
+    pub turn_service: Option<SocketAddr>,
     /// With --protocol ice: UDP sockets for application flows (AppAttach, RFC 6940
     /// §6.5.2 — SIP calls, `reload-node appattach`) beside the --listen one, on its IP.
     /// A flow takes one; a socket carries at most one flow to each peer.
@@ -142,11 +150,10 @@ pub struct RunArgs {
 }
 
 /// The TURN server of `run`'s arguments, with its password read from its file.
-fn turn_servers(args: &RunArgs) -> Result<Vec<reload_proto::node::TurnServer>, String> {
-    let (Some(addr), Some(user), Some(file)) =
-        (args.turn, &args.turn_user, &args.turn_password_file)
-    else {
-        return Ok(Vec::new());
+/// The TURN credentials of `run`'s arguments (user, password read from its file).
+fn turn_credentials(args: &RunArgs) -> Result<Option<(String, String)>, String> {
+    let (Some(user), Some(file)) = (&args.turn_user, &args.turn_password_file) else {
+        return Ok(None);
     };
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("--turn-password-file {}: {e}", file.display()))?;
@@ -155,13 +162,26 @@ fn turn_servers(args: &RunArgs) -> Result<Vec<reload_proto::node::TurnServer>, S
         return Err(format!("--turn-password-file {}: empty", file.display()));
     }
     if args.protocol != Protocol::Ice {
-        return Err("--turn needs --protocol ice (relayed candidates are ICE candidates)".into());
+        return Err(
+            "--turn-user needs --protocol ice (relayed candidates are ICE candidates)".into(),
+        );
     }
-    Ok(vec![reload_proto::node::TurnServer {
-        addr,
-        username: user.clone(),
-        password,
-    }])
+    Ok(Some((user.clone(), password)))
+}
+
+/// The TURN server of `run`'s arguments, with its password read from its file.
+fn turn_servers(args: &RunArgs) -> Result<Vec<reload_proto::node::TurnServer>, String> {
+    if args.turn_service.is_some() && args.protocol != Protocol::Ice {
+        return Err("--turn-service needs --protocol ice".into());
+    }
+    match (args.turn, turn_credentials(args)?) {
+        (Some(addr), Some((username, password))) => Ok(vec![reload_proto::node::TurnServer {
+            addr,
+            username,
+            password,
+        }]),
+        _ => Ok(Vec::new()),
+    }
 }
 
 fn usage_name(name: &str) -> Result<String, String> {
@@ -376,6 +396,21 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 }
             }
         }
+        // TURN-SERVICE (§9): advertise a TURN server beside us, or find one.
+        let mut turn_tasks = Vec::new();
+        if let Some(server) = args.turn_service {
+            let (h, ip) = (running.handle.clone(), args.listen.ip());
+            turn_tasks.push(tokio::spawn(reload_node::turn_service::advertise(h, ip, server)));
+        }
+        if args.turn.is_none()
+            && let Some((user, password)) = turn_credentials(&args)?
+        {
+            tracing::info!("no --turn given: looking for a TURN server in TURN-SERVICE (RFC 6940 §9)");
+            let h = running.handle.clone();
+            turn_tasks.push(tokio::spawn(async move {
+                reload_node::turn_service::discover(h, user, password).await;
+            }));
+        }
         // Without the SIP usage, the peer still answers AppAttach for the echo
         // application (`reload-node appattach`).
         let mut _echo = None;
@@ -387,6 +422,9 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             }
         }
         let _ = running.task.await;
+        for t in turn_tasks {
+            t.abort();
+        }
         drop(_echo);
         drop(_sip);
         // Stops the control server and removes its socket.

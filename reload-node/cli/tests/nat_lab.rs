@@ -18,10 +18,14 @@
 //!   a ring; every pair of NAT'd peers is linked over the ICE pair it selected, printed as
 //!   a matrix (host / srflx / prflx); a `reload` client behind a PR NAT stores a value
 //!   and another, behind an EIM NAT, fetches it.
-//! - Phase 2 (asserted): the peers behind the symmetric NATs start too; coturn on the
-//!   public segment (198.51.100.3) gives every NAT'd peer a relayed candidate (§9). The
-//!   ring of all seven forms and all 15 NAT'd pairs connect — port-restricted↔symmetric
-//!   and symmetric↔symmetric through the relay.
+//! - TURN (§9): coturn listens beside the bootstrap peer, on its address (198.51.100.2,
+//!   another port; relaying from 198.51.100.3). The bootstrap peer advertises it in
+//!   TURN-SERVICE (`--turn-service`) once its peers confirm it is not behind a NAT; every
+//!   NAT'd peer, given the lab's TURN credentials but no server, finds it with Find on
+//!   random Resource-IDs and allocates a relayed candidate on it (asserted).
+//! - Phase 2 (asserted): the peers behind the symmetric NATs start too. The ring of all
+//!   seven forms and all 15 NAT'd pairs connect — port-restricted↔symmetric and
+//!   symmetric↔symmetric through the relay.
 //!
 //! - Phase 3 (asserted): every NAT'd peer AppAttaches (§6.5.2) to every other one at
 //!   once (`reload-node appattach`, the echo application): each flow's ICE runs between
@@ -391,11 +395,13 @@ fn start(lab: &Lab, dir: &Path, i: usize, port: u16, turn: &Turn) -> Proc {
     .arg("--status-file")
     .arg(status_file(dir, i));
     if i == 0 {
-        cmd.arg("--first");
+        // The public peer advertises the TURN server beside it (RFC 6940 §9).
+        cmd.arg("--first").args(["--turn-service", &turn.addr]);
     } else {
-        // Every NAT'd peer may relay through the TURN server (RFC 6940 §9).
+        // Every NAT'd peer has the lab's TURN credentials and finds the server in
+        // TURN-SERVICE.
         cmd.args(["--bootstrap", &format!("198.51.100.2:{port}")])
-            .args(["--turn", &turn.addr, "--turn-user", "lab"])
+            .args(["--turn-user", "lab"])
             .arg("--turn-password-file")
             .arg(&turn.password_file);
     }
@@ -465,7 +471,8 @@ fn peers_behind_nats_connect_over_ice() {
         &["--ice", "--kind", kind],
     );
 
-    // coturn on the public segment (198.51.100.3), long-term credentials (RFC 5389 §10.2).
+    // coturn beside the bootstrap peer: listening on its address, another port; relayed
+    // addresses on 198.51.100.3; long-term credentials (RFC 5389 §10.2).
     let tport = free_port();
     sh(&[
         "ip",
@@ -479,7 +486,7 @@ fn peers_behind_nats_connect_over_ice() {
     ])
     .unwrap();
     let turn = Turn {
-        addr: format!("198.51.100.3:{tport}"),
+        addr: format!("198.51.100.2:{tport}"),
         password_file: dir.join("turn-password"),
     };
     std::fs::write(&turn.password_file, "lab-turn-password\n").unwrap();
@@ -489,7 +496,7 @@ fn peers_behind_nats_connect_over_ice() {
             .args(["netns", "exec", &lab.ns("pub"), "turnserver", "-n"])
             .args([
                 "--listening-ip",
-                "198.51.100.3",
+                "198.51.100.2",
                 "--relay-ip",
                 "198.51.100.3",
             ])
@@ -626,13 +633,25 @@ fn peers_behind_nats_connect_over_ice() {
         "the ring with the symmetric NATs did not form:\n{}",
         logs()
     );
-    // Every NAT'd peer got a relayed address from coturn (Allocate with long-term
-    // credentials, RFC 5766 §6).
+    // The bootstrap peer advertised coturn in TURN-SERVICE; every NAT'd peer found it
+    // there and got a relayed address from it (Allocate with long-term credentials, RFC
+    // 5766 §6).
+    let log_of =
+        |i: usize| std::fs::read_to_string(dir.join(format!("p{i}.log"))).unwrap_or_default();
+    assert!(
+        log_of(0).contains("TURN server advertised in TURN-SERVICE"),
+        "p0 did not advertise the TURN server:\n{}",
+        tail(&dir, 0)
+    );
     for i in 1..=6 {
-        let log = std::fs::read_to_string(dir.join(format!("p{i}.log"))).unwrap_or_default();
+        let relayed = wait(Duration::from_secs(60), "relayed address", || {
+            let log = log_of(i);
+            log.contains("TURN server found in TURN-SERVICE")
+                && log.contains("TURN relayed address allocated")
+        });
         assert!(
-            log.contains("TURN relayed address allocated"),
-            "p{i} got no relayed address:\n{}",
+            relayed,
+            "p{i} found no TURN server or got no relayed address:\n{}",
             tail(&dir, i)
         );
     }

@@ -331,15 +331,7 @@ impl Node {
     /// Closes a flow (close_notify on an open one); no event follows.
     pub fn app_close(&mut self, now: Instant, flow: AppFlowId) {
         if let Some(mut f) = self.app_remove(flow.0) {
-            if let (Some(link), Some((local, remote))) = (f.link.as_mut(), f.addr) {
-                link.close(now);
-                while let Some(data) = link.poll_transmit() {
-                    self.transmits.push_back(Transmit {
-                        transport: Transport::Datagram { local, remote },
-                        data,
-                    });
-                }
-            }
+            self.app_shut(now, &mut f);
             tracing::debug!("{flow} closed");
         }
     }
@@ -422,11 +414,8 @@ impl Node {
         Some(f)
     }
 
-    /// The flow failed or ended: gone, and the application hears why.
-    pub(super) fn app_flow_failed(&mut self, now: Instant, id: u64, reason: String) {
-        let Some(mut f) = self.app_remove(id) else {
-            return;
-        };
+    /// Closes a removed flow's DTLS (close_notify) and sends what that produced.
+    fn app_shut(&mut self, now: Instant, f: &mut Flow) {
         if let (Some(link), Some((local, remote))) = (f.link.as_mut(), f.addr) {
             link.close(now);
             while let Some(data) = link.poll_transmit() {
@@ -436,6 +425,14 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// The flow failed or ended: gone, and the application hears why.
+    pub(super) fn app_flow_failed(&mut self, now: Instant, id: u64, reason: String) {
+        let Some(mut f) = self.app_remove(id) else {
+            return;
+        };
+        self.app_shut(now, &mut f);
         let who = f.peer.map_or("?".to_string(), |p| p.to_string());
         tracing::info!(
             "application flow {id} (application {}) with {who} ended: {reason}",
@@ -541,12 +538,29 @@ impl Node {
                 .and_then(|a| a.session().selected())
                 .is_some_and(|p| p.base == local && p.remote.addr == remote)
         };
+        // Without a selected pair yet (the ClientHello overtook the check's answer), a
+        // hello is taken only from an address the session pairs with: a candidate the
+        // answer signalled, or a peer-reflexive one an authenticated check revealed — not
+        // from whoever races the peer to our socket.
+        let paired = |node: &Node, f: &Flow| {
+            node.ice.attempt(f.ice).is_some_and(|a| {
+                a.session()
+                    .pairs(now)
+                    .iter()
+                    .any(|p| p.remote.as_ref().is_some_and(|c| c.addr == remote))
+            })
+        };
         let found = self
             .apps
             .flows
             .iter()
             .filter(|(_, f)| waiting(f) && selected(self, f))
-            .chain(self.apps.flows.iter().filter(|(_, f)| waiting(f)))
+            .chain(
+                self.apps
+                    .flows
+                    .iter()
+                    .filter(|(_, f)| waiting(f) && paired(self, f)),
+            )
             .map(|(id, _)| *id)
             .next();
         let Some(id) = found else {

@@ -110,7 +110,13 @@ pub(super) struct Ice {
     deferred: Vec<(Instant, Destination, Option<NodeId>, bool)>,
     /// The origin of the keepalive grid (the first session's start).
     grid_base: Option<Instant>,
+    /// Overlay sessions that failed in a row, per peer (for the log; bounded by
+    /// [`MAX_FAILURE_RECORDS`]).
+    failures: HashMap<NodeId, u32>,
 }
+
+/// Peers whose failures in a row are counted at most.
+const MAX_FAILURE_RECORDS: usize = 1024;
 
 /// How long an Attach waits for the answer to a STUN probe in flight (§6.5.1.4): without
 /// our server-reflexive candidate, a peer behind a restricted NAT cannot be reached.
@@ -138,6 +144,16 @@ impl Ice {
             })
             .chain(deferred)
             .min()
+    }
+
+    /// One more failure in a row with `peer`: how many now.
+    fn note_failure(&mut self, peer: NodeId) -> u32 {
+        if self.failures.len() >= MAX_FAILURE_RECORDS && !self.failures.contains_key(&peer) {
+            self.failures.clear();
+        }
+        let n = self.failures.entry(peer).or_default();
+        *n = n.saturating_add(1);
+        *n
     }
 
     /// `t` rounded up to the node's [`KEEPALIVE_GRID`]: the keepalive timers of many
@@ -425,17 +441,6 @@ impl Node {
         Ok(())
     }
 
-    /// Whether a session of ours for an overlay link with `peer` is under way (checks
-    /// running or a pair selected, no link yet).
-    pub(super) fn ice_in_progress_with(&self, peer: NodeId) -> bool {
-        self.ice.attempts.values().any(|a| {
-            a.app.is_none()
-                && a.peer == Some(peer)
-                && !a.has_link()
-                && a.session.state() != IceState::Failed
-        })
-    }
-
     /// Session `id`, if it lives.
     pub(super) fn ice_attempt(&mut self, id: u64) -> Option<&mut Attempt> {
         self.ice.attempts.get_mut(&id)
@@ -621,6 +626,11 @@ impl Node {
         }
         let (peer, controlling, send_update) = (a.peer, a.session.is_controlling(), a.send_update);
         tracing::info!(peer = ?peer, "ICE selected {pair} (RFC 6940 §6.5.1.10)");
+        if let Some(p) = peer
+            && let Some(n) = self.ice.failures.remove(&p)
+        {
+            tracing::info!(peer = %p, "ICE with {p} works again after {n} failures");
+        }
         if controlling {
             // The DTLS client is the other side (§6.5.1.13): its ClientHello comes to the
             // pair's local address; a link already up for the peer takes the ICE info.
@@ -663,6 +673,15 @@ impl Node {
 
     /// `link` runs over session `id`'s selected pair.
     fn ice_bind(&mut self, id: u64, link: LinkId) {
+        if self
+            .links
+            .get(&link)
+            .and_then(|s| s.ice)
+            .is_some_and(|other| other != id)
+        {
+            // The link has its session (its keepalives, its consent): this one is spare.
+            return self.ice_drop(id);
+        }
         let Some(a) = self.ice.attempts.get_mut(&id) else {
             return;
         };
@@ -703,6 +722,19 @@ impl Node {
         if let Some(id) = found {
             self.ice_bind(id, link);
         }
+        // The peer is linked: other sessions with it that have no link are spare (an
+        // Attach each way, one that lost a race); their checks would only fail.
+        let spare: Vec<u64> = self
+            .ice
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.peer == Some(peer) && a.link.is_none() && a.app.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in spare {
+            tracing::debug!(%peer, "ICE session {id} not needed: linked");
+            self.ice_drop(id);
+        }
     }
 
     /// Session `id` failed: logged with the pairs tried; a link over it closes; the
@@ -711,9 +743,19 @@ impl Node {
         let Some(a) = self.ice.attempts.get(&id) else {
             return;
         };
-        let pairs: Vec<String> = a.session.pairs(now).iter().map(|p| p.to_string()).collect();
         let link = a.link;
         let app = a.app;
+        let spare = match link {
+            // A session beside the one the link runs on: nothing is lost.
+            Some(link) => self.links.get(&link).and_then(|s| s.ice) != Some(id),
+            // Linked to the peer another way meanwhile.
+            None => app.is_none() && peer.is_some_and(|p| self.by_peer.contains_key(&p)),
+        };
+        if spare {
+            tracing::debug!(peer = ?peer, "spare ICE session {id} ended: {why}");
+            return self.ice_drop(id);
+        }
+        let pairs: Vec<String> = a.session.pairs(now).iter().map(|p| p.to_string()).collect();
         let took = now.saturating_duration_since(a.started);
         self.ice.failed += 1;
         let who = peer.map_or("?".to_string(), |p| p.to_string());
@@ -736,7 +778,24 @@ impl Node {
                 self.close_link(now, link, "ICE consent lost (RFC 6940 §6.5.1.10.3)");
             }
             None => {
-                tracing::warn!("ICE with {who} failed after {took:?}: {why}; pairs tried: {tried}");
+                // The topology tries a peer it cannot reach again and again: the 1st,
+                // 2nd, 4th, 8th, … failure in a row with one peer is a warning, the
+                // others are logged at debug level.
+                let n = peer.map_or(1, |p| self.ice.note_failure(p));
+                if n.is_power_of_two() {
+                    let again = if n > 1 {
+                        format!(" ({n} failures in a row with this peer)")
+                    } else {
+                        String::new()
+                    };
+                    tracing::warn!(
+                        "ICE with {who} failed after {took:?}: {why}; pairs tried: {tried}{again}"
+                    );
+                } else {
+                    tracing::debug!(
+                        "ICE with {who} failed again ({n} in a row) after {took:?}: {why}; pairs tried: {tried}"
+                    );
+                }
                 self.ice_drop(id);
                 if let Some(peer) = peer {
                     self.awaiting_connect.remove(&peer);

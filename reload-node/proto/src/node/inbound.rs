@@ -683,11 +683,11 @@ impl Node {
             .any(|s| s.peer.is_none() && s.expected_peer == Some(requester));
         if ice {
             // §6.5.1.3: full ICE; the link follows the selected pair (`ice`).
-            if !self.by_peer.contains_key(&requester)
-                && (connecting || self.ice_in_progress_with(requester))
-            {
-                // A link between us is being set up (an earlier Attach's): a second
-                // session would only fail beside it.
+            if !self.by_peer.contains_key(&requester) && connecting {
+                // A link between us is being set up (an earlier Attach's DTLS): a
+                // second session would only fail beside it. (Refusing while an earlier
+                // session's checks run is worse: when the requester drops that session
+                // because it got linked another way, ours waits out its 30 s.)
                 return Err(ErrorResponse::new(
                     ErrorCode::IN_PROGRESS,
                     "a link to you is being set up",

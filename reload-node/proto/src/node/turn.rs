@@ -131,6 +131,34 @@ impl Node {
         if !self.ice_mode() || !self.turn.allocations.is_empty() {
             return;
         }
+        for server in self.s.turn_servers.clone() {
+            self.turn_allocate_on(now, &server);
+        }
+        self.turn_timers(now);
+    }
+
+    /// A TURN server to use from now on (found in TURN-SERVICE, §9, or configured
+    /// late): relayed addresses are allocated on it for every UDP socket, and offered in
+    /// the Attaches that follow. A server in use already is ignored.
+    pub fn add_turn_server(&mut self, now: Instant, server: TurnServer) {
+        if self.s.turn_servers.iter().any(|s| s.addr == server.addr) {
+            return;
+        }
+        tracing::info!(server = %server.addr, "TURN server added (RFC 6940 §9)");
+        self.s.turn_servers.push(server.clone());
+        if self.ice_mode() && self.start.is_some() {
+            self.turn_allocate_on(now, &server);
+            self.turn_timers(now);
+        }
+    }
+
+    /// The TURN servers in use.
+    pub fn turn_servers(&self) -> &[TurnServer] {
+        &self.s.turn_servers
+    }
+
+    /// One allocation on `server` for each of our UDP sockets of its address family.
+    fn turn_allocate_on(&mut self, now: Instant, server: &TurnServer) {
         let sockets: Vec<SocketAddr> = self
             .s
             .listen
@@ -141,41 +169,38 @@ impl Node {
             .map(|(_, a)| *a)
             .chain(self.s.app_sockets.iter().copied())
             .collect();
-        for server in self.s.turn_servers.clone() {
-            for local in sockets
-                .iter()
-                .filter(|l| l.is_ipv4() == server.addr.is_ipv4())
-            {
-                let config = ClientConfig {
-                    stun_serv_addr: String::new(),
-                    // A literal address: the client resolves names, which a sans-IO core
-                    // must not do.
-                    turn_serv_addr: server.addr.to_string(),
-                    local_addr: *local,
-                    transport_protocol: TransportProtocol::UDP,
-                    username: server.username.clone(),
-                    password: server.password.clone(),
-                    realm: String::new(),
-                    software: String::new(),
-                    rto_in_ms: 0,
-                    allocation_refresh_interval_cap: None,
-                };
-                match Client::new(config, provider()) {
-                    Ok(client) => self.turn.allocations.push(Allocation {
-                        local: *local,
-                        server: server.addr,
-                        client,
-                        relayed: None,
-                        retry_at: Some(now),
-                        in_progress: false,
-                        permitted: HashSet::new(),
-                        timer: None,
-                    }),
-                    Err(e) => tracing::warn!(server = %server.addr, "TURN client: {e}"),
-                }
+        for local in sockets
+            .iter()
+            .filter(|l| l.is_ipv4() == server.addr.is_ipv4())
+        {
+            let config = ClientConfig {
+                stun_serv_addr: String::new(),
+                // A literal address: the client resolves names, which a sans-IO core
+                // must not do.
+                turn_serv_addr: server.addr.to_string(),
+                local_addr: *local,
+                transport_protocol: TransportProtocol::UDP,
+                username: server.username.clone(),
+                password: server.password.clone(),
+                realm: String::new(),
+                software: String::new(),
+                rto_in_ms: 0,
+                allocation_refresh_interval_cap: None,
+            };
+            match Client::new(config, provider()) {
+                Ok(client) => self.turn.allocations.push(Allocation {
+                    local: *local,
+                    server: server.addr,
+                    client,
+                    relayed: None,
+                    retry_at: Some(now),
+                    in_progress: false,
+                    permitted: HashSet::new(),
+                    timer: None,
+                }),
+                Err(e) => tracing::warn!(server = %server.addr, "TURN client: {e}"),
             }
         }
-        self.turn_timers(now);
     }
 
     pub(super) fn turn_timers(&mut self, now: Instant) {

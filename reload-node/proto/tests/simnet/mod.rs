@@ -91,6 +91,21 @@ pub fn build_in(
     topology: Option<ChordSettings>,
     cert_cache: Option<usize>,
 ) -> Net {
+    build_with_links(ca, overlay, seed, ids, addr, topology, cert_cache, false)
+}
+
+/// [`build_in`] with plain links (`ice` false) or real DTLS links in an ICE overlay.
+#[allow(clippy::too_many_arguments)]
+fn build_with_links(
+    ca: TestCa,
+    overlay: std::sync::Arc<reload_proto::overlay::Overlay>,
+    seed: u64,
+    ids: Vec<u128>,
+    addr: impl Fn(usize) -> SocketAddr,
+    topology: Option<ChordSettings>,
+    cert_cache: Option<usize>,
+    ice: bool,
+) -> Net {
     let mut sim = Sim::new(seed, SimNetwork::default());
     let topology = topology.unwrap_or_else(|| ChordSettings::from_overlay(&overlay));
     let mut addrs = Vec::with_capacity(ids.len());
@@ -98,7 +113,7 @@ pub fn build_in(
     for (i, &id) in ids.iter().enumerate() {
         let addr = addr(i);
         let node = make_node(
-            &ca, &overlay, &topology, anchor, &sim, seed, id, i, addr, cert_cache,
+            &ca, &overlay, &topology, anchor, &sim, seed, id, i, addr, cert_cache, ice,
         );
         sim.add(node, addr);
         addrs.push(addr);
@@ -127,19 +142,30 @@ fn make_node(
     i: usize,
     addr: SocketAddr,
     cert_cache: Option<usize>,
+    ice: bool,
 ) -> Node {
-    let mut settings = NodeSettings::new(vec![(PROTOCOL, addr)]);
+    let mut settings = NodeSettings::new(vec![(if ice { ICE } else { PROTOCOL }, addr)]);
     if let Some(c) = cert_cache {
         settings.cert_cache_size = c;
     }
     let creds = ca.node(false, id, &format!("user{i}"));
-    let links = PlainLinks::new(&creds.cert, overlay, anchor);
+    let links: Box<dyn reload_proto::link::LinkFactory> = if ice {
+        let lc = reload_proto::link::LinkConfig::new(
+            overlay.trust().as_ref().clone(),
+            overlay.max_message_size(),
+            anchor,
+        );
+        let ctx = reload_proto::link::LinkContext::new(lc, &creds).expect("link context");
+        Box::new(reload_proto::link::SecureLinks::new(ctx))
+    } else {
+        Box::new(PlainLinks::new(&creds.cert, overlay, anchor))
+    };
     let parts = NodeParts {
         settings,
         overlay: overlay.clone(),
         credentials: creds,
         topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
-        links: Box::new(links),
+        links,
     };
     Node::new(
         parts,
@@ -159,45 +185,7 @@ pub const ICE: OverlayLinkType = OverlayLinkType::DTLS_UDP_SR;
 pub fn build_ice(seed: u64, ids: Vec<u128>, addr: impl Fn(usize) -> SocketAddr) -> Net {
     let ca = TestCa::new(false);
     let overlay = ca.overlay();
-    let mut sim = Sim::new(seed, SimNetwork::default());
-    let topology = ChordSettings::from_overlay(&overlay);
-    let anchor = WallAnchor::new(sim.now, SystemTime::now());
-    let mut addrs = Vec::with_capacity(ids.len());
-    for (i, &id) in ids.iter().enumerate() {
-        let addr = addr(i);
-        let creds = ca.node(false, id, &format!("user{i}"));
-        let lc = reload_proto::link::LinkConfig::new(
-            overlay.trust().as_ref().clone(),
-            overlay.max_message_size(),
-            anchor,
-        );
-        let ctx = reload_proto::link::LinkContext::new(lc, &creds).expect("link context");
-        let parts = NodeParts {
-            settings: NodeSettings::new(vec![(ICE, addr)]),
-            overlay: overlay.clone(),
-            credentials: creds,
-            topology: Box::new(Chord::new(NodeId::from_u128(id), topology.clone())),
-            links: Box::new(reload_proto::link::SecureLinks::new(ctx)),
-        };
-        let node = Node::new(
-            parts,
-            sim.now,
-            anchor.wall,
-            Seed::from_u64(seed ^ id as u64),
-        );
-        sim.add(node, addr);
-        addrs.push(addr);
-    }
-    Net {
-        sim,
-        ids,
-        addrs,
-        ca,
-        overlay,
-        topology,
-        anchor,
-        seed,
-    }
+    build_with_links(ca, overlay, seed, ids, addr, None, None, true)
 }
 
 /// Adds one more core (not started) with Node-ID `id` listening at `addr`, user
@@ -215,6 +203,7 @@ pub fn add_node(net: &mut Net, id: u128, addr: SocketAddr) -> usize {
         i,
         addr,
         None,
+        false,
     );
     net.sim.add(node, addr);
     net.ids.push(id);
