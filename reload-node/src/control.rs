@@ -691,6 +691,10 @@ pub fn status_lines(s: &Snapshot, overlay: &str) -> Vec<String> {
         }
         lines.push(line);
     }
+    // TURN servers relayed candidates are allocated on (§9).
+    for t in &s.turn_servers {
+        lines.push(format!("turn-server {t}"));
+    }
     // Where the peers see our UDP ports (§6.5.1.4): our server-reflexive addresses.
     for r in &s.reflexive {
         lines.push(format!(

@@ -3,7 +3,9 @@
 //! --protocol ice` processes in it. Nothing outside the namespaces is touched.
 //!
 //! - A public segment, 198.51.100.0/24 (documentation range, RFC 5737), a bridge in the
-//!   namespace of the bootstrap peer (198.51.100.2).
+//!   namespace of the bootstrap peer (198.51.100.2), with the enrollment server beside it
+//!   (same address, another port): every node enrolls from behind its NAT (HTTPS through
+//!   the NAT).
 //! - Routers, each with a public address 198.51.100.1x and a private segment 10.x.0.0/24
 //!   with one host, 10.x.0.2, whose peer listens there:
 //!   - **EIM** — endpoint-independent mapping and filtering ("full cone"): masquerade
@@ -44,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procs::{Proc, enroll_peers_with, free_port, peer_dir, read_status, scratch_dir, status_file};
+use procs::{Proc, free_port, peer_dir, read_status, scratch_dir, status_file};
 
 const OVERLAY: &str = "nat.lab.test";
 const RELOAD: &str = env!("CARGO_BIN_EXE_reload");
@@ -457,18 +459,33 @@ fn peers_behind_nats_connect_over_ice() {
     let port = free_port();
     let lab = Lab::build(port).expect("the NAT lab");
     let dir: PathBuf = scratch_dir("reload-nat-lab");
-    // 7 peers (p0 public, p1..p6 behind NATs) and 2 clients (p7, p8), enrolled on
-    // loopback; the configuration names the public bootstrap peer.
+    // 7 peers (p0 public, p1..p6 behind NATs) and 2 clients (p7 behind a PR NAT, p8
+    // behind an EIM NAT). The enrollment server runs on the public segment, beside the
+    // bootstrap peer (198.51.100.2, another port); each node enrolls from where it runs,
+    // over HTTPS through its NAT. The configuration names the public bootstrap peer.
     let eport = free_port();
     let bootstrap: SocketAddr = format!("198.51.100.2:{port}").parse().unwrap();
     let kind = "0xf0000001,single,USER-MATCH,1,1024";
-    enroll_peers_with(
+    let ns_of = |i: usize| match i {
+        0 => lab.ns("pub"),
+        7 => lab.ns("h3"),
+        8 => lab.ns("h1"),
+        i => lab.ns(&format!("h{}", NATTED[i - 1].1)),
+    };
+    let prefix = |i: Option<usize>| -> Vec<String> {
+        let ns = i.map_or_else(|| lab.ns("pub"), ns_of);
+        ["ip", "netns", "exec", &ns].map(String::from).to_vec()
+    };
+    procs::enroll_peers_at(
         &dir,
         OVERLAY,
-        eport,
         bootstrap,
         9,
         &["--ice", "--kind", kind],
+        &procs::EnrollAt {
+            server: format!("198.51.100.2:{eport}").parse().unwrap(),
+            prefix: &prefix,
+        },
     );
 
     // coturn beside the bootstrap peer: listening on its address, another port; relayed

@@ -167,11 +167,47 @@ pub fn enroll_peers_with(
     peers: usize,
     init_options: &[&str],
 ) {
+    let at = EnrollAt {
+        server: SocketAddr::from(([127, 0, 0, 1], port)),
+        prefix: &|_| Vec::new(),
+    };
+    enroll_peers_at(dir, overlay, bootstrap, peers, init_options, &at);
+}
+
+/// Where enrollment runs: the server's address, and the command prefix (e.g. `ip netns
+/// exec NS`) of the server (`None`) and of each peer's `reload-node enroll` (`Some(i)`).
+pub struct EnrollAt<'a> {
+    pub server: SocketAddr,
+    pub prefix: &'a dyn Fn(Option<usize>) -> Vec<String>,
+}
+
+fn command_at(prefix: &[String], bin: &Path) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// [`enroll_peers_with`] with the server and the peers where `at` says (a NAT lab:
+/// the server on the public segment, each peer enrolling from behind its NAT). Each
+/// `reload-node enroll` is tried again for up to 10 s while the server starts.
+pub fn enroll_peers_at(
+    dir: &Path,
+    overlay: &str,
+    bootstrap: SocketAddr,
+    peers: usize,
+    init_options: &[&str],
+    at: &EnrollAt<'_>,
+) {
     let eb = enroll_bin();
     let edir = dir.join("enroll");
     let edir_s = edir.to_str().unwrap();
     let password = |i: usize| format!("password-of-p{i}\n");
-    let port_s = port.to_string();
+    let port_s = at.server.port().to_string();
     let bootstrap_s = bootstrap.to_string();
     let mut init = vec![
         "init",
@@ -202,47 +238,71 @@ pub fn enroll_peers_with(
             Some(&password(i)),
         );
     }
-    let eaddr = SocketAddr::from(([127, 0, 0, 1], port));
     let server = Proc::spawn(
-        Command::new(&eb)
+        command_at(&(at.prefix)(None), &eb)
             .args([
                 "serve",
                 "--data-dir",
                 edir_s,
                 "--listen",
-                &eaddr.to_string(),
+                &at.server.to_string(),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
         "reload-enroll serve",
     );
-    wait_for_port(eaddr);
-    let url = format!("https://{overlay}:{port}/.well-known/reload-config");
-    let resolve = format!("{overlay}=127.0.0.1");
+    let url = format!(
+        "https://{overlay}:{}/.well-known/reload-config",
+        at.server.port()
+    );
+    let resolve = format!("{overlay}={}", at.server.ip());
+    let ca_cert = edir.join("ca.crt");
     for i in 0..peers {
         let pdir = peer_dir(dir, i);
-        run_ok(
-            Path::new(NODE),
-            &[
-                "enroll",
-                "--overlay",
-                overlay,
-                "--user",
-                &user(i),
-                "--password-stdin",
-                "--config-url",
-                &url,
-                "--resolve",
-                &resolve,
-                "--ca-cert",
-                edir.join("ca.crt").to_str().unwrap(),
-                "--data-dir",
-                pdir.to_str().unwrap(),
-                "--key-type",
-                "p256",
-            ],
-            Some(&password(i)),
-        );
+        let args = [
+            "enroll",
+            "--overlay",
+            overlay,
+            "--user",
+            &user(i),
+            "--password-stdin",
+            "--config-url",
+            &url,
+            "--resolve",
+            &resolve,
+            "--ca-cert",
+            ca_cert.to_str().unwrap(),
+            "--data-dir",
+            pdir.to_str().unwrap(),
+            "--key-type",
+            "p256",
+        ];
+        let t0 = Instant::now();
+        loop {
+            let mut child = command_at(&(at.prefix)(Some(i)), Path::new(NODE))
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(password(i).as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "reload-node enroll of p{i}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     drop(server);
 }

@@ -55,6 +55,9 @@ pub const SWEEP_RETRY_MIN: Duration = Duration::from_secs(1);
 /// Expired values removed per timer run (the rest at the next).
 const EXPIRY_BUDGET: usize = 4096;
 
+/// The highest d of TURN-SERVICE records (§9: NODE-MULTIPLE with at most 20).
+pub const TURN_MAX_ITERATION: u32 = 20;
+
 /// The answer to [`Node::fetch`], its values verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
@@ -990,7 +993,9 @@ impl Node {
         if self.overlay.kind(kind).is_none() {
             return Ok(Vec::new());
         }
-        let density = self.overlay.config().turn_density.min(255);
+        // §9: TURN-SERVICE is NODE-MULTIPLE "with a maximum iteration of counter 20";
+        // records beyond would be refused.
+        let density = self.overlay.config().turn_density.min(TURN_MAX_ITERATION);
         let mut txs = Vec::new();
         for d in 1..=density {
             let name = policy::node_multiple_name(&self.creds.node_id, d);
