@@ -611,6 +611,19 @@ pub fn dtls_demux(data: &[u8]) {
             drain(10_000, || link.poll_transmit(), |_| {});
             run_link(&mut link, base, &datagrams);
         }
+        // An application flow's DTLS server (AppAttach over ICE, §6.5.2) takes the
+        // same path.
+        if let Ok(mut link) =
+            Link::dtls_application(&ctx, crate::link::Role::Server, None, Some(cookie), base)
+        {
+            link.handle_input(base, &ch.as_first(first));
+            drain(10_000, || link.poll_transmit(), |_| {});
+            run_link(&mut link, base, &datagrams);
+        }
+    }
+    if let Ok(mut link) = Link::dtls_application(&ctx, crate::link::Role::Client, None, None, base)
+    {
+        run_link(&mut link, base, &datagrams);
     }
     if let Ok(mut link) = Link::accept_dtls(&ctx, None, base) {
         run_link(&mut link, base, &datagrams);
@@ -625,7 +638,12 @@ fn run_link(link: &mut Link, base: Instant, inputs: &[&[u8]]) {
     for d in inputs {
         link.handle_input(now, d);
         drain(10_000, || link.poll_transmit(), |_| {});
-        let max = link.max_message_size();
+        // An application flow's messages are records (at most 2^14 bytes), unframed.
+        let max = if link.is_application() {
+            crate::link::MAX_RECORD_PLAINTEXT
+        } else {
+            link.max_message_size()
+        };
         drain(
             10_000,
             || link.poll_event(),
