@@ -27,7 +27,8 @@
 //!   random Resource-IDs and allocates a relayed candidate on it (asserted).
 //! - Phase 2 (asserted): the peers behind the symmetric NATs start too. The ring of all
 //!   seven forms and all 15 NAT'd pairs connect — port-restricted↔symmetric and
-//!   symmetric↔symmetric through the relay.
+//!   symmetric↔symmetric through the relay. A `reload` client behind a symmetric NAT
+//!   (`--turn`) stores, and fetches the PR client's value; the EIM client fetches its.
 //!
 //! - Phase 3 (asserted): every NAT'd peer AppAttaches (§6.5.2) to every other one at
 //!   once (`reload-node appattach`, the echo application): each flow's ICE runs between
@@ -459,8 +460,8 @@ fn peers_behind_nats_connect_over_ice() {
     let port = free_port();
     let lab = Lab::build(port).expect("the NAT lab");
     let dir: PathBuf = scratch_dir("reload-nat-lab");
-    // 7 peers (p0 public, p1..p6 behind NATs) and 2 clients (p7 behind a PR NAT, p8
-    // behind an EIM NAT). The enrollment server runs on the public segment, beside the
+    // 7 peers (p0 public, p1..p6 behind NATs) and 3 clients (p7 behind a PR NAT, p8
+    // behind an EIM NAT, p9 behind a symmetric NAT). The enrollment server runs on the public segment, beside the
     // bootstrap peer (198.51.100.2, another port); each node enrolls from where it runs,
     // over HTTPS through its NAT. The configuration names the public bootstrap peer.
     let eport = free_port();
@@ -470,6 +471,7 @@ fn peers_behind_nats_connect_over_ice() {
         0 => lab.ns("pub"),
         7 => lab.ns("h3"),
         8 => lab.ns("h1"),
+        9 => lab.ns("h5"),
         i => lab.ns(&format!("h{}", NATTED[i - 1].1)),
     };
     let prefix = |i: Option<usize>| -> Vec<String> {
@@ -480,7 +482,7 @@ fn peers_behind_nats_connect_over_ice() {
         &dir,
         OVERLAY,
         bootstrap,
-        9,
+        10,
         &["--ice", "--kind", kind],
         &procs::EnrollAt {
             server: format!("198.51.100.2:{eport}").parse().unwrap(),
@@ -698,6 +700,63 @@ fn peers_behind_nats_connect_over_ice() {
             label(b)
         );
     }
+
+    // A client behind a symmetric NAT (p5's host), with the lab's TURN server (its
+    // responsible peer may be behind a restricted NAT), stores and fetches what the
+    // client behind the PR NAT stored; the client behind the EIM NAT fetches its value.
+    let h5 = lab.ns("h5");
+    let pw = turn.password_file.to_str().unwrap();
+    let with_turn = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--turn",
+            &turn.addr,
+            "--turn-user",
+            "lab",
+            "--turn-password-file",
+            pw,
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    };
+    let run9 = |args: &[&str]| {
+        let v = with_turn(args);
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        reload_in(&h5, &peer_dir(&dir, 9), port, &v)
+    };
+    let store9 = run9(&[
+        "store",
+        "--kind",
+        "0xf0000001",
+        "from behind a symmetric NAT",
+    ]);
+    assert!(
+        store9.status.success(),
+        "reload store from behind a symmetric NAT failed: {}\n{}",
+        String::from_utf8_lossy(&store9.stderr),
+        logs()
+    );
+    let fetch9 = run9(&["fetch", "--kind", "0xf0000001", "--resource", &user7]);
+    let out = String::from_utf8_lossy(&fetch9.stdout);
+    assert!(
+        fetch9.status.success() && out.contains("through two NATs"),
+        "fetch from behind a symmetric NAT: {out}\n{}",
+        String::from_utf8_lossy(&fetch9.stderr)
+    );
+    let user9 = format!("p9@{OVERLAY}");
+    let fetch8 = reload_in(
+        &lab.ns("h1"),
+        &peer_dir(&dir, 8),
+        port,
+        &["fetch", "--kind", "0xf0000001", "--resource", &user9],
+    );
+    let out = String::from_utf8_lossy(&fetch8.stdout);
+    assert!(
+        fetch8.status.success() && out.contains("from behind a symmetric NAT"),
+        "fetch of the symmetric client's value: {out}\n{}",
+        String::from_utf8_lossy(&fetch8.stderr)
+    );
 
     // Phase 3: AppAttach (§6.5.2) from every NAT'd peer to every other one, all at once:
     // `reload-node appattach` sets up an echo flow — ICE between the two peers'

@@ -117,6 +117,17 @@ struct Global {
     /// Log filter (tracing EnvFilter syntax) for the client node's logs on stderr.
     #[arg(long, default_value = "error", global = true)]
     log: String,
+    /// With --protocol ice: a TURN server (IP:PORT) to allocate a relayed candidate on
+    /// (RFC 6940 §9), for a client behind a NAT no direct or reflexive path crosses (a
+    /// symmetric one); needs --turn-user and --turn-password-file.
+    #[arg(long, value_name = "ADDR", global = true, requires_all = ["turn_user", "turn_password_file"])]
+    turn: Option<SocketAddr>,
+    /// The TURN user name (the deployment's TURN credentials).
+    #[arg(long, value_name = "NAME", global = true, requires = "turn")]
+    turn_user: Option<String>,
+    /// File whose first line is the TURN password.
+    #[arg(long, value_name = "FILE", global = true, requires = "turn")]
+    turn_password_file: Option<PathBuf>,
 }
 
 /// Link protocols (RFC 6940 §6.6): those of No-ICE overlays, and ICE.
@@ -424,12 +435,38 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
             path.display()
         );
     }
+    let turn_servers = match (g.turn, &g.turn_user, &g.turn_password_file) {
+        (Some(addr), Some(username), Some(file)) => {
+            if g.protocol != Protocol::Ice {
+                return Err(Failure::Usage(
+                    "--turn needs --protocol ice (relayed candidates are ICE candidates)".into(),
+                ));
+            }
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::Local(format!("--turn-password-file {}: {e}", file.display()))
+            })?;
+            let password = text.lines().next().unwrap_or("").to_string();
+            if password.is_empty() {
+                return Err(Failure::Local(format!(
+                    "--turn-password-file {}: empty",
+                    file.display()
+                )));
+            }
+            vec![reload_proto::node::TurnServer {
+                addr,
+                username: username.clone(),
+                password,
+            }]
+        }
+        _ => Vec::new(),
+    };
     let opts = PeerOptions {
         listen: vec![(link_type, bound)],
         key_log: g.key_log.clone(),
         // A client stores nothing for others (§4.2).
         storage: StorageMode::Memory,
         app_sockets: listeners.app_addrs(),
+        turn_servers,
         ..PeerOptions::default()
     };
     let mut node = from_data_dir(dir, &opts).map_err(Failure::Local)?;

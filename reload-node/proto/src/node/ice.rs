@@ -441,6 +441,25 @@ impl Node {
         Ok(())
     }
 
+    /// New candidates (a relayed address): Attach again, at once, to the peers ICE
+    /// failed with and that are still not linked (at most 32; the topology would come
+    /// back to them only on its next round).
+    pub(super) fn ice_retry_failed(&mut self, now: Instant) {
+        let mut peers: Vec<NodeId> = self
+            .ice
+            .failures
+            .keys()
+            .copied()
+            .filter(|p| !self.by_peer.contains_key(p) && self.tx.attach_to(p).is_none())
+            .collect();
+        peers.sort();
+        peers.truncate(32);
+        for p in peers {
+            tracing::info!(peer = %p, "Attach again with the new relayed candidate");
+            self.send_topology_attach(now, Destination::Node(p), None, false);
+        }
+    }
+
     /// Session `id`, if it lives.
     pub(super) fn ice_attempt(&mut self, id: u64) -> Option<&mut Attempt> {
         self.ice.attempts.get_mut(&id)
@@ -698,7 +717,7 @@ impl Node {
 
     /// A link came up with `peer`: if a controlling session of ours reached it, the link
     /// runs over that session's pair.
-    pub(super) fn ice_link_up(&mut self, link: LinkId, peer: NodeId) {
+    pub(super) fn ice_link_up(&mut self, now: Instant, link: LinkId, peer: NodeId) {
         if self.links.get(&link).is_some_and(|s| s.ice.is_some()) {
             return;
         }
@@ -712,10 +731,15 @@ impl Node {
             .attempts
             .iter()
             .filter(|(_, a)| a.peer == Some(peer) && a.link.is_none() && a.app.is_none())
-            .filter(|(_, a)| {
-                a.session
-                    .selected()
-                    .is_none_or(|p| p.base == local && p.remote.addr == remote)
+            .filter(|(_, a)| match a.session.selected() {
+                Some(p) => p.base == local && p.remote.addr == remote,
+                // Not selected yet (the other side's ClientHello overtook our answer):
+                // only a session checking that very remote address.
+                None => a
+                    .session
+                    .pairs(now)
+                    .iter()
+                    .any(|p| p.remote.as_ref().is_some_and(|c| c.addr == remote)),
             })
             .map(|(id, _)| *id)
             .min();
@@ -746,8 +770,13 @@ impl Node {
         let link = a.link;
         let app = a.app;
         let spare = match link {
-            // A session beside the one the link runs on: nothing is lost.
-            Some(link) => self.links.get(&link).and_then(|s| s.ice) != Some(id),
+            // A session beside the one the link runs on, or one bound to a link that
+            // came up before it selected a pair and never did: the link does not run on
+            // it, nothing is lost.
+            Some(link) => {
+                self.links.get(&link).and_then(|s| s.ice) != Some(id)
+                    || a.session.selected().is_none()
+            }
             // Linked to the peer another way meanwhile.
             None => app.is_none() && peer.is_some_and(|p| self.by_peer.contains_key(&p)),
         };

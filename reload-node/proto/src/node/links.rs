@@ -252,7 +252,7 @@ impl Node {
         self.awaiting_connect.remove(&peer);
         self.events.push_back(Event::LinkUp { link, peer });
         self.reflexive_link_up(now, link);
-        self.ice_link_up(link, peer);
+        self.ice_link_up(now, link, peer);
         let _ = self.topo.handle(now, TopologyInput::LinkUp { peer });
         if send_update {
             let _ = self

@@ -261,11 +261,13 @@ impl Node {
         self.turn_pump_writes(i);
         let a = &mut self.turn.allocations[i];
         let mut relayed_data = Vec::new();
+        let mut allocated = false;
         while let Some(e) = a.client.poll_event() {
             match e {
                 TurnEvent::AllocateResponse(_, relayed) => {
                     a.in_progress = false;
                     a.relayed = Some(relayed);
+                    allocated = true;
                     tracing::info!(server = %a.server, %relayed, "TURN relayed address allocated (RFC 6940 §9)");
                 }
                 TurnEvent::AllocateError(_, err) => {
@@ -294,6 +296,11 @@ impl Node {
         }
         if !self.turn.allocating() {
             self.ice_release_deferred(now);
+            if allocated {
+                // A relay found late (TURN-SERVICE, §9): peers ICE failed with may be
+                // reachable through it now.
+                self.ice_retry_failed(now);
+            }
         }
         for (relayed, peer, data) in relayed_data {
             // A peer data comes from may be sent to (a prflx address, say).
