@@ -138,6 +138,31 @@ struct Flow {
     pair: Option<IceInfo>,
 }
 
+impl Flow {
+    /// A flow being set up: its ICE session `ice` runs on `socket`.
+    fn new(
+        application: u16,
+        peer: Option<NodeId>,
+        socket: SocketAddr,
+        controlling: bool,
+        ice: u64,
+        now: Instant,
+    ) -> Flow {
+        Flow {
+            application,
+            peer,
+            socket,
+            controlling,
+            ice,
+            link: None,
+            addr: None,
+            open: false,
+            started: now,
+            pair: None,
+        }
+    }
+}
+
 /// The node's application flows.
 #[derive(Debug, Default)]
 pub(super) struct Apps {
@@ -180,21 +205,8 @@ impl Node {
             .new_attempt(now, true, Some((id, socket)))
             .ok_or(AppFlowError::NoCandidates)?;
         let body = app_body(self.ice_body(ice, ROLE_PASSIVE, false), application);
-        self.apps.flows.insert(
-            id,
-            Flow {
-                application,
-                peer,
-                socket,
-                controlling: true,
-                ice,
-                link: None,
-                addr: None,
-                open: false,
-                started: now,
-                pair: None,
-            },
-        );
+        let flow = Flow::new(application, peer, socket, true, ice, now);
+        self.apps.flows.insert(id, flow);
         tracing::debug!(%socket, application, "AppAttach offered (application flow {id})");
         Ok((AppFlowId(id), body))
     }
@@ -283,21 +295,8 @@ impl Node {
                 )
             })?;
         let body = app_body(self.ice_body(ice, ROLE_ACTIVE, false), req.application);
-        self.apps.flows.insert(
-            id,
-            Flow {
-                application: req.application,
-                peer: Some(requester),
-                socket,
-                controlling: false,
-                ice,
-                link: None,
-                addr: None,
-                open: false,
-                started: now,
-                pair: None,
-            },
-        );
+        let flow = Flow::new(req.application, Some(requester), socket, false, ice, now);
+        self.apps.flows.insert(id, flow);
         if let Err(why) = self.ice_start_checks(now, ice, requester, &ufrag, &pwd, &remote) {
             self.app_flow_failed(now, id, why.clone());
             return Err(refuse(ErrorCode::INVALID_MESSAGE, why));
