@@ -118,6 +118,14 @@ impl Listeners {
         Ok(l)
     }
 
+    /// The overlay listeners' bound addresses (TCP, then UDP): with port 0 in the listen
+    /// addresses, the ports the system chose.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let tcp = self.tcp.iter().filter_map(|l| l.local_addr().ok());
+        tcp.chain(self.udp.iter().filter_map(|s| s.local_addr().ok()))
+            .collect()
+    }
+
     /// The application sockets' addresses (for `PeerOptions::app_sockets`).
     pub fn app_addrs(&self) -> Vec<SocketAddr> {
         self.app

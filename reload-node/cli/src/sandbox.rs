@@ -45,6 +45,8 @@ pub struct SandboxArgs {
     #[arg(long, value_enum, default_value_t = Protocol::Tls)]
     pub protocol: Protocol,
     /// First port: the enrollment server listens on it, peer i on PORT+1+i (127.0.0.1).
+    /// 0: the system picks a free port for each (printed); not with a reused --dir, whose
+    /// configuration names its bootstrap peer's port.
     #[arg(long, default_value_t = 26084)]
     pub port: u16,
     /// Working directory (kept); default: a fresh temporary directory, removed at exit.
@@ -173,13 +175,56 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
     let enroll_bin = sibling("reload-enroll")?;
     let node_bin = std::env::current_exe().map_err(|e| e.to_string())?;
     let edir = dir.join("enroll");
-    let eport = args.port;
-    let peer_addr =
-        |i: usize| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], args.port + 1 + i as u16)) };
+    let reused = edir.join("overlay.relo").exists();
+    if args.port == 0 && reused {
+        return Err(format!(
+            "--port 0 cannot reuse {}: its configuration names the ports it was made with \
+             (give that --port, or a new --dir)",
+            dir.display()
+        ));
+    }
+    let mut users: Vec<String> = (0..args.peers).map(|i| format!("peer{i}")).collect();
+    if args.sip {
+        users.extend(["alice".to_string(), "bob".to_string()]);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // Every peer's sockets are bound before anything starts, so that a port taken by
+    // something else stops the sandbox here with its address, and `--port 0` learns the
+    // bootstrap peer's address before the configuration names it.
+    let protocol = args.protocol.link_type();
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..users.len() {
+        let want = if args.port == 0 {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            let port = u16::try_from(usize::from(args.port) + 1 + i)
+                .map_err(|_| format!("--port {} leaves no port for peer {i}", args.port))?;
+            SocketAddr::from(([127, 0, 0, 1], port))
+        };
+        let l = rt
+            .block_on(Listeners::bind(&[(protocol, want)]))
+            .map_err(|e| format!("cannot listen on {want}: {e}"))?;
+        let addr = l.local_addrs().first().copied().unwrap_or(want);
+        listeners.push(l);
+        addrs.push(addr);
+    }
+    let peer_addr = |i: usize| -> SocketAddr { addrs[i] };
+    // The enrollment server is another process: with --port 0 a free port is found here
+    // and held until just before the server binds it.
+    let (eport, mut hold) = if args.port == 0 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        (l.local_addr().map_err(|e| e.to_string())?.port(), Some(l))
+    } else {
+        (args.port, None)
+    };
     let eaddr = SocketAddr::from(([127, 0, 0, 1], eport));
 
     println!("== enrollment server for {OVERLAY} on https://{eaddr}");
-    if !edir.join("overlay.relo").exists() {
+    if !reused {
         cmd(
             &enroll_bin,
             &[
@@ -207,10 +252,6 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             None,
         )?;
     }
-    let mut users: Vec<String> = (0..args.peers).map(|i| format!("peer{i}")).collect();
-    if args.sip {
-        users.extend(["alice".to_string(), "bob".to_string()]);
-    }
     let existing = cmd(
         &enroll_bin,
         &["user", "list", "--data-dir", &edir.to_string_lossy()],
@@ -233,6 +274,7 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             )?;
         }
     }
+    drop(hold.take());
     let server = Command::new(&enroll_bin)
         .args([
             "serve",
@@ -281,24 +323,16 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
         )?;
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let protocol = args.protocol.link_type();
         let mut handles: Vec<NodeHandle> = Vec::new();
         let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut tasks = Vec::new();
-        for (i, u) in users.iter().enumerate() {
+        for ((i, u), listeners) in users.iter().enumerate().zip(listeners) {
             let opts = PeerOptions {
                 listen: vec![(protocol, peer_addr(i))],
                 ..PeerOptions::default()
             };
             let mut node = from_data_dir(&dir.join(u), &opts)?;
-            let listeners = Listeners::bind(&opts.listen)
-                .await
-                .map_err(|e| format!("cannot listen on {}: {e}", peer_addr(i)))?;
             node.set_app_sockets(listeners.app_addrs());
             let start = if i == 0 {
                 Start::FirstNode

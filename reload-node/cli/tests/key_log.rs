@@ -51,7 +51,8 @@ fn sslkeylogfile_alone_writes_nothing_and_key_log_writes_the_secrets() {
     let env_log = dir.join("env.keys");
     let flag_log = dir.join("flag.keys");
     let port = free_port();
-    let addr = |i: usize| SocketAddr::from(([127, 0, 0, 1], port + i as u16));
+    // Distinct loopback addresses: no port after `port` is assumed free.
+    let addr = |i: usize| SocketAddr::from(([127, 0, 0, 95 + i as u8], port));
     // p0 with SSLKEYLOGFILE only; p1 with SSLKEYLOGFILE and --key-log.
     let peers = start_peers(&dir, 2, addr, Duration::from_secs(20), |i, cmd| {
         cmd.env("SSLKEYLOGFILE", &env_log).args(["--log", "info"]);
