@@ -138,7 +138,7 @@ async fn overlay(ops: usize) -> (NodeHandle, NodeId, Vec<NodeHandle>) {
     );
     k.max_node_multiple = Some(ops as u32 + 1);
     config.kinds.push(k);
-    let mut nodes = inproc::overlay(PEERS, 1, Some(config)).await;
+    let mut nodes = inproc::overlay(PEERS, 1, Some((ca, config))).await;
     let client = nodes.pop().expect("the client");
     let peers = nodes.into_iter().map(|m| m.handle).collect();
     (client.handle, client.node_id, peers)

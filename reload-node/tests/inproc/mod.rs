@@ -66,9 +66,15 @@ pub async fn peer(
 
 /// `peers` peers then `clients` client nodes (§4.2), Node-IDs spread over the ring; waits
 /// until the ring formed (every peer's first successor is the next Node-ID) and every
-/// client is attached. Bounded: panics after 90 s.
-pub async fn overlay(peers: usize, clients: usize, config: Option<OverlayConfig>) -> Vec<Member> {
-    overlay_over(TLS, peers, clients, config).await
+/// client is attached. Bounded: panics after 90 s. `setup`: the CA that issues the nodes'
+/// certificates with the configuration signed for it (default: a new CA's
+/// `storage_config`).
+pub async fn overlay(
+    peers: usize,
+    clients: usize,
+    setup: Option<(pki::TestCa, OverlayConfig)>,
+) -> Vec<Member> {
+    overlay_over(TLS, peers, clients, setup).await
 }
 
 /// [`overlay`] with every node listening with `link` (for an ICE overlay:
@@ -77,10 +83,13 @@ pub async fn overlay_over(
     link: OverlayLinkType,
     peers: usize,
     clients: usize,
-    config: Option<OverlayConfig>,
+    setup: Option<(pki::TestCa, OverlayConfig)>,
 ) -> Vec<Member> {
-    let ca = pki::TestCa::new(false);
-    let config = config.unwrap_or_else(|| ca.storage_config());
+    let (ca, config) = setup.unwrap_or_else(|| {
+        let ca = pki::TestCa::new(false);
+        let config = ca.storage_config();
+        (ca, config)
+    });
     let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
     let mut ids = Vec::new();
     for _ in 0..peers + clients {
@@ -117,6 +126,7 @@ pub async fn overlay_over(
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut ok = true;
+        let mut wrong = Vec::new();
         for m in &out[..peers] {
             let s = m.handle.snapshot().await.expect("snapshot");
             let me = sorted
@@ -124,21 +134,39 @@ pub async fn overlay_over(
                 .position(|v| NodeId::from_u128(*v) == s.node_id)
                 .unwrap();
             let want = NodeId::from_u128(sorted[(me + 1) % peers]);
-            ok &= s.joined && s.successors().first() == Some(&want);
+            if !(s.joined && s.successors().first() == Some(&want)) {
+                ok = false;
+                wrong.push(format!(
+                    "peer {}: joined {}, successor {:?}, expected {want}",
+                    s.node_id,
+                    s.joined,
+                    s.successors().first()
+                ));
+            }
         }
         for m in &out[peers..] {
             let s = m.handle.snapshot().await.expect("client");
-            ok &= s
+            if !s
                 .successors()
                 .first()
-                .is_some_and(|p| s.connected.contains(p));
+                .is_some_and(|p| s.connected.contains(p))
+            {
+                ok = false;
+                wrong.push(format!(
+                    "client {}: successors {:?}, connected {:?}",
+                    s.node_id,
+                    s.successors(),
+                    s.connected
+                ));
+            }
         }
         if ok {
             return out;
         }
         assert!(
             Instant::now() < deadline,
-            "the overlay did not form in 90 s"
+            "the overlay did not form in 90 s:\n{}",
+            wrong.join("\n")
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
