@@ -342,6 +342,52 @@ async fn call_through_two_peers(t: &Two) {
         "both peers took their Route entries off"
     );
 
+    // A re-INVITE in the dialog (RFC 3261 §14.1) follows the route set too; so does its
+    // ACK.
+    let dialog = Dialog {
+        from: &from,
+        to: &to,
+        call: "c1@test",
+    };
+    alice
+        .send(
+            first_hop,
+            &in_dialog(
+                "INVITE",
+                &target,
+                &routes,
+                alice.addr(),
+                "reinv1",
+                &dialog,
+                2,
+            ),
+        )
+        .await;
+    let reinvite = bob.recv_request().await;
+    assert_eq!(reinvite.method, Method::Invite);
+    assert!(
+        reinvite.to_header().unwrap().value().contains("tag=b1"),
+        "in the dialog"
+    );
+    assert!(reinvite.route_headers().is_empty());
+    bob.send_msg(
+        t.b.local_addr(),
+        response(&reinvite, StatusCode::OK, "b1", Some(bob.addr())),
+    )
+    .await;
+    let ok2 = alice.recv_response().await;
+    assert_eq!(ok2.status_code, StatusCode::OK);
+    assert_eq!(ok2.cseq_header().unwrap().typed().unwrap().seq, 2);
+    alice
+        .send(
+            first_hop,
+            &in_dialog("ACK", &target, &routes, alice.addr(), "ack2", &dialog, 2),
+        )
+        .await;
+    let ack2 = bob.recv_request().await;
+    assert_eq!(ack2.method, Method::Ack);
+    assert_eq!(ack2.cseq_header().unwrap().typed().unwrap().seq, 2);
+
     // Bob hangs up: BYE along his route set (the Record-Route in order) to alice's contact.
     let routes = route_set(&ok, false);
     let target = format!("sip:alice@{}", alice.addr());
@@ -558,4 +604,128 @@ async fn a_gruu_reaches_its_peer_without_a_lookup() {
         alice.recv_response().await.status_code,
         StatusCode::BusyHere
     );
+}
+
+/// RFC 7904 §3.2 with RFC 3261 §10.3: several user agents of the peer's one user register
+/// at it; the overlay holds one entry (the route to this peer) for all of them, the 200
+/// lists every binding, calls go to the newest, and removing one binding keeps the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_user_agents_of_one_user_share_one_overlay_entry() {
+    let t = two_front_ends().await;
+    let node_b = &t.nodes[3];
+    let (alice, desk, mobile) = (
+        Ua::new("alice").await,
+        Ua::new("desk").await,
+        Ua::new("mobile").await,
+    );
+    desk.send(t.b.local_addr(), &register(&desk, &t.bob, 300, 1))
+        .await;
+    assert_eq!(desk.recv_response().await.status_code, StatusCode::OK);
+    mobile
+        .send(t.b.local_addr(), &register(&mobile, &t.bob, 300, 1))
+        .await;
+    let ok = mobile.recv_response().await;
+    assert_eq!(ok.status_code, StatusCode::OK);
+    let listed: Vec<String> = ok
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Contact(c) => Some(c.value().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "every binding in the 200: {listed:?}");
+    assert!(listed.iter().any(|c| c.contains(&desk.addr().to_string())));
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.contains(&mobile.addr().to_string()))
+    );
+    assert_eq!(t.b.contacts().len(), 2);
+    let opts = reload_wire::DecodeOptions::default();
+    let found = registry::resolve(&t.nodes[0].handle, &t.bob, &opts)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "one overlay entry for the user: {found:?}");
+    assert_eq!(
+        found[0].destinations,
+        vec![reload_wire::Destination::Node(node_b.node_id)]
+    );
+    // A call goes to the newest binding (no forking yet).
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "m1"))
+        .await;
+    let inv = mobile.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    mobile
+        .send_msg(
+            t.b.local_addr(),
+            response(&inv, StatusCode::BusyHere, "m", None),
+        )
+        .await;
+    assert_eq!(
+        alice.recv_response().await.status_code,
+        StatusCode::BusyHere
+    );
+    // The mobile's binding goes; the desk phone still gets calls, the entry stays.
+    mobile
+        .send(t.b.local_addr(), &register(&mobile, &t.bob, 0, 2))
+        .await;
+    assert_eq!(mobile.recv_response().await.status_code, StatusCode::OK);
+    assert_eq!(t.b.contacts().len(), 1);
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "m2"))
+        .await;
+    let inv = desk.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    assert_eq!(
+        inv.uri.to_string(),
+        format!("sip:ua@{}", desk.addr()),
+        "retargeted to the remaining contact"
+    );
+    assert!(
+        registry::resolve(&t.nodes[0].handle, &t.bob, &opts)
+            .await
+            .is_ok()
+    );
+}
+
+/// A registered AOR whose peer has left: the caller's peer cannot AppAttach to it and
+/// answers 503 with a Warning that says why (not a hang, not a 404); the same once every
+/// other peer is gone too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_peer_that_cannot_be_reached_gets_503_with_the_reason() {
+    let t = two_front_ends().await;
+    let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
+    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 1))
+        .await;
+    assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
+    t.nodes[3].handle.shutdown().await;
+    let warning = |r: &Response| -> String {
+        r.headers
+            .iter()
+            .find_map(|h| match h {
+                Header::Warning(w) => Some(w.value().to_string()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "u1"))
+        .await;
+    let r = alice.recv_response().await;
+    assert_eq!(r.status_code, StatusCode::ServiceUnavailable, "{r}");
+    assert!(
+        warning(&r).contains("could be reached"),
+        "the reason in a Warning: {r}"
+    );
+    for i in [0, 2, 4] {
+        t.nodes[i].handle.shutdown().await;
+    }
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "u2"))
+        .await;
+    let r = alice.recv_response().await;
+    assert_eq!(r.status_code, StatusCode::ServiceUnavailable, "{r}");
+    assert!(!warning(&r).is_empty(), "the reason in a Warning: {r}");
 }

@@ -11,7 +11,8 @@
 //! - B is killed (SIGKILL) in the middle of a dialog: the caller's BYE is answered 503 by
 //!   A, not left hanging.
 //!
-//! Skipped, loudly, where `sipp` is not installed (the README's test command installs it).
+//! Skipped, loudly, where `sipp` is not installed — a failure under the README's test
+//! command, which installs it (`RELOAD_TEST_TOOLS=required`).
 //! Every wait is bounded; child processes are killed on drop.
 
 mod procs;
@@ -154,9 +155,7 @@ fn start_baresip(dir: &Path, user: &str, proxy: SocketAddr) -> Proc {
 #[test]
 fn sipp_user_agents_call_each_other_through_the_overlay() {
     if !have("sipp") {
-        eprintln!(
-            "SKIPPED: sipp is not installed (apt-get install sip-tester; the README's test command does)"
-        );
+        procs::skip_without_tool("sipp is not installed (apt-get install sip-tester)");
         return;
     }
     let dir = scratch_dir("reload-sip-procs");
@@ -222,8 +221,9 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         tail(&dir, "register.log")
     );
 
-    // The caller's SIPp at A: `scenario`, `calls` calls, all at once, to bob's AOR.
-    let caller_args = |scenario_file: &str, calls: usize| -> Vec<String> {
+    // The caller's SIPp at A: `scenario`, `calls` calls, all started at once (`-r N -rp 1`:
+    // N calls per millisecond), each held for `hold_ms` (`-d`) after its ACK, to bob's AOR.
+    let caller_args = |scenario_file: &str, calls: usize, hold_ms: u32| -> Vec<String> {
         let n = calls.to_string();
         vec![
             "-sf".into(),
@@ -246,10 +246,19 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             n.clone(),
             "-r".into(),
             n,
+            "-rp".into(),
+            "1".into(),
+            "-d".into(),
+            hold_ms.to_string(),
             sip(a).to_string(),
         ]
     };
-    let call = |round: &str, uac: &str, uas: &str, calls: usize| -> (Proc, Proc, String, String) {
+    let call = |round: &str,
+                uac: &str,
+                uas: &str,
+                calls: usize,
+                hold_ms: u32|
+     -> (Proc, Proc, String, String) {
         let uas_log = format!("{round}-uas.log");
         let uac_log = format!("{round}-uac.log");
         let uas = sipp(
@@ -267,7 +276,14 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             ],
         );
         wait_udp_bound(&bob_port);
-        let uac = sipp(&dir, &uac_log, &caller_args(uac, calls));
+        let mut args = caller_args(uac, calls, hold_ms);
+        // SIPp's last statistics screen (its peak of simultaneous calls).
+        args.extend([
+            "-trace_screen".into(),
+            "-screen_file".into(),
+            dir.join(format!("{uac_log}.screen")).display().to_string(),
+        ]);
+        let uac = sipp(&dir, &uac_log, &args);
         (uac, uas, uac_log, uas_log)
     };
     let both_succeed =
@@ -285,11 +301,27 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             );
         };
     // One call, then 20 at once, then one cancelled while it rings.
-    both_succeed("one call", call("one", "uac.xml", "uas.xml", 1));
-    both_succeed("20 calls", call("twenty", "uac.xml", "uas.xml", 20));
+    // One call (INVITE, 180, 200, ACK, BYE, 200: every message required on both sides),
+    // then 20 at once — each held 3 s, so all 20 are up together (SIPp's peak says so) —
+    // then one cancelled while it rings.
+    both_succeed("one call", call("one", "uac.xml", "uas.xml", 1, 200));
+    // Still no overlay link between A and B after the call: its AppAttach was routed
+    // through other peers (the SIP flow itself is not an overlay link).
+    procs::wait_status(
+        &files,
+        Duration::from_secs(10),
+        "A and B still not neighbours after the call",
+        |st| !st[a].connected.contains(&st[b].id) && !st[b].connected.contains(&st[a].id),
+    );
+    both_succeed("20 calls", call("twenty", "uac.xml", "uas.xml", 20, 3000));
+    let screen = std::fs::read_to_string(dir.join("twenty-uac.log.screen")).unwrap_or_default();
+    assert!(
+        screen.contains("Peak was 20 calls"),
+        "the 20 calls were not all up at once: {screen}"
+    );
     both_succeed(
         "CANCEL",
-        call("cancel", "uac_cancel.xml", "uas_cancel.xml", 1),
+        call("cancel", "uac_cancel.xml", "uas_cancel.xml", 1, 0),
     );
 
     // baresip answering automatically, registered at B as the same user (its contact is
@@ -306,7 +338,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             "baresip did not register: {}",
             std::fs::read_to_string(&reg_log).unwrap_or_default()
         );
-        let mut uac = sipp(&dir, "baresip-uac.log", &caller_args("uac.xml", 1));
+        let mut uac = sipp(&dir, "baresip-uac.log", &caller_args("uac.xml", 1, 200));
         assert!(
             uac.wait_exit(Duration::from_secs(70)).success(),
             "the call to baresip failed: {}\n== baresip: {}",
@@ -318,14 +350,14 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         let mut reg = sipp(&dir, "register2.log", &register_args(bob_port.clone()));
         assert!(reg.wait_exit(Duration::from_secs(70)).success());
     } else {
-        eprintln!(
-            "SKIPPED the baresip call: baresip is not installed (apt-get install baresip-core)"
+        procs::skip_without_tool(
+            "the baresip call: baresip is not installed (apt-get install baresip-core)",
         );
     }
 
     // The callee's peer dies in the middle of a dialog: the caller's BYE gets 503.
     let (mut uac, mut uas, uac_log, uas_log) =
-        call("dies", "uac_peer_dies.xml", "uas_answer_only.xml", 1);
+        call("dies", "uac_peer_dies.xml", "uas_answer_only.xml", 1, 0);
     assert!(
         uas.wait_exit(Duration::from_secs(70)).success(),
         "the call was not set up: {}\n== caller: {}",

@@ -26,9 +26,13 @@
 //!   UDP (RFC 3261 §18.1) — forwarding is stateless, so the user agents' own
 //!   retransmissions cover a lost datagram.
 //!
-//! What this front end does not do (yet): forking to several registrations (the first
-//! reachable one is used), SIPS (5061), authentication of local UAs (they are trusted as
-//! on a host or LAN the operator controls).
+//! - **SIPS**: a callee whose user agents all registered `sips:` contacts is published
+//!   with `(sip.schemes=SIPS)` and reached over application 5061 (RFC 7904 §5.1).
+//!
+//! What this front end does not do (yet): forking to several registrations (the newest
+//! binding, and the first reachable peer, are used), TLS towards local user agents,
+//! authentication of local UAs (they are trusted as on a host or LAN the operator
+//! controls).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -525,6 +529,19 @@ impl Inner {
         Ok(())
     }
 
+    /// The lifetime of the deletion that replaces the stored entry (`exists = false`): at
+    /// least what the entry had left (RFC 6940 §7.4.1.3 SHOULD), so that no
+    /// copy of the live entry outlives it; forgets the stored entry.
+    fn take_tombstone_lifetime(&self, now: Instant) -> u32 {
+        let until = self
+            .stored_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let left = until.map_or(0, |u| u.saturating_duration_since(now).as_secs());
+        u32::try_from(left).unwrap_or(u32::MAX).max(60)
+    }
+
     async fn expiry_loop(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -540,8 +557,9 @@ impl Inner {
                 // The overlay entry expires on its own lifetime too; removing it says so
                 // at once (RFC 6940 §7.4.1.3).
                 tracing::info!(aor = %self.aor, "last registration expired");
-                *self.stored_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                if let Err(e) = registry::deregister(&self.node, &self.aor, self.node_id, 60).await
+                let lifetime = self.take_tombstone_lifetime(now);
+                if let Err(e) =
+                    registry::deregister(&self.node, &self.aor, self.node_id, lifetime).await
                 {
                     tracing::info!(aor = %self.aor, "removing the expired registration: {e}");
                 }
@@ -1256,8 +1274,8 @@ impl Inner {
             // that refreshes store again only once that slack is used up (not once per
             // REGISTER); the last binding's expiry removes it explicitly.
             let stored = if current.is_empty() {
-                *self.stored_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                registry::deregister(&self.node, &self.aor, self.node_id, 60)
+                let lifetime = self.take_tombstone_lifetime(now);
+                registry::deregister(&self.node, &self.aor, self.node_id, lifetime)
                     .await
                     .map(|()| None)
             } else {

@@ -460,3 +460,13 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// A tool a test needs is missing: the test is skipped, loudly — or fails where the test
+/// command installed its tools (`.ci/test` sets `RELOAD_TEST_TOOLS=required`), so that a
+/// skip never passes for a run.
+pub fn skip_without_tool(why: &str) {
+    if std::env::var("RELOAD_TEST_TOOLS").as_deref() == Ok("required") {
+        panic!("{why} (RELOAD_TEST_TOOLS=required: the README's test command installs it)");
+    }
+    eprintln!("\n*** SKIPPED: {why} ***\n");
+}
