@@ -75,6 +75,10 @@ pub struct Snapshot {
     pub app_flows: Vec<AppFlowInfo>,
     /// The TURN servers relayed candidates are allocated on (§9).
     pub turn_servers: Vec<std::net::SocketAddr>,
+    /// The AOR domains the overlay's configuration admits for SIP-REGISTRATION (RFC 7904
+    /// §3.4): what a registrant checks before storing (§3.3) and a caller checks before
+    /// looking an AOR up here (§4.1).
+    pub sip_domains: reload_proto::storage::policy::AorDomains,
 }
 
 impl Snapshot {

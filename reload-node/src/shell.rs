@@ -793,5 +793,6 @@ pub fn snapshot(node: &Node) -> Snapshot {
         ice: node.uses_ice(),
         app_flows: node.app_flows(),
         turn_servers: node.turn_servers().iter().map(|t| t.addr).collect(),
+        sip_domains: node.overlay().sip_domains().clone(),
     }
 }

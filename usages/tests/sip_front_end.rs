@@ -585,10 +585,30 @@ async fn a_gruu_reaches_its_peer_without_a_lookup() {
     let t = two_front_ends().await;
     let node_b = &t.nodes[3];
     let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
-    bob.send(t.b.local_addr(), &register(&bob, &t.bob, 300, 1))
-        .await;
-    assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
+    // Bob's UA supports GRUU and names its instance (RFC 5627 §4.1): the 200 gives it
+    // its GRUU (pub-gruu) — the AOR with `gr` = the destination list to peer B (RFC 7904
+    // §6).
+    let reg = register(&bob, &t.bob, 300, 1)
+        .replace(
+            &format!("Contact: <sip:ua@{}>", bob.addr()),
+            &format!(
+                "Supported: gruu\nContact: <sip:ua@{}>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"",
+                bob.addr()
+            ),
+        );
+    bob.send(t.b.local_addr(), &reg).await;
+    let ok = bob.recv_response().await;
+    assert_eq!(ok.status_code, StatusCode::OK);
     let gruu = aor::gruu(&t.bob, &[reload_wire::Destination::Node(node_b.node_id)]);
+    let contact = ok.contact_header().unwrap().value().to_string();
+    assert!(
+        contact.contains(&format!("pub-gruu=\"{gruu}\"")),
+        "{contact}"
+    );
+    assert!(
+        contact.contains("+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\""),
+        "{contact}"
+    );
     let target = gruu.trim_start_matches("sip:");
     alice
         .send(t.a.local_addr(), &invite(&alice, &t.alice, target, "g1"))
@@ -728,4 +748,61 @@ async fn a_call_to_a_peer_that_cannot_be_reached_gets_503_with_the_reason() {
     let r = alice.recv_response().await;
     assert_eq!(r.status_code, StatusCode::ServiceUnavailable, "{r}");
     assert!(!warning(&r).is_empty(), "the reason in a Warning: {r}");
+}
+
+/// RFC 7904 §3.3 (the registrant checks the domain before storing) and §4.1 (a caller
+/// looks up only AORs of a domain the overlay hosts): an overlay whose
+/// `sip:domain-restriction` admits `other.example` only. The peers' own domain is not
+/// admitted: their REGISTERs get 403 saying why (nothing is stored); a call to an AOR of
+/// a domain the overlay does not host gets 404 without a lookup, one to an admitted domain
+/// is looked up (and not found).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_domain_restriction_is_checked_before_registering_and_before_looking_up() {
+    let ca = inproc::pki::TestCa::new(false);
+    let mut config = ca.storage_config();
+    config.sip_domain_restriction = Some(reload_proto::config::NamePatterns {
+        enable: true,
+        patterns: vec![r"other\.example".into()],
+    });
+    let nodes = inproc::overlay(3, 0, Some((ca, config))).await;
+    let front = SipFrontEnd::start(
+        &nodes[1].handle,
+        nodes[1].node_id,
+        &nodes[1].user,
+        SipOptions::default(),
+    )
+    .await
+    .unwrap();
+    let ua = Ua::new("ua").await;
+    ua.send(front.local_addr(), &register(&ua, &nodes[1].user, 300, 1))
+        .await;
+    let r = ua.recv_response().await;
+    assert_eq!(r.status_code, StatusCode::Forbidden, "{r}");
+    assert!(r.to_string().contains("sip:domain-restriction"), "{r}");
+    assert!(front.contacts().is_empty());
+    let warning = |r: &Response| -> String {
+        r.headers
+            .iter()
+            .find_map(|h| match h {
+                Header::Warning(w) => Some(w.value().to_string()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    ua.send(
+        front.local_addr(),
+        &invite(&ua, &nodes[1].user, "bob@elsewhere.example", "d1"),
+    )
+    .await;
+    let r = ua.recv_response().await;
+    assert_eq!(r.status_code, StatusCode::NotFound);
+    assert!(warning(&r).contains("not a domain of this overlay"), "{r}");
+    ua.send(
+        front.local_addr(),
+        &invite(&ua, &nodes[1].user, "bob@other.example", "d2"),
+    )
+    .await;
+    let r = ua.recv_response().await;
+    assert_eq!(r.status_code, StatusCode::NotFound);
+    assert!(warning(&r).contains("not registered in the overlay"), "{r}");
 }

@@ -86,16 +86,33 @@ pub fn gruu(aor: &str, destinations: &[Destination]) -> String {
     format!("sip:{aor};gr={}", gruu_value(destinations))
 }
 
+/// `text` with its `%XX` escapes (either case) decoded; `None` for a malformed escape or
+/// a result that is not ASCII (a `gr` value is base64). SIP stacks may escape the `+` and
+/// `/` of a GRUU (SIP-USAGE.md pitfall 10).
+fn percent_decode(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out.is_ascii()
+        .then(|| String::from_utf8(out).ok())
+        .flatten()
+}
+
 /// The destination list of a `gr` value, or `None` when it is not one (bad base64, not a
 /// list of destinations, or empty).
 pub fn gruu_destinations(value: &str, opts: &DecodeOptions) -> Option<Vec<Destination>> {
     let raw = STANDARD
-        .decode(
-            value
-                .replace("%2B", "+")
-                .replace("%2F", "/")
-                .replace('~', "="),
-        )
+        .decode(percent_decode(value)?.replace('~', "="))
         .ok()?;
     let raw = Bytes::from(raw);
     let out = reload_wire::codec::decode_all(&raw, opts, |cx, mut i| {
@@ -163,6 +180,20 @@ mod tests {
             None
         );
         assert_eq!(gruu_destinations("%%%", &opts), None);
+        // `+` and `/` escaped by a SIP stack, in either case.
+        assert_eq!(
+            gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%2F", &opts),
+            Some(list.clone())
+        );
+        assert_eq!(
+            gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%2f", &opts),
+            Some(list.clone())
+        );
+        assert_eq!(gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%2", &opts), None);
+        assert_eq!(
+            gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%C3%A9", &opts),
+            None
+        );
     }
 
     proptest::proptest! {

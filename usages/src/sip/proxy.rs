@@ -44,6 +44,7 @@ use aws_lc_rs::hmac;
 use futures_util::StreamExt;
 use reload_node::app::{AppAttachListener, AppFlow, FlowSender, FlowTransport, app_attach};
 use reload_node::client::NodeHandle;
+use reload_proto::storage::policy::AorDomains;
 use reload_wire::{DecodeOptions, Destination, NodeId};
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{
@@ -191,6 +192,8 @@ struct Binding {
     contact: Uri,
     flow: Flow,
     until: Instant,
+    /// The UA's `+sip.instance` Contact parameter, when it sent one (RFC 5627 §4.1).
+    instance: Option<String>,
 }
 
 struct Inner {
@@ -200,6 +203,9 @@ struct Inner {
     aor: String,
     addr: SocketAddr,
     opts: DecodeOptions,
+    /// The AOR domains the overlay hosts (RFC 7904 §3.4), from the configuration in force
+    /// when the front end started.
+    domains: AorDomains,
     key: hmac::Key,
     udp: Arc<UdpSocket>,
     tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
@@ -235,6 +241,12 @@ impl SipFrontEnd {
         let aor = aor::aor_of(aor).map_err(|e| format!("the node's user name: {e}"))?;
         let snapshot = node.snapshot().await.map_err(|e| e.to_string())?;
         let opts = snapshot.decode;
+        let domains = snapshot.sip_domains;
+        if let Err(why) = domains.admits(&aor) {
+            // §3.3 SHOULD: the registrant checks before storing; the storing peer would
+            // refuse (Error_Forbidden). Calls still work; REGISTERs get 403 with this.
+            tracing::warn!(aor = %aor, "this peer's AOR cannot be registered in the overlay: {}", why.0);
+        }
         // UDP first (an ephemeral port when asked), then TCP on the same port.
         let udp = UdpSocket::bind(options.bind)
             .await
@@ -260,6 +272,7 @@ impl SipFrontEnd {
             aor,
             addr: advertised,
             opts,
+            domains,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             udp: Arc::new(udp),
             tcp: Mutex::new(HashMap::new()),
@@ -990,6 +1003,22 @@ impl Inner {
                 )
                 .await;
         }
+        if self.domains.admits(&target).is_err() {
+            // RFC 7904 §4.1: a domain this overlay does not host is not looked up here; this
+            // front end has no other way (DNS, RFC 3263) to reach it, so the call fails.
+            let domain = target.rsplit_once('@').map_or("", |(_, d)| d);
+            return self
+                .reply(
+                    &req,
+                    from,
+                    StatusCode::NotFound,
+                    Some(&format!(
+                        "{domain} is not a domain of this overlay (sip:domain-restriction), and this peer routes SIP only through the overlay"
+                    )),
+                    vec![],
+                )
+                .await;
+        }
         if req.method == Method::Invite {
             // Stop the UA's retransmissions while the overlay is asked (§16.7 is for
             // stateful proxies; one 100 is harmless from a stateless one).
@@ -1220,6 +1249,12 @@ impl Inner {
                 .reply(&req, from, StatusCode::Forbidden, Some(&why), vec![])
                 .await;
         }
+        if let Err(why) = self.domains.admits(&self.aor) {
+            // RFC 7904 §3.3 SHOULD: checked before storing (the storing peer would refuse).
+            return self
+                .reply(&req, from, StatusCode::Forbidden, Some(&why.0), vec![])
+                .await;
+        }
         let _reg = self.reg_lock.lock().await;
         let header_expires = req
             .expires_header()
@@ -1252,6 +1287,16 @@ impl Inner {
                         contact,
                         flow: from,
                         until: now + Duration::from_secs(expires.into()),
+                        instance: c.params.iter().find_map(|p| match p {
+                            Param::Other(k, v)
+                                if k.value().eq_ignore_ascii_case("+sip.instance") =>
+                            {
+                                // Quoted on the wire (RFC 5627 §4.1), however it was parsed.
+                                v.as_ref()
+                                    .map(|v| format!("\"{}\"", v.value().trim_matches('"')))
+                            }
+                            _ => None,
+                        }),
                     });
                 }
             }
@@ -1320,11 +1365,28 @@ impl Inner {
                 Ok(None) => {}
             }
         }
+        // RFC 5627 §5 with RFC 7904 §6: a UA that supports GRUU and names its instance is
+        // given this peer's GRUU (the AOR with `gr` = the destination list to this peer)
+        // in its Contact as `pub-gruu`; calls to it reach this peer without a lookup.
+        let gruu = req.headers.iter().any(|h| match h {
+            Header::Supported(v) => v
+                .value()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("gruu")),
+            _ => false,
+        });
+        let pub_gruu = aor::gruu(&self.aor, &[Destination::Node(self.node_id)]);
         let mut extra: Vec<Header> = current
             .iter()
             .map(|b| {
                 let secs = b.until.saturating_duration_since(now).as_secs();
-                Header::Contact(sip::Contact::new(format!("<{}>;expires={secs}", b.contact)))
+                let mut v = format!("<{}>;expires={secs}", b.contact);
+                if let (true, Some(instance)) = (gruu, &b.instance) {
+                    v.push_str(&format!(
+                        ";+sip.instance={instance};pub-gruu=\"{pub_gruu}\""
+                    ));
+                }
+                Header::Contact(sip::Contact::new(v))
             })
             .collect();
         if current.is_empty() {

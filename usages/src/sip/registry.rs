@@ -53,6 +53,12 @@ pub enum LookupError {
     Overlay { aor: String, why: String },
 }
 
+/// What a lookup fetches (RFC 7904 §4.2 step 1): every SIP-REGISTRATION entry at the
+/// AOR's Resource-ID — a dictionary specifier naming no keys (the SHOULD NOT of L623-624).
+pub fn lookup_specifier() -> reload_wire::storage::StoredDataSpecifier {
+    everything(KIND, DataModel::Dictionary)
+}
+
 fn overlay_error(aor: &str, e: OpError) -> LookupError {
     LookupError::Overlay {
         aor: aor.to_string(),
@@ -153,10 +159,7 @@ pub async fn resolve(
             .resource_id(name.as_bytes())
             .await
             .map_err(|_| overlay_error(&name, OpError::Stopped))?;
-        let fetched = match node
-            .fetch(rid, vec![everything(KIND, DataModel::Dictionary)])
-            .await
-        {
+        let fetched = match node.fetch(rid, vec![lookup_specifier()]).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::info!(aor = %name, "SIP lookup failed: {e}");
@@ -233,6 +236,17 @@ fn push_target(targets: &mut Vec<Target>, t: Target) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 7904 §4.2 (SIP-USAGE.md checklist 11): the lookup's Fetch names no dictionary
+    /// keys — Kind 1, generation 0, an empty key list.
+    #[test]
+    fn the_lookup_fetch_names_no_dictionary_keys() {
+        let wire = lookup_specifier().to_bytes().unwrap();
+        assert_eq!(
+            wire.as_ref(),
+            [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0].as_slice()
+        );
+    }
 
     /// RFC 7904 §5.1: the caller follows the callee's SIP/SIPS preference (RFC 3840
     /// feature predicate).
