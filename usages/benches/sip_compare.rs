@@ -172,6 +172,57 @@ async fn probe(load: &Load<'_>, n: usize) -> Result<Vec<f64>, String> {
     Ok(out)
 }
 
+/// What a REGISTER costs when it must reach the overlay: `n` SIP-REGISTRATION Stores
+/// (`registry::register`, each signed, checked by the responsible peer, stored and copied
+/// to its two replicas, §10.4), every peer storing its own user's entry one after the
+/// other, all 20 peers at once. (A front end stores only when its entry needs more
+/// lifetime, so most REGISTERs of the SIPp run are answered without a Store.)
+async fn overlay_stores(nodes: &[inproc::Member], n: usize) -> Row {
+    use reload_usages::sip::registry;
+    let per_peer = (n / nodes.len()).max(1);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for m in nodes {
+        let (h, aor, id) = (m.handle.clone(), m.user.clone(), m.node_id);
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failed = 0u64;
+            for i in 0..per_peer {
+                let t = Instant::now();
+                let stored = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    registry::register(&h, &aor, id, "", 600 + i as u32),
+                )
+                .await;
+                match stored {
+                    Ok(Ok(())) => times.push(t.elapsed().as_secs_f64() * 1000.0),
+                    _ => failed += 1,
+                }
+            }
+            (times, failed)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        if let Ok((t, f)) = t.await {
+            times.extend(t);
+            failed += f;
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    Row {
+        system: "RELOAD",
+        what: format!("overlay Stores, {} at once", nodes.len()),
+        done: times.len() as u64,
+        failed,
+        seconds,
+        p50_ms: percentile(&times, 50.0),
+        p99_ms: percentile(&times, 99.0),
+    }
+}
+
 /// REGISTERs of the callee (closed loop), then calls from the caller to it.
 fn run_load(
     load: &Load,
@@ -267,7 +318,7 @@ fn calls_phase(
     let scenario = |f: &str| sipp_dir().join(f).display().to_string();
     let mut uas: Child = Command::new("sipp")
         .current_dir(dir)
-        .args(["-sf", &scenario("uas.xml"), "-i", "127.0.0.1", "-p"])
+        .args(["-sf", &scenario("uas_bench.xml"), "-i", "127.0.0.1", "-p"])
         .arg(port.to_string())
         .args([
             "-m",
@@ -487,6 +538,7 @@ fn main() {
         };
         rows.extend(run_load(&load, registers, calls, Some(paced), &work));
         rows.extend(probe_row("RELOAD", rt.block_on(probe(&load, PROBE_CALLS))));
+        rows.push(rt.block_on(overlay_stores(&nodes, registers / 10)));
         drop((fa, fb));
         for n in &nodes {
             let h = n.handle.clone();

@@ -83,8 +83,6 @@ pub const MAX_CALLS: usize = 4096;
 const CALL_QUEUE: usize = 32;
 /// Messages waiting in all, at most (each at most 64 KiB: 64 MiB in the worst case).
 pub const MAX_QUEUED: usize = 1024;
-/// A call's worker ends after this long without messages.
-const CALL_IDLE: Duration = Duration::from_secs(1);
 
 /// What a connection's or flow's writer task takes: whole messages.
 type Writer = mpsc::Sender<Vec<u8>>;
@@ -670,8 +668,9 @@ impl Inner {
 
     /// Hands a message to the worker of its Call-ID: the messages of one call are
     /// handled one after the other, in the order they arrived (a 180 never overtakes the
-    /// 200 behind it, a CANCEL never its INVITE), calls in parallel. A worker ends after
-    /// [`CALL_IDLE`] without messages.
+    /// 200 behind it, a CANCEL never its INVITE), calls in parallel. A worker ends as
+    /// soon as its call has nothing waiting (a worker lingering per Call-ID capped a
+    /// registrar's REGISTERs from many Call-IDs at MAX_CALLS per linger time).
     fn dispatch(self: &Arc<Self>, msg: SipMessage, flow: Flow) {
         // Bounded work: at most MAX_QUEUED messages wait, in at most MAX_CALLS workers;
         // beyond, messages are dropped (UDP user agents retransmit) and counted.
@@ -706,24 +705,20 @@ impl Inner {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                match tokio::time::timeout(CALL_IDLE, rx.recv()).await {
-                    Ok(Some((msg, flow))) => {
-                        me.queued.fetch_sub(1, Ordering::Relaxed);
-                        me.clone().on_message(msg, flow).await;
-                    }
-                    Ok(None) => return,
-                    Err(_) => {
-                        let mut calls = me.calls.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Ok((msg, flow)) = rx.try_recv() {
-                            drop(calls);
-                            me.queued.fetch_sub(1, Ordering::Relaxed);
-                            me.clone().on_message(msg, flow).await;
-                            continue;
-                        }
+                // The queue is looked at under the table's lock: a message for this call
+                // is either queued here before the worker leaves the table, or it starts
+                // a new worker after — never two workers of one call at once.
+                let next = {
+                    let mut calls = me.calls.lock().unwrap_or_else(|e| e.into_inner());
+                    let next = rx.try_recv().ok();
+                    if next.is_none() {
                         calls.remove(&id);
-                        return;
                     }
-                }
+                    next
+                };
+                let Some((msg, flow)) = next else { return };
+                me.queued.fetch_sub(1, Ordering::Relaxed);
+                me.clone().on_message(msg, flow).await;
             }
         });
     }
