@@ -520,6 +520,35 @@ async fn registrar_errors_follow_rfc_7904_and_3261() {
         .await;
     assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
     assert!(t.b.contacts().is_empty());
+    // The deletion (exists = false) lives at least as long as the entry had left (RFC
+    // 6940 §7.4.1.3 SHOULD): the entry was stored for 300 s and slack (150 s).
+    let rid = t.nodes[0]
+        .handle
+        .resource_id(t.bob.as_bytes())
+        .await
+        .unwrap();
+    let fetched = t.nodes[0]
+        .handle
+        .fetch(rid, vec![registry::lookup_specifier()])
+        .await
+        .unwrap();
+    let tombstone = fetched
+        .kinds
+        .iter()
+        .flat_map(|k| k.values.as_slice())
+        .find(|d| match &d.value {
+            reload_wire::storage::StoredDataValue::Dictionary(e) => {
+                e.key.as_ref() == node_b.node_id.as_bytes()
+            }
+            _ => false,
+        })
+        .expect("peer B's entry");
+    assert!(!tombstone.value.data_value().exists, "{tombstone:?}");
+    assert!(
+        tombstone.lifetime >= 440,
+        "the deletion must outlive the entry it replaces: {} s",
+        tombstone.lifetime
+    );
     assert!(matches!(
         registry::resolve(&t.nodes[0].handle, &t.bob, &opts).await,
         Err(registry::LookupError::NotFound(_))
@@ -587,27 +616,46 @@ async fn a_gruu_reaches_its_peer_without_a_lookup() {
     let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
     // Bob's UA supports GRUU and names its instance (RFC 5627 §4.1): the 200 gives it
     // its GRUU (pub-gruu) — the AOR with `gr` = the destination list to peer B (RFC 7904
-    // §6).
-    let reg = register(&bob, &t.bob, 300, 1)
-        .replace(
-            &format!("Contact: <sip:ua@{}>", bob.addr()),
+    // §6) and a tag of the instance.
+    let instance = "\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"";
+    let with_instance = |ua: &Ua, instance: &str, cseq: u32| -> String {
+        register(ua, &t.bob, 300, cseq).replace(
+            &format!("Contact: <sip:ua@{}>", ua.addr()),
             &format!(
-                "Supported: gruu\nContact: <sip:ua@{}>;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"",
-                bob.addr()
+                "Supported: gruu\nContact: <sip:ua@{}>;+sip.instance={instance}",
+                ua.addr()
             ),
-        );
-    bob.send(t.b.local_addr(), &reg).await;
+        )
+    };
+    bob.send(t.b.local_addr(), &with_instance(&bob, instance, 1))
+        .await;
     let ok = bob.recv_response().await;
     assert_eq!(ok.status_code, StatusCode::OK);
-    let gruu = aor::gruu(&t.bob, &[reload_wire::Destination::Node(node_b.node_id)]);
+    let to_b = [reload_wire::Destination::Node(node_b.node_id)];
+    let gruu = aor::instance_gruu(&t.bob, &to_b, instance);
+    assert!(gruu.starts_with(&aor::gruu(&t.bob, &to_b)), "{gruu}");
     let contact = ok.contact_header().unwrap().value().to_string();
     assert!(
         contact.contains(&format!("pub-gruu=\"{gruu}\"")),
         "{contact}"
     );
     assert!(
-        contact.contains("+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\""),
+        contact.contains(&format!("+sip.instance={instance}")),
         "{contact}"
+    );
+    // A second instance of bob registers after it: its own GRUU (RFC 5627 §5.4), and
+    // calls to the AOR now go to it — but the first GRUU still reaches the first UA.
+    let bob2 = Ua::new("bob2").await;
+    let instance2 = "\"<urn:uuid:00000000-0000-0000-0000-000000000002>\"";
+    bob2.send(t.b.local_addr(), &with_instance(&bob2, instance2, 1))
+        .await;
+    let ok2 = bob2.recv_response().await;
+    assert_eq!(ok2.status_code, StatusCode::OK);
+    let gruu2 = aor::instance_gruu(&t.bob, &to_b, instance2);
+    assert_ne!(gruu, gruu2);
+    assert!(
+        ok2.to_string().contains(&format!("pub-gruu=\"{gruu2}\"")),
+        "{ok2}"
     );
     let target = gruu.trim_start_matches("sip:");
     alice
@@ -618,6 +666,21 @@ async fn a_gruu_reaches_its_peer_without_a_lookup() {
     bob.send_msg(
         t.b.local_addr(),
         response(&inv, StatusCode::BusyHere, "b", None),
+    )
+    .await;
+    assert_eq!(
+        alice.recv_response().await.status_code,
+        StatusCode::BusyHere
+    );
+    // The AOR itself: the newest binding, the second instance.
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "g2"))
+        .await;
+    let inv = bob2.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    bob2.send_msg(
+        t.b.local_addr(),
+        response(&inv, StatusCode::BusyHere, "b2", None),
     )
     .await;
     assert_eq!(

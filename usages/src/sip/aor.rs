@@ -86,6 +86,42 @@ pub fn gruu(aor: &str, destinations: &[Destination]) -> String {
     format!("sip:{aor};gr={}", gruu_value(destinations))
 }
 
+/// The URI parameter that tells one user agent instance's GRUU from another's on the
+/// same peer (RFC 5627 §5.4): the `gr` list reaches the peer (RFC 7904 §6), this picks
+/// the binding.
+pub const INSTANCE_PARAM: &str = "reload-inst";
+
+/// A short tag of a `+sip.instance` value (quotes ignored): 16 hex digits of its SHA-256.
+pub fn instance_tag(instance: &str) -> String {
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        instance.trim_matches('"').as_bytes(),
+    );
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The GRUU of one user agent instance registered at the peer `destinations` lead to:
+/// [`gruu`] with the instance's tag.
+pub fn instance_gruu(aor: &str, destinations: &[Destination], instance: &str) -> String {
+    format!(
+        "{};{INSTANCE_PARAM}={}",
+        gruu(aor, destinations),
+        instance_tag(instance)
+    )
+}
+
+/// The instance tag of a GRUU, when it names one.
+pub fn instance_param(uri: &Uri) -> Option<String> {
+    uri.params.iter().find_map(|p| match p {
+        Param::Other(name, Some(value))
+            if name.to_string().eq_ignore_ascii_case(INSTANCE_PARAM) =>
+        {
+            Some(value.to_string().to_ascii_lowercase())
+        }
+        _ => None,
+    })
+}
+
 /// `text` with its `%XX` escapes (either case) decoded; `None` for a malformed escape or
 /// a result that is not ASCII (a `gr` value is base64). SIP stacks may escape the `+` and
 /// `/` of a GRUU (SIP-USAGE.md pitfall 10).
@@ -95,8 +131,11 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(b[i]);
@@ -190,6 +229,7 @@ mod tests {
             Some(list.clone())
         );
         assert_eq!(gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%2", &opts), None);
+        assert_eq!(gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%+F", &opts), None);
         assert_eq!(
             gruu_destinations("ARAAESIzRFVmd4iZqrvM3e7%C3%A9", &opts),
             None

@@ -71,6 +71,9 @@ pub const DEFAULT_EXPIRES: u32 = 3600;
 pub const MAX_EXPIRES: u32 = 86_400;
 /// Contacts one AOR may have on this peer.
 pub const MAX_BINDINGS: usize = 32;
+/// The most an overlay entry is stored beyond its longest binding (seconds): refreshes
+/// within it store nothing.
+const MAX_SLACK: u32 = 600;
 /// The largest SIP message over UDP we read.
 const MAX_DATAGRAM: usize = 65_535;
 /// Local TCP connections at once.
@@ -541,16 +544,26 @@ impl Inner {
     }
 
     /// The lifetime of the deletion that replaces the stored entry (`exists = false`): at
-    /// least what the entry had left (RFC 6940 §7.4.1.3 SHOULD), so that no
-    /// copy of the live entry outlives it; forgets the stored entry.
-    fn take_tombstone_lifetime(&self, now: Instant) -> u32 {
-        let until = self
-            .stored_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let left = until.map_or(0, |u| u.saturating_duration_since(now).as_secs());
+    /// least what the entry has left (RFC 6940 §7.4.1.3 SHOULD), so that no copy of the
+    /// live entry outlives it — rounded up, with a margin for the time the Store took;
+    /// the longest an entry can have when that is not known (after a restart, or a
+    /// deletion that failed and is asked again).
+    fn tombstone_lifetime(&self, now: Instant) -> u32 {
+        let until = *self.stored_until.lock().unwrap_or_else(|e| e.into_inner());
+        let left = match until {
+            Some(u) => u.saturating_duration_since(now).as_secs() + 2,
+            None => u64::from(MAX_EXPIRES + MAX_SLACK),
+        };
         u32::try_from(left).unwrap_or(u32::MAX).max(60)
+    }
+
+    /// Stores the deletion of this peer's entry; forgets the stored entry once it is
+    /// deleted.
+    async fn deregister(&self, now: Instant) -> Result<(), reload_node::client::OpError> {
+        let lifetime = self.tombstone_lifetime(now);
+        registry::deregister(&self.node, &self.aor, self.node_id, lifetime).await?;
+        *self.stored_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(())
     }
 
     async fn expiry_loop(self: Arc<Self>) {
@@ -568,10 +581,7 @@ impl Inner {
                 // The overlay entry expires on its own lifetime too; removing it says so
                 // at once (RFC 6940 §7.4.1.3).
                 tracing::info!(aor = %self.aor, "last registration expired");
-                let lifetime = self.take_tombstone_lifetime(now);
-                if let Err(e) =
-                    registry::deregister(&self.node, &self.aor, self.node_id, lifetime).await
-                {
+                if let Err(e) = self.deregister(now).await {
                     tracing::info!(aor = %self.aor, "removing the expired registration: {e}");
                 }
             }
@@ -1110,16 +1120,25 @@ impl Inner {
             .cloned()
     }
 
-    /// To the local user's UA: the most recently registered contact (no forking yet).
+    /// To the local user's UA: the most recently registered contact (no forking yet); for
+    /// an instance's GRUU, that instance's contact only (RFC 5627 §5.4).
     async fn deliver_local(self: Arc<Self>, req: Request, from: Flow) {
         let now = Instant::now();
+        let instance = aor::instance_param(&req.uri);
         let binding = self
             .bindings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .rev()
-            .find(|b| b.until > now)
+            .filter(|b| b.until > now)
+            .find(|b| match &instance {
+                None => true,
+                Some(tag) => b
+                    .instance
+                    .as_deref()
+                    .is_some_and(|i| aor::instance_tag(i) == *tag),
+            })
             .cloned();
         let Some(b) = binding else {
             return self
@@ -1314,10 +1333,7 @@ impl Inner {
             // that refreshes store again only once that slack is used up (not once per
             // REGISTER); the last binding's expiry removes it explicitly.
             let stored = if current.is_empty() {
-                let lifetime = self.take_tombstone_lifetime(now);
-                registry::deregister(&self.node, &self.aor, self.node_id, lifetime)
-                    .await
-                    .map(|()| None)
+                self.deregister(now).await.map(|()| None)
             } else {
                 let desired = now + Duration::from_secs(lifetime.into());
                 let covered = self
@@ -1328,7 +1344,7 @@ impl Inner {
                 if covered {
                     Ok(None)
                 } else {
-                    let with_slack = lifetime.saturating_add((lifetime / 2).clamp(30, 600));
+                    let with_slack = lifetime.saturating_add((lifetime / 2).clamp(30, MAX_SLACK));
                     // §5.1 SHOULD: a callee reachable by SIPS only says so.
                     let sips_only = current
                         .iter()
@@ -1370,16 +1386,23 @@ impl Inner {
                 .any(|t| t.trim().eq_ignore_ascii_case("gruu")),
             _ => false,
         });
-        let pub_gruu = aor::gruu(&self.aor, &[Destination::Node(self.node_id)]);
         let mut extra: Vec<Header> = current
             .iter()
             .map(|b| {
                 let secs = b.until.saturating_duration_since(now).as_secs();
                 let mut v = format!("<{}>;expires={secs}", b.contact);
-                if let (true, Some(instance)) = (gruu, &b.instance) {
-                    v.push_str(&format!(
-                        ";+sip.instance={instance};pub-gruu=\"{pub_gruu}\""
-                    ));
+                if let Some(instance) = &b.instance {
+                    // §5.2: the instance ID stored is returned; with GRUU support, the
+                    // instance's own GRUU (§5.4: different instances, different GRUUs).
+                    v.push_str(&format!(";+sip.instance={instance}"));
+                    if gruu {
+                        let pub_gruu = aor::instance_gruu(
+                            &self.aor,
+                            &[Destination::Node(self.node_id)],
+                            instance,
+                        );
+                        v.push_str(&format!(";pub-gruu=\"{pub_gruu}\""));
+                    }
                 }
                 Header::Contact(sip::Contact::new(v))
             })
