@@ -282,6 +282,29 @@ fn main() {
             r.failed
         );
     }
+    // The whole workload (the puts, then the gets of what was put) at each depth: its
+    // throughput is (puts + gets) over the time both took.
+    let workload = |system: &str, get_op: &str, depth: usize| -> Option<f64> {
+        let find = |op: &str| {
+            rows.iter()
+                .find(|r| r.system == system && r.op == op && r.depth == depth)
+        };
+        let (p, g) = (find("put")?, find(get_op)?);
+        Some((p.ops + g.ops) as f64 / (p.ops as f64 / p.rate() + g.ops as f64 / g.rate()))
+    };
+    for depth in [1, 16] {
+        let Some(r) = workload("reload", "get", depth) else {
+            continue;
+        };
+        for get_op in ["get", "get-fresh"] {
+            if let Some(o) = workload("opendht", get_op, depth) {
+                println!(
+                    "put+get workload depth {depth}: RELOAD {r:.0} ops/s, {:.1}x OpenDHT's with its {get_op} ({o:.0} ops/s)",
+                    r / o
+                );
+            }
+        }
+    }
     // A RELOAD client holds no values (§4.2): each of its gets crosses the overlay, so it
     // compares with both of OpenDHT's — the putting runner's (answered from its own
     // storage when it is among the key's closest nodes) and a fresh runner's.
