@@ -426,9 +426,20 @@ pub fn main(args: SandboxArgs) -> Result<bool, String> {
             other => return Err(format!("the Ping failed: {other:?}")),
         }
         storage_demo(&handles, &ring, a, b).await?;
+        // The SIP front ends serve on until the sandbox stops: softphones can register
+        // as alice or bob (passwords are not asked) and call each other through them.
+        let mut _fronts = None;
         if args.sip {
             let n = users.len();
-            sip_demo(&handles, &ring, n - 2, n - 1).await?;
+            let (fa, fb) = sip_demo(&handles, &ring, n - 2, n - 1).await?;
+            if !args.check {
+                println!(
+                    "   softphones: register sip:alice@{OVERLAY} at {} or sip:bob@{OVERLAY} at {} (UDP or TCP, as registrar and outbound proxy)",
+                    fa.local_addr(),
+                    fb.local_addr()
+                );
+            }
+            _fronts = Some((fa, fb));
         }
         if !args.check {
             println!("== running; Ctrl-C to stop");
@@ -597,7 +608,13 @@ async fn sip_demo(
     ring: &[Snapshot],
     a: usize,
     b: usize,
-) -> Result<(), String> {
+) -> Result<
+    (
+        reload_usages::sip::SipFrontEnd,
+        reload_usages::sip::SipFrontEnd,
+    ),
+    String,
+> {
     use reload_usages::sip::demo_ua::DemoUa;
     use reload_usages::sip::proxy::Flow;
     use reload_usages::sip::{SipFrontEnd, SipOptions};
@@ -691,7 +708,6 @@ async fn sip_demo(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    drop((fa, fb));
     let complete = codes.iter().any(|c| c == "180")
         && codes.iter().filter(|c| *c == "200").count() == 2
         && methods.len() == 3;
@@ -701,7 +717,7 @@ async fn sip_demo(
         ));
     }
     println!("   call completed: INVITE, 180, 200, ACK, BYE, 200");
-    Ok(())
+    Ok((fa, fb))
 }
 
 /// How many values of `kind` at `resource` `peer` holds (a Fetch addressed to it).

@@ -5,7 +5,7 @@
 //!
 //! - a SIPp UAS registered at B as B's user, a SIPp UAC at A calling that AOR: INVITE,
 //!   180, 200, ACK, BYE, 200 — then 20 concurrent calls; then a call cancelled while it
-//!   rings (CANCEL, 200, 487, ACK);
+//!   rings (CANCEL, 200, 487, ACK); then a call with both user agents on TCP;
 //! - baresip (Debian's `baresip-core`) registered at B answers a SIPp call from A
 //!   automatically;
 //! - B is killed (SIGKILL) in the middle of a dialog: the caller's BYE is answered 503 by
@@ -324,6 +324,61 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
     both_succeed(
         "CANCEL",
         call("cancel", "uac_cancel.xml", "uas_cancel.xml", 1, 0),
+    );
+
+    // Over TCP (RFC 3261 §18): bob's UA registers over a connection that closes when
+    // that SIPp exits; the call reaches its contact over a new connection B opens to it,
+    // and the caller's side is TCP too.
+    let tcp = vec!["-t".to_string(), "t1".to_string()];
+    let mut reg = sipp(
+        &dir,
+        "register-tcp.log",
+        &[register_args(bob_port.clone()), tcp.clone()].concat(),
+    );
+    assert!(
+        reg.wait_exit(Duration::from_secs(70)).success(),
+        "REGISTER over TCP failed: {}",
+        tail(&dir, "register-tcp.log")
+    );
+    let mut uas = sipp(
+        &dir,
+        "tcp-uas.log",
+        &[
+            "-sf".into(),
+            scenario("uas.xml").display().to_string(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            bob_port.clone(),
+            "-m".into(),
+            "1".into(),
+            "-t".into(),
+            "t1".into(),
+        ],
+    );
+    let listening = (0..500).any(|_| {
+        if std::net::TcpStream::connect(format!("127.0.0.1:{bob_port}")).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        false
+    });
+    assert!(listening, "the TCP callee did not start");
+    let mut uac = sipp(
+        &dir,
+        "tcp-uac.log",
+        &[caller_args("uac.xml", 1, 200), tcp].concat(),
+    );
+    assert!(
+        uac.wait_exit(Duration::from_secs(70)).success(),
+        "the call over TCP failed: {}\n== callee: {}",
+        tail(&dir, "tcp-uac.log"),
+        tail(&dir, "tcp-uas.log")
+    );
+    assert!(
+        uas.wait_exit(Duration::from_secs(70)).success(),
+        "the TCP callee's side failed: {}",
+        tail(&dir, "tcp-uas.log")
     );
 
     // baresip answering automatically, registered at B as the same user (its contact is

@@ -378,21 +378,67 @@ impl Inner {
                 tracing::warn!(%from, "SIP tcp: too many connections, refused");
                 continue;
             }
-            let _ = stream.set_nodelay(true);
-            let id = self.next_tcp.fetch_add(1, Ordering::Relaxed);
-            let (rd, wr) = stream.into_split();
-            let (tx, rx) = mpsc::channel(QUEUE);
-            self.tcp
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, tx);
-            tokio::spawn(write_loop(wr, rx));
-            let me = self.clone();
-            tokio::spawn(async move {
-                me.clone().read_stream(rd, Flow::Tcp(id)).await;
-                me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            });
+            self.clone().adopt_tcp(stream);
         }
+    }
+
+    /// Takes a TCP connection with a local UA into use (accepted, or opened to its
+    /// contact): its messages are read, and it carries what is sent to `Flow::Tcp(id)`.
+    fn adopt_tcp(self: Arc<Self>, stream: tokio::net::TcpStream) -> Flow {
+        let _ = stream.set_nodelay(true);
+        let id = self.next_tcp.fetch_add(1, Ordering::Relaxed);
+        let (rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.tcp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        tokio::spawn(write_loop(wr, rx));
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.clone().read_stream(rd, Flow::Tcp(id)).await;
+            me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        });
+        Flow::Tcp(id)
+    }
+
+    /// The flow to a local UA's binding: the connection its REGISTER came on while that
+    /// is open; once a TCP connection has closed, a new one to the contact's address
+    /// (RFC 3261 §18.1.1: a request may open a connection; the UA listens where its
+    /// Contact says), which later requests of the binding reuse.
+    async fn binding_flow(self: &Arc<Self>, b: &Binding) -> Flow {
+        let Flow::Tcp(id) = b.flow else {
+            return b.flow;
+        };
+        if self
+            .tcp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            return b.flow;
+        }
+        let Some(addr) = contact_addr(&b.contact) else {
+            return b.flow;
+        };
+        if self.tcp.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_TCP_CONNECTIONS {
+            return b.flow;
+        }
+        let stream = match tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            _ => return b.flow,
+        };
+        let flow = self.clone().adopt_tcp(stream);
+        let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+        for x in bindings.iter_mut().filter(|x| x.contact == b.contact) {
+            x.flow = flow;
+        }
+        flow
     }
 
     /// Reads SIP messages off a stream (Content-Length framing, RFC 3261 §18.3) until it
@@ -587,6 +633,20 @@ impl Inner {
             }
         }
     }
+}
+
+/// The socket address of a contact URI whose host is an IP address (port 5060 when
+/// absent); `None` for a domain name (this front end does not resolve UAs' names).
+fn contact_addr(uri: &Uri) -> Option<SocketAddr> {
+    let ip: std::net::IpAddr = uri
+        .host_with_port
+        .host
+        .to_string()
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()?;
+    let port = uri.host_with_port.port.as_ref().map_or(5060, |p| p.value());
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Sends each message as one datagram of an application flow over ICE.
@@ -977,7 +1037,8 @@ impl Inner {
             Err(_) => {
                 // A contact address (an in-dialog request without Record-Route).
                 if let Some(b) = self.binding_at(&uri) {
-                    return self.forward(req, from, b.flow).await;
+                    let to = self.binding_flow(&b).await;
+                    return self.forward(req, from, to).await;
                 }
                 return self
                     .reply(
@@ -994,7 +1055,8 @@ impl Inner {
             return self.deliver_local(req, from).await;
         }
         if let Some(b) = self.binding_at(&uri) {
-            return self.forward(req, from, b.flow).await;
+            let to = self.binding_flow(&b).await;
+            return self.forward(req, from, to).await;
         }
         if !from.is_local() {
             // A peer sent us a request for an AOR that is not ours: not a transit node.
@@ -1157,7 +1219,8 @@ impl Inner {
         let mut req = req;
         // §16.5: the Request-URI becomes the contact.
         req.uri = b.contact.clone();
-        self.forward(req, from, b.flow).await;
+        let to = self.binding_flow(&b).await;
+        self.forward(req, from, to).await;
     }
 
     /// Forwards `req` (from `from`) to `to` with this peer's Via and, for a request that
