@@ -869,3 +869,41 @@ async fn the_domain_restriction_is_checked_before_registering_and_before_looking
     assert_eq!(r.status_code, StatusCode::NotFound);
     assert!(warning(&r).contains("not registered in the overlay"), "{r}");
 }
+
+/// User agents that know only their proxy's address use it as their domain (SIPp's
+/// built-in scenarios send `INVITE sip:bob@PROXY-IP:PORT`): a URI whose host is the front
+/// end's own address names that user in the overlay's domain (RFC 3261 §16.4) — for
+/// REGISTER and for calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_ends_address_stands_for_the_overlay_domain() {
+    let t = two_front_ends().await;
+    let (alice, bob) = (Ua::new("alice").await, Ua::new("bob").await);
+    let user = |aor: &str| aor.split('@').next().unwrap().to_string();
+    let bob_at_b = format!("{}@{}", user(&t.bob), t.b.local_addr());
+    bob.send(t.b.local_addr(), &register(&bob, &bob_at_b, 300, 1))
+        .await;
+    let ok = bob.recv_response().await;
+    assert_eq!(ok.status_code, StatusCode::OK, "{ok}");
+    assert_eq!(t.b.contacts().len(), 1);
+    // Another user at B's address is still someone else: 403.
+    let other = format!("{}@{}", user(&t.alice), t.b.local_addr());
+    bob.send(t.b.local_addr(), &register(&bob, &other, 300, 2))
+        .await;
+    assert_eq!(bob.recv_response().await.status_code, StatusCode::Forbidden);
+    // Alice calls bob "at her proxy": looked up in the overlay as bob's AOR.
+    let bob_at_a = format!("{}@{}", user(&t.bob), t.a.local_addr());
+    alice
+        .send(t.a.local_addr(), &invite(&alice, &t.alice, &bob_at_a, "p1"))
+        .await;
+    let inv = bob.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    bob.send_msg(
+        t.b.local_addr(),
+        response(&inv, StatusCode::BusyHere, "p", None),
+    )
+    .await;
+    assert_eq!(
+        alice.recv_response().await.status_code,
+        StatusCode::BusyHere
+    );
+}

@@ -5,7 +5,8 @@
 //!
 //! - a SIPp UAS registered at B as B's user, a SIPp UAC at A calling that AOR: INVITE,
 //!   180, 200, ACK, BYE, 200 — then 20 concurrent calls; then a call cancelled while it
-//!   rings (CANCEL, 200, 487, ACK); then a call with both user agents on TCP;
+//!   rings (CANCEL, 200, 487, ACK); SIPp's built-in uac and uas (`-sn`); then a call
+//!   with both user agents on TCP;
 //! - baresip (Debian's `baresip-core`) registered at B answers a SIPp call from A
 //!   automatically;
 //! - B is killed (SIGKILL) in the middle of a dialog: the caller's BYE is answered 503 by
@@ -324,6 +325,54 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
     both_succeed(
         "CANCEL",
         call("cancel", "uac_cancel.xml", "uas_cancel.xml", 1, 0),
+    );
+
+    // SIPp's built-in scenarios, as a tester would first run them: `-sn uac -s USER
+    // PROXY` calls sip:USER@PROXY-ADDRESS (the front end's address stands for the overlay
+    // domain) and the built-in uas answers without Record-Route (in-dialog requests come
+    // back through A by their Request-URI).
+    let mut uas = sipp(
+        &dir,
+        "builtin-uas.log",
+        &[
+            "-sn".into(),
+            "uas".into(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            bob_port.clone(),
+            "-m".into(),
+            "1".into(),
+        ],
+    );
+    wait_udp_bound(&bob_port);
+    let mut uac = sipp(
+        &dir,
+        "builtin-uac.log",
+        &[
+            "-sn".into(),
+            "uac".into(),
+            "-s".into(),
+            bob.clone(),
+            "-i".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            free_udp_port().to_string(),
+            "-m".into(),
+            "1".into(),
+            sip(a).to_string(),
+        ],
+    );
+    assert!(
+        uac.wait_exit(Duration::from_secs(70)).success(),
+        "SIPp's built-in uac failed: {}\n== callee: {}",
+        tail(&dir, "builtin-uac.log"),
+        tail(&dir, "builtin-uas.log")
+    );
+    assert!(
+        uas.wait_exit(Duration::from_secs(70)).success(),
+        "SIPp's built-in uas failed: {}",
+        tail(&dir, "builtin-uas.log")
     );
 
     // Over TCP (RFC 3261 §18): bob's UA registers over a connection that closes when

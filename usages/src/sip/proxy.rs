@@ -202,7 +202,10 @@ struct Inner {
     node_id: NodeId,
     /// The peer's AOR: its certificate's user name.
     aor: String,
+    /// The SIP address advertised to UAs (`SipOptions::advertise`, else `listen`).
     addr: SocketAddr,
+    /// The address the SIP sockets are bound to.
+    listen: SocketAddr,
     opts: DecodeOptions,
     /// The AOR domains the overlay hosts (RFC 7904 §3.4), from the configuration in force
     /// when the front end started.
@@ -272,6 +275,7 @@ impl SipFrontEnd {
             node_id,
             aor,
             addr: advertised,
+            listen: addr,
             opts,
             domains,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
@@ -400,6 +404,31 @@ impl Inner {
             me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         });
         Flow::Tcp(id)
+    }
+
+    /// The AOR a URI names, as this front end reads it: a URI whose host is this front
+    /// end's own address (`sip:bob@127.0.0.1:5060`, what user agents configured with the
+    /// proxy's address as their domain send, SIPp's built-in scenarios among them) names
+    /// that user in the overlay's domain — the domain of this peer's own AOR (RFC 3261
+    /// §16.4: the proxy is responsible for the domain it is addressed by).
+    fn aor_of_uri(&self, uri: &Uri) -> Result<String, aor::AorError> {
+        let found = aor::aor_of_uri(uri)?;
+        let ip = match &uri.host_with_port.host {
+            sip::Host::IpAddr(ip) => Some(*ip),
+            sip::Host::Domain(d) => d
+                .to_string()
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse()
+                .ok(),
+        };
+        let port = uri.host_with_port.port.as_ref().map_or(5060, |p| p.value());
+        let own = ip.is_some_and(|ip| {
+            SocketAddr::new(ip, port) == self.addr || SocketAddr::new(ip, port) == self.listen
+        });
+        match (own, found.split_once('@'), self.aor.split_once('@')) {
+            (true, Some((user, _)), Some((_, domain))) => Ok(format!("{user}@{domain}")),
+            _ => Ok(found),
+        }
     }
 
     /// The flow to a local UA's binding: the connection its REGISTER came on while that
@@ -997,7 +1026,7 @@ impl Inner {
     }
 
     /// A request without Route left: by its Request-URI (RFC 7904 §4.1).
-    async fn route_by_uri(self: Arc<Self>, req: Request, from: Flow) {
+    async fn route_by_uri(self: Arc<Self>, mut req: Request, from: Flow) {
         let uri = req.uri.clone();
         // A GRUU: its destination list is the route (§6).
         if let Some(gr) = aor::gr_param(&uri) {
@@ -1032,7 +1061,7 @@ impl Inner {
                 }
             };
         }
-        let target = match aor::aor_of_uri(&uri) {
+        let target = match self.aor_of_uri(&uri) {
             Ok(a) => a,
             Err(_) => {
                 // A contact address (an in-dialog request without Record-Route).
@@ -1051,6 +1080,13 @@ impl Inner {
                     .await;
             }
         };
+        if aor::aor_of_uri(&uri).ok().as_deref() != Some(target.as_str())
+            && let Ok(u) = Uri::try_from(format!("sip:{target}").as_str())
+        {
+            // Addressed to this front end's own address: from here on, the AOR itself
+            // (RFC 3261 §16.5 retargeting), so that the callee's peer knows it as its own.
+            req.uri = u;
+        }
         if target == self.aor {
             return self.deliver_local(req, from).await;
         }
@@ -1315,7 +1351,7 @@ impl Inner {
             .to_header()
             .ok()
             .and_then(|t| t.typed().ok())
-            .and_then(|t| aor::aor_of_uri(&t.uri).ok());
+            .and_then(|t| self.aor_of_uri(&t.uri).ok());
         if to_aor.as_deref() != Some(self.aor.as_str()) {
             let why = format!(
                 "this peer registers only {} (its certificate's user name), not {}",
