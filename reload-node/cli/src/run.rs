@@ -105,6 +105,12 @@ pub struct RunArgs {
     /// default the --listen address's IP with a port the system picks.
     #[arg(long, value_name = "ADDR", requires = "sip")]
     pub sip_flows: Option<SocketAddr>,
+    /// The address local user agents reach the SIP front end at, put in its Via and
+    /// Record-Route headers: needed when --sip binds every interface (0.0.0.0 or ::);
+    /// by default the --sip address, or with a wildcard --sip the --listen IP and the
+    /// --sip port.
+    #[arg(long, value_name = "ADDR", requires = "sip")]
+    pub sip_advertise: Option<SocketAddr>,
     /// Values this peer stores for the overlay at most, in all (RFC 6940 §7; kept in
     /// DIR/storage.sqlite3 across restarts). A Store that would go beyond is refused with
     /// Error_Data_Too_Large; replacing or deleting values always works.
@@ -380,7 +386,19 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             let started = match &sip_user {
                 None => Err("this peer's certificate carries no user name, so it has no AOR to register (RFC 7904 §3.3)".to_string()),
                 Some(user) => {
-                    let opts = reload_usages::sip::SipOptions { bind, flows, advertise: None };
+                    let advertise = match args.sip_advertise {
+                        Some(a) => Some(a),
+                        None if !bind.ip().is_unspecified() => None,
+                        None if !args.listen.ip().is_unspecified() && bind.port() != 0 => {
+                            Some(SocketAddr::new(args.listen.ip(), bind.port()))
+                        }
+                        None => {
+                            return Err(format!(
+                                "--sip {bind} binds every interface: say where user agents reach it with --sip-advertise IP:PORT (it goes into Via and Record-Route)"
+                            ));
+                        }
+                    };
+                    let opts = reload_usages::sip::SipOptions { bind, flows, advertise };
                     reload_usages::sip::SipFrontEnd::start(&running.handle, node_id, user, opts).await
                 }
             };
