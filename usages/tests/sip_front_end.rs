@@ -142,6 +142,48 @@ Content-Length: 0
     )
 }
 
+/// A response's Warning text (empty when it has none).
+fn warning(r: &Response) -> String {
+    r.headers
+        .iter()
+        .find_map(|h| match h {
+            Header::Warning(w) => Some(w.value().to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The callee answers `inv` 486 through `front` (its peer's front end); the caller gets
+/// that 486.
+async fn busy(callee: &Ua, front: &SipFrontEnd, inv: &Request, tag: &str, caller: &Ua) {
+    callee
+        .send_msg(
+            front.local_addr(),
+            response(inv, StatusCode::BusyHere, tag, None),
+        )
+        .await;
+    assert_eq!(
+        caller.recv_response().await.status_code,
+        StatusCode::BusyHere
+    );
+}
+
+/// Alice's UA `caller` calls `to` through peer A; the INVITE reaches `callee`, retargeted
+/// to its contact (RFC 3261 §16.5).
+async fn invite_reaches(t: &Two, caller: &Ua, to: &str, call: &str, callee: &Ua) -> Request {
+    caller
+        .send(t.a.local_addr(), &invite(caller, &t.alice, to, call))
+        .await;
+    let inv = callee.recv_request().await;
+    assert_eq!(inv.method, Method::Invite);
+    assert_eq!(
+        inv.uri.to_string(),
+        format!("sip:ua@{}", callee.addr()),
+        "retargeted to the contact"
+    );
+    inv
+}
+
 /// The route set of a UAC: the 2xx's Record-Route in reverse (RFC 3261 §12.1.2).
 fn route_set(resp: &Response, reverse: bool) -> Vec<String> {
     let mut v: Vec<String> = resp
@@ -201,26 +243,19 @@ async fn two_front_ends() -> Two {
     two_front_ends_over(reload_wire::link::OverlayLinkType::TLS_TCP_FH_NO_ICE).await
 }
 
+/// A SIP front end on `m` with the default options (loopback, ports the system picks).
+async fn front_end(m: &inproc::Member) -> SipFrontEnd {
+    SipFrontEnd::start(&m.handle, m.node_id, &m.user, SipOptions::default())
+        .await
+        .unwrap()
+}
+
 /// [`two_front_ends`] in an overlay whose nodes listen with `link` (DTLS-UDP-SR: an ICE
 /// overlay, whose AppAttach flows are DTLS over ICE pairs).
 async fn two_front_ends_over(link: reload_wire::link::OverlayLinkType) -> Two {
     let nodes = inproc::overlay_over(link, 5, 0, None).await;
-    let a = SipFrontEnd::start(
-        &nodes[1].handle,
-        nodes[1].node_id,
-        &nodes[1].user,
-        SipOptions::default(),
-    )
-    .await
-    .unwrap();
-    let b = SipFrontEnd::start(
-        &nodes[3].handle,
-        nodes[3].node_id,
-        &nodes[3].user,
-        SipOptions::default(),
-    )
-    .await
-    .unwrap();
+    let a = front_end(&nodes[1]).await;
+    let b = front_end(&nodes[3]).await;
     Two {
         alice: nodes[1].user.clone(),
         bob: nodes[3].user.clone(),
@@ -269,16 +304,7 @@ async fn call_through_two_peers(t: &Two) {
     assert_eq!(t.b.contacts().len(), 1);
 
     // Alice (not registered: a UAC needs no registration) calls bob's AOR at peer A.
-    alice
-        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "c1"))
-        .await;
-    let inv = bob.recv_request().await;
-    assert_eq!(inv.method, Method::Invite);
-    assert_eq!(
-        inv.uri.to_string(),
-        format!("sip:ua@{}", bob.addr()),
-        "retargeted to the contact"
-    );
+    let inv = invite_reaches(t, &alice, &t.bob, "c1", &bob).await;
     // Alice's Via and one Via from each peer; one Record-Route from each peer.
     assert_eq!(
         inv.headers
@@ -658,35 +684,11 @@ async fn a_gruu_reaches_its_peer_without_a_lookup() {
         "{ok2}"
     );
     let target = gruu.trim_start_matches("sip:");
-    alice
-        .send(t.a.local_addr(), &invite(&alice, &t.alice, target, "g1"))
-        .await;
-    let inv = bob.recv_request().await;
-    assert_eq!(inv.method, Method::Invite);
-    bob.send_msg(
-        t.b.local_addr(),
-        response(&inv, StatusCode::BusyHere, "b", None),
-    )
-    .await;
-    assert_eq!(
-        alice.recv_response().await.status_code,
-        StatusCode::BusyHere
-    );
+    let inv = invite_reaches(&t, &alice, target, "g1", &bob).await;
+    busy(&bob, &t.b, &inv, "b", &alice).await;
     // The AOR itself: the newest binding, the second instance.
-    alice
-        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "g2"))
-        .await;
-    let inv = bob2.recv_request().await;
-    assert_eq!(inv.method, Method::Invite);
-    bob2.send_msg(
-        t.b.local_addr(),
-        response(&inv, StatusCode::BusyHere, "b2", None),
-    )
-    .await;
-    assert_eq!(
-        alice.recv_response().await.status_code,
-        StatusCode::BusyHere
-    );
+    let inv = invite_reaches(&t, &alice, &t.bob, "g2", &bob2).await;
+    busy(&bob2, &t.b, &inv, "b2", &alice).await;
 }
 
 /// RFC 7904 §3.2 with RFC 3261 §10.3: several user agents of the peer's one user register
@@ -735,37 +737,15 @@ async fn several_user_agents_of_one_user_share_one_overlay_entry() {
         vec![reload_wire::Destination::Node(node_b.node_id)]
     );
     // A call goes to the newest binding (no forking yet).
-    alice
-        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "m1"))
-        .await;
-    let inv = mobile.recv_request().await;
-    assert_eq!(inv.method, Method::Invite);
-    mobile
-        .send_msg(
-            t.b.local_addr(),
-            response(&inv, StatusCode::BusyHere, "m", None),
-        )
-        .await;
-    assert_eq!(
-        alice.recv_response().await.status_code,
-        StatusCode::BusyHere
-    );
+    let inv = invite_reaches(&t, &alice, &t.bob, "m1", &mobile).await;
+    busy(&mobile, &t.b, &inv, "m", &alice).await;
     // The mobile's binding goes; the desk phone still gets calls, the entry stays.
     mobile
         .send(t.b.local_addr(), &register(&mobile, &t.bob, 0, 2))
         .await;
     assert_eq!(mobile.recv_response().await.status_code, StatusCode::OK);
     assert_eq!(t.b.contacts().len(), 1);
-    alice
-        .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "m2"))
-        .await;
-    let inv = desk.recv_request().await;
-    assert_eq!(inv.method, Method::Invite);
-    assert_eq!(
-        inv.uri.to_string(),
-        format!("sip:ua@{}", desk.addr()),
-        "retargeted to the remaining contact"
-    );
+    invite_reaches(&t, &alice, &t.bob, "m2", &desk).await;
     assert!(
         registry::resolve(&t.nodes[0].handle, &t.bob, &opts)
             .await
@@ -784,15 +764,6 @@ async fn a_call_to_a_peer_that_cannot_be_reached_gets_503_with_the_reason() {
         .await;
     assert_eq!(bob.recv_response().await.status_code, StatusCode::OK);
     t.nodes[3].handle.shutdown().await;
-    let warning = |r: &Response| -> String {
-        r.headers
-            .iter()
-            .find_map(|h| match h {
-                Header::Warning(w) => Some(w.value().to_string()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
     alice
         .send(t.a.local_addr(), &invite(&alice, &t.alice, &t.bob, "u1"))
         .await;
@@ -828,14 +799,7 @@ async fn the_domain_restriction_is_checked_before_registering_and_before_looking
         patterns: vec![r"other\.example".into()],
     });
     let nodes = inproc::overlay(3, 0, Some((ca, config))).await;
-    let front = SipFrontEnd::start(
-        &nodes[1].handle,
-        nodes[1].node_id,
-        &nodes[1].user,
-        SipOptions::default(),
-    )
-    .await
-    .unwrap();
+    let front = front_end(&nodes[1]).await;
     let ua = Ua::new("ua").await;
     ua.send(front.local_addr(), &register(&ua, &nodes[1].user, 300, 1))
         .await;
@@ -843,15 +807,6 @@ async fn the_domain_restriction_is_checked_before_registering_and_before_looking
     assert_eq!(r.status_code, StatusCode::Forbidden, "{r}");
     assert!(r.to_string().contains("sip:domain-restriction"), "{r}");
     assert!(front.contacts().is_empty());
-    let warning = |r: &Response| -> String {
-        r.headers
-            .iter()
-            .find_map(|h| match h {
-                Header::Warning(w) => Some(w.value().to_string()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    };
     ua.send(
         front.local_addr(),
         &invite(&ua, &nodes[1].user, "bob@elsewhere.example", "d1"),
@@ -892,18 +847,6 @@ async fn the_front_ends_address_stands_for_the_overlay_domain() {
     assert_eq!(bob.recv_response().await.status_code, StatusCode::Forbidden);
     // Alice calls bob "at her proxy": looked up in the overlay as bob's AOR.
     let bob_at_a = format!("{}@{}", user(&t.bob), t.a.local_addr());
-    alice
-        .send(t.a.local_addr(), &invite(&alice, &t.alice, &bob_at_a, "p1"))
-        .await;
-    let inv = bob.recv_request().await;
-    assert_eq!(inv.method, Method::Invite);
-    bob.send_msg(
-        t.b.local_addr(),
-        response(&inv, StatusCode::BusyHere, "p", None),
-    )
-    .await;
-    assert_eq!(
-        alice.recv_response().await.status_code,
-        StatusCode::BusyHere
-    );
+    let inv = invite_reaches(&t, &alice, &bob_at_a, "p1", &bob).await;
+    busy(&bob, &t.b, &inv, "p", &alice).await;
 }

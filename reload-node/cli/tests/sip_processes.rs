@@ -331,22 +331,20 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
     // PROXY` calls sip:USER@PROXY-ADDRESS (the front end's address stands for the overlay
     // domain) and the built-in uas answers without Record-Route (in-dialog requests come
     // back through A by their Request-URI).
-    let mut uas = sipp(
-        &dir,
-        "builtin-uas.log",
-        &[
-            "-sn".into(),
-            "uas".into(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            bob_port.clone(),
-            "-m".into(),
-            "1".into(),
-        ],
-    );
+    // One callee at bob's port: SIPp with `how` (`-sn uas` or `-sf FILE`) and `extra`.
+    let callee = |log: &str, how: [String; 2], extra: &[&str]| -> Proc {
+        let mut args: Vec<String> = how.into();
+        args.extend(
+            ["-i", "127.0.0.1", "-p", bob_port.as_str(), "-m", "1"]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string()),
+        );
+        sipp(&dir, log, &args)
+    };
+    let uas = callee("builtin-uas.log", ["-sn".into(), "uas".into()], &[]);
     wait_udp_bound(&bob_port);
-    let mut uac = sipp(
+    let uac = sipp(
         &dir,
         "builtin-uac.log",
         &[
@@ -363,16 +361,9 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             sip(a).to_string(),
         ],
     );
-    assert!(
-        uac.wait_exit(Duration::from_secs(70)).success(),
-        "SIPp's built-in uac failed: {}\n== callee: {}",
-        tail(&dir, "builtin-uac.log"),
-        tail(&dir, "builtin-uas.log")
-    );
-    assert!(
-        uas.wait_exit(Duration::from_secs(70)).success(),
-        "SIPp's built-in uas failed: {}",
-        tail(&dir, "builtin-uas.log")
+    both_succeed(
+        "SIPp's built-in uac and uas",
+        (uac, uas, "builtin-uac.log".into(), "builtin-uas.log".into()),
     );
 
     // Over TCP (RFC 3261 §18): bob's UA registers over a connection that closes when
@@ -389,21 +380,10 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         "REGISTER over TCP failed: {}",
         tail(&dir, "register-tcp.log")
     );
-    let mut uas = sipp(
-        &dir,
+    let uas = callee(
         "tcp-uas.log",
-        &[
-            "-sf".into(),
-            scenario("uas.xml").display().to_string(),
-            "-i".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            bob_port.clone(),
-            "-m".into(),
-            "1".into(),
-            "-t".into(),
-            "t1".into(),
-        ],
+        ["-sf".into(), scenario("uas.xml").display().to_string()],
+        &["-t", "t1"],
     );
     let listening = (0..500).any(|_| {
         if std::net::TcpStream::connect(format!("127.0.0.1:{bob_port}")).is_ok() {
@@ -413,21 +393,14 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         false
     });
     assert!(listening, "the TCP callee did not start");
-    let mut uac = sipp(
+    let uac = sipp(
         &dir,
         "tcp-uac.log",
         &[caller_args("uac.xml", 1, 200), tcp].concat(),
     );
-    assert!(
-        uac.wait_exit(Duration::from_secs(70)).success(),
-        "the call over TCP failed: {}\n== callee: {}",
-        tail(&dir, "tcp-uac.log"),
-        tail(&dir, "tcp-uas.log")
-    );
-    assert!(
-        uas.wait_exit(Duration::from_secs(70)).success(),
-        "the TCP callee's side failed: {}",
-        tail(&dir, "tcp-uas.log")
+    both_succeed(
+        "a call over TCP",
+        (uac, uas, "tcp-uac.log".into(), "tcp-uas.log".into()),
     );
 
     // baresip answering automatically, registered at B as the same user (its contact is
