@@ -107,8 +107,8 @@ pub struct RunArgs {
     pub sip_flows: Option<SocketAddr>,
     /// The address local user agents reach the SIP front end at, put in its Via and
     /// Record-Route headers: needed when --sip binds every interface (0.0.0.0 or ::);
-    /// by default the --sip address, or with a wildcard --sip the --listen IP and the
-    /// --sip port.
+    /// by default the --sip address, or with a wildcard --sip the --listen IP (when it is
+    /// neither a wildcard nor loopback) and the --sip port (not 0).
     #[arg(long, value_name = "ADDR", requires = "sip")]
     pub sip_advertise: Option<SocketAddr>,
     /// Values this peer stores for the overlay at most, in all (RFC 6940 §7; kept in
@@ -278,6 +278,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 args.listen.ip()
             ));
         }
+        let sip_advertise = sip_advertise(&args)?;
         let mut node = from_data_dir(&args.data_dir, &opts)?;
         let no_ice = node.overlay().config().no_ice;
         if args.protocol == Protocol::Ice && no_ice {
@@ -386,19 +387,7 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
             let started = match &sip_user {
                 None => Err("this peer's certificate carries no user name, so it has no AOR to register (RFC 7904 §3.3)".to_string()),
                 Some(user) => {
-                    let advertise = match args.sip_advertise {
-                        Some(a) => Some(a),
-                        None if !bind.ip().is_unspecified() => None,
-                        None if !args.listen.ip().is_unspecified() && bind.port() != 0 => {
-                            Some(SocketAddr::new(args.listen.ip(), bind.port()))
-                        }
-                        None => {
-                            return Err(format!(
-                                "--sip {bind} binds every interface: say where user agents reach it with --sip-advertise IP:PORT (it goes into Via and Record-Route)"
-                            ));
-                        }
-                    };
-                    let opts = reload_usages::sip::SipOptions { bind, flows, advertise };
+                    let opts = reload_usages::sip::SipOptions { bind, flows, advertise: sip_advertise };
                     reload_usages::sip::SipFrontEnd::start(&running.handle, node_id, user, opts).await
                 }
             };
@@ -481,4 +470,37 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Where local user agents reach the SIP front end (Via, Record-Route): `--sip-advertise`;
+/// for a wildcard `--sip`, the `--listen` IP with the `--sip` port when that is an address
+/// other hosts can reach; otherwise the operator must say (checked before the node starts).
+fn sip_advertise(args: &RunArgs) -> Result<Option<SocketAddr>, String> {
+    let Some(bind) = args.sip else {
+        return Ok(None);
+    };
+    if let Some(a) = args.sip_advertise {
+        if a.ip().is_unspecified() || a.port() == 0 {
+            return Err(format!(
+                "--sip-advertise {a}: give the IP address and port user agents reach (not a wildcard or port 0)"
+            ));
+        }
+        return Ok(Some(a));
+    }
+    if !bind.ip().is_unspecified() {
+        return Ok(None);
+    }
+    let listen = args.listen.ip();
+    if listen.is_unspecified()
+        || listen.is_loopback()
+        || bind.port() == 0
+        || listen.is_ipv4() != bind.is_ipv4()
+    {
+        return Err(format!(
+            "--sip {bind} binds every interface: say where user agents reach it with --sip-advertise IP:PORT \
+             (it goes into Via and Record-Route; the --listen address {} cannot stand for it)",
+            args.listen
+        ));
+    }
+    Ok(Some(SocketAddr::new(listen, bind.port())))
 }

@@ -717,6 +717,9 @@ async fn sip_demo(
         ));
     }
     println!("   call completed: INVITE, 180, 200, ACK, BYE, 200");
+    // The demo UA goes: its binding too, so that calls to bob from a softphone get 480
+    // (or reach a softphone registered as bob), not a dead port.
+    let _ = bob.register(fb.local_addr(), 0).await;
     Ok((fa, fb))
 }
 

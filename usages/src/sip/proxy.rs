@@ -195,7 +195,12 @@ struct Binding {
     until: Instant,
     /// The UA's `+sip.instance` Contact parameter, when it sent one (RFC 5627 §4.1).
     instance: Option<String>,
+    /// The IP address the REGISTER came from.
+    source: Option<std::net::IpAddr>,
 }
+
+/// A local UA's TCP connection: what writes to it, and the UA's address.
+type TcpConnection = (mpsc::Sender<Vec<u8>>, SocketAddr);
 
 struct Inner {
     node: NodeHandle,
@@ -212,7 +217,10 @@ struct Inner {
     domains: AorDomains,
     key: hmac::Key,
     udp: Arc<UdpSocket>,
-    tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    /// Local UAs' TCP connections: writer and the UA's address.
+    tcp: Mutex<HashMap<u64, TcpConnection>>,
+    /// One reconnection to a UA's TCP contact at a time (`binding_flow`).
+    reconnecting: tokio::sync::Mutex<()>,
     next_tcp: AtomicU64,
     /// The open flow to each peer: (flow number, its writer).
     peers: Mutex<HashMap<NodeId, (u64, Writer)>>,
@@ -281,6 +289,7 @@ impl SipFrontEnd {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             udp: Arc::new(udp),
             tcp: Mutex::new(HashMap::new()),
+            reconnecting: tokio::sync::Mutex::new(()),
             next_tcp: AtomicU64::new(1),
             peers: Mutex::new(HashMap::new()),
             next_flow: AtomicU64::new(1),
@@ -391,12 +400,15 @@ impl Inner {
     fn adopt_tcp(self: Arc<Self>, stream: tokio::net::TcpStream) -> Flow {
         let _ = stream.set_nodelay(true);
         let id = self.next_tcp.fetch_add(1, Ordering::Relaxed);
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE);
         self.tcp
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+            .insert(id, (tx, peer));
         tokio::spawn(write_loop(wr, rx));
         let me = self.clone();
         tokio::spawn(async move {
@@ -423,7 +435,13 @@ impl Inner {
         };
         let port = uri.host_with_port.port.as_ref().map_or(5060, |p| p.value());
         let own = ip.is_some_and(|ip| {
-            SocketAddr::new(ip, port) == self.addr || SocketAddr::new(ip, port) == self.listen
+            let at = SocketAddr::new(ip, port);
+            at == self.addr
+                || at == self.listen
+                // Bound to every interface: this host's loopback address names it too.
+                || (self.listen.ip().is_unspecified()
+                    && port == self.listen.port()
+                    && ip.is_loopback())
         });
         match (own, found.split_once('@'), self.aor.split_once('@')) {
             (true, Some((user, _)), Some((_, domain))) => Ok(format!("{user}@{domain}")),
@@ -432,29 +450,54 @@ impl Inner {
     }
 
     /// The flow to a local UA's binding: the connection its REGISTER came on while that
-    /// is open; once a TCP connection has closed, a new one to the contact's address
-    /// (RFC 3261 §18.1.1: a request may open a connection; the UA listens where its
-    /// Contact says), which later requests of the binding reuse.
+    /// is open. Once a TCP connection has closed, and the contact asks for TCP
+    /// (`transport=tcp`, RFC 3263 §4.1) at the address that connection came from, a new
+    /// connection to the contact (RFC 3261 §18.1.1: the UA listens where its Contact
+    /// says), which the binding then uses. One reconnection at a time, bounded by the
+    /// connection limit; a contact elsewhere (another host, UDP, TLS, `sips:`) is not
+    /// connected to.
     async fn binding_flow(self: &Arc<Self>, b: &Binding) -> Flow {
         let Flow::Tcp(id) = b.flow else {
             return b.flow;
         };
-        if self
-            .tcp
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&id)
-        {
+        let open = |me: &Self, id: u64| {
+            me.tcp
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&id)
+        };
+        if open(self, id) {
             return b.flow;
         }
-        let Some(addr) = contact_addr(&b.contact) else {
+        let tcp_contact = matches!(b.contact.scheme, None | Some(sip::Scheme::Sip))
+            && b.contact.params.iter().any(
+                |p| matches!(p, Param::Transport(t) if t.to_string().eq_ignore_ascii_case("tcp")),
+            );
+        let Some(addr) = contact_addr(&b.contact)
+            .filter(|a| tcp_contact && b.source.is_some_and(|ip| ip == a.ip()))
+        else {
             return b.flow;
         };
+        let _one = self.reconnecting.lock().await;
+        // Another request may have reconnected this binding meanwhile.
+        let current = self
+            .bindings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|x| x.contact == b.contact)
+            .map(|x| x.flow);
+        if let Some(Flow::Tcp(now_id)) = current
+            && now_id != id
+            && open(self, now_id)
+        {
+            return Flow::Tcp(now_id);
+        }
         if self.tcp.lock().unwrap_or_else(|e| e.into_inner()).len() >= MAX_TCP_CONNECTIONS {
             return b.flow;
         }
         let stream = match tokio::time::timeout(
-            Duration::from_secs(5),
+            Duration::from_secs(2),
             tokio::net::TcpStream::connect(addr),
         )
         .await
@@ -464,10 +507,32 @@ impl Inner {
         };
         let flow = self.clone().adopt_tcp(stream);
         let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
-        for x in bindings.iter_mut().filter(|x| x.contact == b.contact) {
+        for x in bindings
+            .iter_mut()
+            .filter(|x| x.contact == b.contact && x.flow == b.flow)
+        {
             x.flow = flow;
         }
         flow
+    }
+
+    /// A local UA's flow named by a dialog's Route token: when it is a TCP connection
+    /// that has closed, the flow of the binding that used it ([`Inner::binding_flow`]).
+    async fn dialog_flow(self: &Arc<Self>, f: Flow) -> Flow {
+        let binding = match f {
+            Flow::Tcp(_) => self
+                .bindings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|b| b.flow == f)
+                .cloned(),
+            _ => None,
+        };
+        match binding {
+            Some(b) => self.binding_flow(&b).await,
+            None => f,
+        }
     }
 
     /// Reads SIP messages off a stream (Content-Length framing, RFC 3261 §18.3) until it
@@ -593,7 +658,7 @@ impl Inner {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get(&id)
-                    .cloned()
+                    .map(|(tx, _)| tx.clone())
                     .ok_or_else(|| "the TCP connection closed".to_string())?;
                 tx.try_send(bytes)
                     .map_err(|_| "the TCP connection is closed or does not read".to_string())?;
@@ -1006,6 +1071,7 @@ impl Inner {
                 return self.forward(req, from, Flow::Peer(nid)).await;
             }
             if let Some(f) = ua_flow {
+                let f = self.dialog_flow(f).await;
                 return self.forward(req, from, f).await;
             }
             return self
@@ -1020,6 +1086,7 @@ impl Inner {
         }
         if let Some(f) = ua_flow {
             // In a dialog, to this peer's local UA.
+            let f = self.dialog_flow(f).await;
             return self.forward(req, from, f).await;
         }
         self.route_by_uri(req, from).await;
@@ -1080,8 +1147,13 @@ impl Inner {
                     .await;
             }
         };
+        let scheme = if matches!(uri.scheme, Some(sip::Scheme::Sips)) {
+            "sips"
+        } else {
+            "sip"
+        };
         if aor::aor_of_uri(&uri).ok().as_deref() != Some(target.as_str())
-            && let Ok(u) = Uri::try_from(format!("sip:{target}").as_str())
+            && let Ok(u) = Uri::try_from(format!("{scheme}:{target}").as_str())
         {
             // Addressed to this front end's own address: from here on, the AOR itself
             // (RFC 3261 §16.5 retargeting), so that the callee's peer knows it as its own.
@@ -1373,6 +1445,16 @@ impl Inner {
             .expires_header()
             .and_then(|e| e.value().trim().parse::<u32>().ok());
         let contacts = req.typed_contact_headers().unwrap_or_default();
+        let source = match from {
+            Flow::Udp(a) => Some(a.ip()),
+            Flow::Tcp(id) => self
+                .tcp
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .map(|(_, a)| a.ip()),
+            Flow::Peer(_) => None,
+        };
         let now = Instant::now();
         let mut changed = false;
         {
@@ -1399,6 +1481,7 @@ impl Inner {
                     bindings.push(Binding {
                         contact,
                         flow: from,
+                        source,
                         until: now + Duration::from_secs(expires.into()),
                         instance: c.params.iter().find_map(|p| match p {
                             Param::Other(k, v)
