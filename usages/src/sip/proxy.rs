@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use reload_node::app::{AppAttachListener, AppFlow, FlowSender, FlowTransport, app_attach};
 use reload_node::client::NodeHandle;
 use reload_proto::storage::policy::AorDomains;
@@ -882,7 +882,14 @@ impl Inner {
                 };
                 let Some((msg, flow)) = next else { return };
                 me.queued.fetch_sub(1, Ordering::Relaxed);
-                me.clone().on_message(msg, flow).await;
+                // A message that made its handling panic is dropped (and logged); the
+                // call's worker and the queue count go on as for any other.
+                let handled = std::panic::AssertUnwindSafe(me.clone().on_message(msg, flow))
+                    .catch_unwind()
+                    .await;
+                if handled.is_err() {
+                    tracing::error!(call = %id, "SIP message handling panicked; message dropped");
+                }
             }
         });
     }
