@@ -114,17 +114,63 @@ fn silence_wav(path: &Path) {
     std::fs::write(path, w).unwrap();
 }
 
+/// The loopback address baresip listens on: one no peer, SIPp or outgoing connection of
+/// this test uses, so that nothing else can hold its ports.
+const BARESIP_IP: &str = "127.0.0.59";
+
+/// A port at which baresip can listen: it binds UDP and TCP at `sip_listen`'s port and its
+/// SIP/TLS transport (TCP) at the port after it.
+fn free_baresip_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind(format!("{BARESIP_IP}:0")).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if port < 65000
+            && std::net::TcpListener::bind(format!("{BARESIP_IP}:{port}")).is_ok()
+            && std::net::TcpListener::bind(format!("{BARESIP_IP}:{}", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
 /// baresip (headless) as `user`, registering through the front end at `proxy` and
-/// answering calls at once; its output in `dir/baresip.log`.
+/// answering calls at once; waits (bounded) until its registration got 200 OK. Its output
+/// is in `dir/baresip.log`. A port taken between the choice and baresip's bind (it exits at
+/// once, "Address already in use") makes it start again on another one.
 fn start_baresip(dir: &Path, user: &str, proxy: SocketAddr) -> Proc {
+    let log = dir.join("baresip.log");
+    for _attempt in 0..5 {
+        let mut baresip = spawn_baresip(dir, user, proxy, free_baresip_port());
+        let mut text = String::new();
+        for _ in 0..300 {
+            std::thread::sleep(Duration::from_millis(100));
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("200 OK") {
+                return baresip;
+            }
+            if text.contains("Address already in use") {
+                break;
+            }
+        }
+        baresip.signal("TERM");
+        let _ = baresip.exit_within(Duration::from_secs(5));
+        assert!(
+            text.contains("Address already in use"),
+            "baresip did not register: {text}"
+        );
+        eprintln!("baresip lost its port to another socket; starting it again: {text}");
+    }
+    panic!("baresip found no free port in 5 attempts");
+}
+
+fn spawn_baresip(dir: &Path, user: &str, proxy: SocketAddr, port: u16) -> Proc {
     let conf = dir.join("baresip");
     std::fs::create_dir_all(&conf).unwrap();
     silence_wav(&conf.join("silence.wav"));
-    let port = free_udp_port();
     std::fs::write(
         conf.join("config"),
         format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
+            "poll_method epoll\nsip_listen {BARESIP_IP}:{port}\nmodule_path /usr/lib/baresip/modules\n\
              module g711.so\nmodule aufile.so\nmodule_app account.so\nmodule_app menu.so\n\
              audio_player aufile,{out}\naudio_source aufile,{inp}\naudio_alert aufile,{out}\n",
             out = conf.join("out.wav").display(),
@@ -408,15 +454,6 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
     if have("baresip") {
         let mut baresip = start_baresip(&dir, &bob, sip(b));
         let reg_log = dir.join("baresip.log");
-        let registered = (0..300).any(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            std::fs::read_to_string(&reg_log).is_ok_and(|t| t.contains("200 OK"))
-        });
-        assert!(
-            registered,
-            "baresip did not register: {}",
-            std::fs::read_to_string(&reg_log).unwrap_or_default()
-        );
         let mut uac = sipp(&dir, "baresip-uac.log", &caller_args("uac.xml", 1, 200));
         assert!(
             uac.wait_exit(Duration::from_secs(70)).success(),
