@@ -43,18 +43,24 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 /// A UDP port nobody uses right now (for a SIPp instance).
+/// The loopback address the SIPp user agents listen on. Not 127.0.0.1: connections
+/// between the peers (to 127.0.0.6x) take their ephemeral ports there, and one could hold
+/// a port a SIPp is about to bind.
+const SIPP_IP: &str = "127.0.0.58";
+
+/// A UDP port free at `SIPP_IP`.
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
+    std::net::UdpSocket::bind(format!("{SIPP_IP}:0"))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
 }
 
-/// Waits (bounded) until something holds UDP `port` on 127.0.0.1 — a SIPp that started
+/// Waits (bounded) until something holds UDP `port` at `SIPP_IP` — a SIPp that started
 /// listening — so that calls are not sent before their callee is there.
 fn wait_udp_bound(port: &str) {
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("{SIPP_IP}:{port}");
     for _ in 0..500 {
         if std::net::UdpSocket::bind(&addr).is_err() {
             return;
@@ -253,7 +259,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             "-s".into(),
             bob.clone(),
             "-i".into(),
-            "127.0.0.1".into(),
+            SIPP_IP.into(),
             "-p".into(),
             port,
             "-m".into(),
@@ -284,7 +290,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             "-s".into(),
             bob.clone(),
             "-i".into(),
-            "127.0.0.1".into(),
+            SIPP_IP.into(),
             "-p".into(),
             free_udp_port().to_string(),
             "-m".into(),
@@ -315,7 +321,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
                 "-sf".into(),
                 scenario(uas).display().to_string(),
                 "-i".into(),
-                "127.0.0.1".into(),
+                SIPP_IP.into(),
                 "-p".into(),
                 bob_port.clone(),
                 "-m".into(),
@@ -381,7 +387,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
     let callee = |log: &str, how: [String; 2], extra: &[&str]| -> Proc {
         let mut args: Vec<String> = how.into();
         args.extend(
-            ["-i", "127.0.0.1", "-p", bob_port.as_str(), "-m", "1"]
+            ["-i", SIPP_IP, "-p", bob_port.as_str(), "-m", "1"]
                 .iter()
                 .chain(extra)
                 .map(|a| a.to_string()),
@@ -399,7 +405,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
             "-s".into(),
             bob.clone(),
             "-i".into(),
-            "127.0.0.1".into(),
+            SIPP_IP.into(),
             "-p".into(),
             free_udp_port().to_string(),
             "-m".into(),
@@ -432,7 +438,7 @@ fn sipp_user_agents_call_each_other_through_the_overlay() {
         &["-t", "t1"],
     );
     let listening = (0..500).any(|_| {
-        if std::net::TcpStream::connect(format!("127.0.0.1:{bob_port}")).is_ok() {
+        if std::net::TcpStream::connect(format!("{SIPP_IP}:{bob_port}")).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));
