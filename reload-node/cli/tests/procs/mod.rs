@@ -152,7 +152,7 @@ pub fn status_file(dir: &Path, i: usize) -> PathBuf {
 
 /// Enrolls `peers` peers: `reload-enroll init` of `overlay` in `dir/enroll` (its
 /// configuration names `bootstrap`), a user `p{i}` for each peer, and while
-/// `reload-enroll serve` listens on 127.0.0.1:`port`, `reload-node enroll` of each user
+/// `reload-enroll serve` listens on [`ENROLL_IP`]:`port`, `reload-node enroll` of each user
 /// into its data directory (`peer_dir`).
 pub fn enroll_peers(dir: &Path, overlay: &str, port: u16, bootstrap: SocketAddr, peers: usize) {
     enroll_peers_with(dir, overlay, port, bootstrap, peers, &[]);
@@ -168,7 +168,7 @@ pub fn enroll_peers_with(
     init_options: &[&str],
 ) {
     let at = EnrollAt {
-        server: SocketAddr::from(([127, 0, 0, 1], port)),
+        server: SocketAddr::from((ENROLL_IP, port)),
         prefix: &|_| Vec::new(),
     };
     enroll_peers_at(dir, overlay, bootstrap, peers, init_options, &at);
@@ -449,9 +449,15 @@ pub fn wait_ring(files: &[PathBuf], limit: Duration) -> Vec<Status> {
 /// A TCP port the system just handed out (and took back), below 65000 so that the few
 /// ports after it exist too: free for a test to listen on, on any 127.0.0.x address, with
 /// overwhelming likelihood (no fixed ports in tests).
+/// The loopback address of the tests' enrollment servers. Not 127.0.0.1: every connection
+/// to a loopback address leaves from 127.0.0.1 with an ephemeral port, and one of them
+/// could hold the port a server is about to bind.
+pub const ENROLL_IP: [u8; 4] = [127, 0, 0, 4];
+
+/// A TCP port free at [`ENROLL_IP`] (below 65000, so that a few ports after it exist).
 pub fn free_port() -> u16 {
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let port = std::net::TcpListener::bind(SocketAddr::from((ENROLL_IP, 0)))
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
