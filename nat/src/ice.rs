@@ -349,6 +349,8 @@ pub struct PairReport {
     pub state: &'static str,
     pub checks_sent: u64,
     pub answers_received: u64,
+    /// The peer's checks that arrived on this pair (and were authenticated).
+    pub checks_received: u64,
 }
 
 impl fmt::Display for PairReport {
@@ -356,12 +358,13 @@ impl fmt::Display for PairReport {
         let show = |c: &Option<Candidate>| c.as_ref().map_or("?".to_string(), |c| c.to_string());
         write!(
             f,
-            "{} → {}: {} ({} checks, {} answers)",
+            "{} → {}: {} ({} checks, {} answers; {} checks received)",
             show(&self.local),
             show(&self.remote),
             self.state,
             self.checks_sent,
-            self.answers_received
+            self.answers_received,
+            self.checks_received
         )
     }
 }
@@ -632,6 +635,7 @@ impl IceSession {
                 },
                 checks_sent: p.requests_sent,
                 answers_received: p.responses_received,
+                checks_received: p.requests_received,
             })
             .collect()
     }

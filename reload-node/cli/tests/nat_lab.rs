@@ -453,6 +453,13 @@ fn tail(dir: &Path, i: usize) -> String {
     chars[chars.len().saturating_sub(3000)..].iter().collect()
 }
 
+/// Peer `i`'s warnings (the last 40): what a failed ICE session or relay reported.
+fn warnings(dir: &Path, i: usize) -> String {
+    let t = std::fs::read_to_string(dir.join(format!("p{i}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = t.lines().filter(|l| l.contains("WARN")).collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 #[test]
 fn peers_behind_nats_connect_over_ice() {
     if let Err(why) = can_build_labs() {
@@ -804,7 +811,9 @@ fn peers_behind_nats_connect_over_ice() {
     assert!(
         failures.is_empty(),
         "AppAttach failed:\n{failures}\n{}",
-        logs()
+        all7.iter()
+            .map(|&i| format!("--- p{i} warnings\n{}\n", warnings(&dir, i)))
+            .collect::<String>()
     );
     let app_relayed = |a: usize, b: usize| {
         apps.iter()

@@ -394,6 +394,11 @@ impl Node {
             })
     }
 
+    /// The application socket flow `id` runs on.
+    pub(super) fn app_socket_of(&self, id: u64) -> Option<SocketAddr> {
+        self.apps.flows.get(&id).map(|f| f.socket)
+    }
+
     /// Whether datagrams to `local` belong to application flows: an application socket,
     /// or a relayed address allocated for one.
     pub(super) fn is_app_local(&self, local: SocketAddr) -> bool {

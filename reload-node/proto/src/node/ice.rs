@@ -793,6 +793,23 @@ impl Node {
         } else {
             pairs.join("; ")
         };
+        // What our relays did for the session (the flow's application socket, or the
+        // overlay's sockets).
+        let locals: Vec<SocketAddr> = match app {
+            Some(flow) => self.app_socket_of(flow).into_iter().collect(),
+            None => self
+                .turn
+                .bases()
+                .into_iter()
+                .filter(|b| !self.s.app_sockets.contains(b))
+                .collect(),
+        };
+        let turn = self.turn.report(&locals);
+        let tried = if turn.is_empty() {
+            tried
+        } else {
+            format!("{tried}; TURN: {turn}")
+        };
         if let Some(flow) = app {
             tracing::warn!(
                 "ICE of application flow {flow} with {who} ended after {took:?}: {why}; pairs: {tried}"

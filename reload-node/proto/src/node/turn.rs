@@ -57,6 +57,8 @@ struct Allocation {
     in_progress: bool,
     /// Peer addresses we asked permissions for (bounded: [`MAX_PERMISSIONS`]).
     permitted: HashSet<SocketAddr>,
+    /// What happened on it, for the report of a flow that failed ([`Turn::report`]).
+    counts: Counts,
     /// The client's next timer as of the last call (it is read through `&mut`).
     timer: Option<Instant>,
 }
@@ -69,6 +71,25 @@ impl std::fmt::Debug for Allocation {
             .field("relayed", &self.relayed)
             .finish_non_exhaustive()
     }
+}
+
+/// What one allocation did (diagnostics: an ICE session that fails over a relay says
+/// why the relay did not help).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    /// Permissions the server granted.
+    granted: u64,
+    /// CreatePermission requests refused.
+    refused: u64,
+    /// Requests on the allocation (permissions, refreshes, channel bindings) the server
+    /// never answered.
+    unanswered: u64,
+    /// Datagrams sent through the relay.
+    sent: u64,
+    /// Datagrams dropped for want of a permission (a permission was asked instead).
+    unpermitted: u64,
+    /// Datagrams the relay passed on to us.
+    received: u64,
 }
 
 /// The node's TURN allocations.
@@ -103,6 +124,11 @@ impl Turn {
             .collect()
     }
 
+    /// The sockets that have allocations.
+    pub(super) fn bases(&self) -> Vec<SocketAddr> {
+        self.allocations.iter().map(|a| a.local).collect()
+    }
+
     /// The socket a relayed address was allocated for.
     pub(super) fn base_of(&self, relayed: SocketAddr) -> Option<SocketAddr> {
         self.allocations
@@ -118,6 +144,37 @@ impl Turn {
 
     pub(super) fn is_relayed(&self, addr: SocketAddr) -> bool {
         self.allocations.iter().any(|a| a.relayed == Some(addr))
+    }
+
+    /// What the allocations for our sockets `locals` did, for a failure report: e.g.
+    /// "relay 198.51.100.3:50000 of 10.5.0.2:4000: 4 permissions asked, 4 granted,
+    /// 0 refused, 0 requests unanswered; 40 datagrams sent, 2 dropped for want of a
+    /// permission, 0 received". Empty when none was allocated.
+    pub(super) fn report(&self, locals: &[SocketAddr]) -> String {
+        self.allocations
+            .iter()
+            .filter(|a| locals.contains(&a.local))
+            .map(|a| {
+                let c = a.counts;
+                let relayed = a
+                    .relayed
+                    .map_or("not allocated".to_string(), |r| r.to_string());
+                format!(
+                    "relay {relayed} of {}: {} permissions asked, {} granted, {} refused, \
+                     {} requests unanswered; {} datagrams sent, {} dropped for want of a \
+                     permission, {} received",
+                    a.local,
+                    a.permitted.len(),
+                    c.granted,
+                    c.refused,
+                    c.unanswered,
+                    c.sent,
+                    c.unpermitted,
+                    c.received
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -196,6 +253,7 @@ impl Node {
                     retry_at: Some(now),
                     in_progress: false,
                     permitted: HashSet::new(),
+                    counts: Counts::default(),
                     timer: None,
                 }),
                 Err(e) => tracing::warn!(server = %server.addr, "TURN client: {e}"),
@@ -281,13 +339,23 @@ impl Node {
                     tracing::warn!(server = %a.server, "TURN server does not answer; again in {RETRY:?}");
                 }
                 TurnEvent::CreatePermissionResponse(_, peer) => {
+                    a.counts.granted += 1;
                     tracing::debug!(server = %a.server, %peer, "TURN permission granted");
                 }
                 TurnEvent::CreatePermissionError(_, err) => {
+                    a.counts.refused += 1;
                     tracing::warn!(server = %a.server, "TURN CreatePermission refused: {err}");
+                }
+                TurnEvent::TransactionTimeout(_) => {
+                    a.counts.unanswered += 1;
+                    tracing::warn!(
+                        server = %a.server,
+                        "TURN server did not answer a request on the allocation (permission, refresh or channel binding)"
+                    );
                 }
                 TurnEvent::DataIndicationOrChannelData(_, peer, data) => {
                     if let Some(relayed) = a.relayed {
+                        a.counts.received += 1;
                         relayed_data.push((relayed, peer, data.freeze()));
                     }
                 }
@@ -373,11 +441,14 @@ impl Node {
                 continue;
             };
             let a = &mut self.turn.allocations[i];
-            if let Ok(mut r) = a.client.relay(local)
-                && r.send_to(now, &t.data, remote).is_err()
-            {
-                // No permission yet: ask (checks are retransmitted).
-                let _ = r.create_permission(now, remote);
+            if let Ok(mut r) = a.client.relay(local) {
+                if r.send_to(now, &t.data, remote).is_ok() {
+                    a.counts.sent += 1;
+                } else {
+                    // No permission yet: ask (checks are retransmitted).
+                    a.counts.unpermitted += 1;
+                    let _ = r.create_permission(now, remote);
+                }
             }
             self.turn_pump_writes(i);
         }
