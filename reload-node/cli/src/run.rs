@@ -354,7 +354,17 @@ pub fn main(args: RunArgs) -> Result<bool, String> {
                 "neighbours changed"
             ),
             Event::LinkUp { peer, .. } => tracing::debug!(%peer, "link up"),
-            Event::LinkDown { peer, reason, .. } => tracing::info!(?peer, ?reason, "link down"),
+            Event::LinkDown {
+                peer,
+                remote,
+                reason,
+                ..
+            } => tracing::info!(
+                peer = %peer.map_or("-".to_string(), |p| p.to_string()),
+                remote = %remote.map_or("-".to_string(), |a| a.to_string()),
+                "link down: {}",
+                reason.as_deref().unwrap_or("closed")
+            ),
             Event::Isolated { reason } => tracing::warn!("isolated: {reason}"),
             _ => {}
             }

@@ -1519,3 +1519,73 @@ fn a_known_kind_is_not_changed_by_a_kind_block_only_by_a_new_configuration() {
     assert!(wait(&mut r, 0, tx, Duration::from_secs(5)).is_ok());
     assert_eq!(max_count(&r), Some(4));
 }
+
+#[test]
+fn a_bootstrap_peer_that_cannot_be_reached_is_named_with_the_reason_and_tried_again() {
+    // §11.4 / §10.5: a joining peer whose bootstrap connection fails reports the shell's
+    // error (not a missing close_notify) with the bootstrap's address, and connects
+    // again after a back-off.
+    use reload_proto::node::{Start, StreamEvent};
+    use reload_proto::topology::chord::{Chord, ChordSettings};
+    let ca = TestCa::new(false);
+    let overlay = ca.storage_overlay();
+    let creds = ca.node(false, 0x1234, "joiner");
+    let anchor = WallAnchor::new(Instant::now(), SystemTime::now());
+    let me: SocketAddr = "10.9.0.1:6084".parse().unwrap();
+    let boot: SocketAddr = "10.9.0.2:6084".parse().unwrap();
+    let parts = NodeParts {
+        settings: NodeSettings::new(vec![(OverlayLinkType::TLS_TCP_FH_NO_ICE, me)]),
+        links: Box::new(PlainLinks::new(&creds.cert, &overlay, anchor)),
+        topology: Box::new(Chord::new(
+            NodeId::from_u128(0x1234),
+            ChordSettings::from_overlay(&overlay),
+        )),
+        overlay,
+        credentials: creds,
+    };
+    let mut node = Node::new(parts, anchor.instant, anchor.wall, Seed::from_u64(3));
+    let mut now = anchor.instant;
+    node.start(
+        now,
+        Start::Join(vec![(OverlayLinkType::TLS_TCP_FH_NO_ICE, boot)]),
+    );
+    let opened = |node: &mut Node| {
+        let mut streams = Vec::new();
+        while let Some(e) = node.poll_event() {
+            if let Event::OpenStream { stream, remote } = e {
+                assert_eq!(remote, boot);
+                streams.push(stream);
+            }
+        }
+        streams
+    };
+    let first = opened(&mut node);
+    assert_eq!(first.len(), 1, "one connection to the bootstrap peer");
+    let why = format!("cannot connect to {boot}: Connection refused (os error 111)");
+    node.handle_stream(
+        now,
+        first[0],
+        StreamEvent::Closed {
+            error: Some(why.clone()),
+        },
+    );
+    let mut down = Vec::new();
+    while let Some(e) = node.poll_event() {
+        if let Event::LinkDown { remote, reason, .. } = e {
+            down.push((remote, reason));
+        }
+    }
+    assert_eq!(down, vec![(Some(boot), Some(why))]);
+    // Tried again after the back-off.
+    let mut again = Vec::new();
+    for _ in 0..10 {
+        now = node.poll_timeout().expect("a retry is scheduled");
+        node.handle_timeout(now);
+        again = opened(&mut node);
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again.len(), 1, "connected to the bootstrap peer again");
+    assert!(now - anchor.instant >= Duration::from_secs(1));
+}

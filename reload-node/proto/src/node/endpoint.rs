@@ -297,13 +297,17 @@ impl Node {
                 }
                 self.pump_link(now, link);
             }
-            StreamEvent::Closed { error } => {
+            // The connection failed (it could not be made, or a read failed): that is
+            // why the link is down, not the missing close_notify.
+            StreamEvent::Closed { error: Some(error) } => {
+                self.link_down_because(now, link, Some(error));
+            }
+            StreamEvent::Closed { error: None } => {
                 if let Some(slot) = self.links.get_mut(&link) {
                     slot.session.handle_eof(now);
                 }
                 self.pump_link(now, link);
-                let reason = error.unwrap_or_else(|| "the connection closed".into());
-                self.link_down_because(now, link, Some(reason));
+                self.link_down_because(now, link, Some("the connection closed".into()));
             }
             StreamEvent::WriteBlocked => {
                 tracing::warn!(?link, "the peer does not read: closing the link");
@@ -493,6 +497,7 @@ impl Node {
             node.events.push_back(Event::LinkDown {
                 link,
                 peer: None,
+                remote: Some(addr),
                 reason: Some(why),
             });
             None

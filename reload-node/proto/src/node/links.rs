@@ -353,18 +353,30 @@ impl Node {
                 }
             }
         }
+        if self.bootstrap.iter().any(|b| b.2 == Some(link)) {
+            let waiting = self.bootstrap_retry.is_some();
+            self.schedule_bootstrap_retry(now);
+            // Not in the overlay, and its way in is gone: the operator must hear why.
+            if !waiting && let Some(at) = self.bootstrap_retry {
+                tracing::warn!(
+                    bootstrap = %slot.remote,
+                    "cannot join through the bootstrap peer at {}: {}; trying again in {:?}",
+                    slot.remote,
+                    reason.as_deref().unwrap_or("the link closed"),
+                    at.saturating_duration_since(now)
+                );
+            }
+        }
         self.events.push_back(Event::LinkDown {
             link,
             peer: slot.peer,
+            remote: Some(slot.remote),
             reason,
         });
         // The transport goes too (a link refused after its handshake would otherwise
         // keep its connection).
         if let Transport::Stream(stream) = slot.transport {
             self.events.push_back(Event::CloseStream { stream });
-        }
-        if self.bootstrap.iter().any(|b| b.2 == Some(link)) {
-            self.schedule_bootstrap_retry(now);
         }
         self.drain_topology(now);
     }

@@ -226,6 +226,8 @@ pub enum Event {
     LinkDown {
         link: LinkId,
         peer: Option<NodeId>,
+        /// The address of the other end.
+        remote: Option<SocketAddr>,
         /// Why, when known (handshake refusal, timeout, …).
         reason: Option<String>,
     },
