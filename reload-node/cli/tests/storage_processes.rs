@@ -145,6 +145,20 @@ fn the_reload_tool_stores_fetches_and_the_values_survive_failures_and_restarts()
         assert!(kinds.stdout.contains(k), "{k} in {}", kinds.stdout);
     }
 
+    // No peer at the bootstrap address: the tool says why (the connection is refused)
+    // after a few attempts, and fails.
+    let closed = std::net::TcpListener::bind("127.0.0.4:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let refused = reload(&alice, closed, &["fetch", "--kind", SINGLE], None);
+    assert!(
+        refused.code.is_some_and(|c| c != 0)
+            && refused.stderr.contains("could not reach the overlay")
+            && refused.stderr.contains(&closed.to_string())
+            && refused.stderr.contains("refused"),
+        "{refused:?}"
+    );
+
     // A single value, from an argument: stored by the peer responsible, copied to its two
     // successors (§10.4).
     let stored = ok(reload(

@@ -1,6 +1,7 @@
 //! `reload`: store, fetch, stat and find data in a running RELOAD overlay, ping a node and
 //! show the route to it — as a client node (RFC 6940 §4.2) with its own credentials.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ mod show;
 mod spec;
 
 use spec::{Kind, Selection};
+
+/// Failed connections to every bootstrap peer after which a client command gives up.
+const BOOTSTRAP_ATTEMPTS: usize = 3;
 
 const LONG_ABOUT: &str = "\
 Store, fetch, stat and find data in a running RELOAD overlay (RFC 6940 §7), ping a node and \
@@ -107,7 +111,9 @@ struct Global {
     /// Print one JSON object (results and errors) instead of lines.
     #[arg(long, global = true)]
     json: bool,
-    /// Give up after SECS: reaching the overlay, then the request.
+    /// Give up after SECS: reaching the overlay, then the request. A bootstrap peer that
+    /// cannot be connected to at all (refused, unreachable, handshake refused) is given up
+    /// on sooner, after 3 attempts, with the reason.
     #[arg(long, value_name = "SECS", default_value_t = 30, global = true)]
     timeout: u64,
     /// Write an NSS key log of this client's TLS and DTLS links to FILE (to decrypt
@@ -482,15 +488,33 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
         std::time::Instant::now(),
         Start::Client(bootstrap.iter().map(|a| (link_type, *a)).collect()),
     );
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Result<(), String>>();
+    /// What the wait for the overlay hears from the node.
+    enum Heard {
+        /// Maybe attached: look.
+        Progress,
+        /// The node says it is cut off.
+        Isolated(String),
+        /// A link to this address failed before it was up, for this reason.
+        LinkFailed(SocketAddr, String),
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Heard>();
     // Ready once the client's peer (§4.2.1) is known and linked: the topology names it
     // before the link to it is up.
     let sink: reload_node::shell::EventSink = Box::new(move |_, e| match e {
         Event::Joined | Event::NeighborsChanged | Event::LinkUp { .. } => {
-            let _ = tx.send(Ok(()));
+            let _ = tx.send(Heard::Progress);
         }
         Event::Isolated { reason } => {
-            let _ = tx.send(Err(reason.clone()));
+            let _ = tx.send(Heard::Isolated(reason.clone()));
+        }
+        Event::LinkDown {
+            peer: None,
+            remote: Some(remote),
+            reason,
+            ..
+        } => {
+            let why = reason.clone().unwrap_or_else(|| "the link closed".into());
+            let _ = tx.send(Heard::LinkFailed(*remote, why));
         }
         _ => {}
     });
@@ -504,9 +528,43 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
     let handle = running.handle.clone();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last_problem = None;
+    // Links to each bootstrap peer that failed before they were up: a client gives up
+    // once every one failed [`BOOTSTRAP_ATTEMPTS`] times (a few seconds: the node tries
+    // again after 1 s, then 2 s), naming why, rather than waiting out the timeout.
+    let mut failures: HashMap<SocketAddr, (usize, String)> = HashMap::new();
+    let give_up = |handle: NodeHandle, task, why: String| async move {
+        handle.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        Err(Failure::Local(why))
+    };
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Ok(()))) => {
+            Ok(Some(Heard::LinkFailed(remote, why))) => {
+                if !bootstrap.contains(&remote) {
+                    continue;
+                }
+                let f = failures.entry(remote).or_insert((0, String::new()));
+                *f = (f.0 + 1, why);
+                if bootstrap
+                    .iter()
+                    .all(|b| failures.get(b).is_some_and(|f| f.0 >= BOOTSTRAP_ATTEMPTS))
+                {
+                    let why: Vec<String> = bootstrap
+                        .iter()
+                        .map(|b| format!("{b}: {}", failures[b].1))
+                        .collect();
+                    return give_up(
+                        handle,
+                        running.task,
+                        format!(
+                            "could not reach the overlay ({BOOTSTRAP_ATTEMPTS} attempts each): {}",
+                            why.join("; ")
+                        ),
+                    )
+                    .await;
+                }
+            }
+            Ok(Some(Heard::Progress)) => {
                 let attached = handle.snapshot().await.is_ok_and(|s| {
                     s.successors()
                         .first()
@@ -516,20 +574,25 @@ async fn join(dir: &Path, g: &Global, timeout: Duration) -> Result<Client, Failu
                     break;
                 }
             }
-            Ok(Some(Err(reason))) => last_problem = Some(reason),
+            Ok(Some(Heard::Isolated(reason))) => last_problem = Some(reason),
             Ok(None) => return Err(Failure::Local("the client node stopped".into())),
             Err(_) => {
-                handle.shutdown().await;
-                let _ = tokio::time::timeout(Duration::from_secs(3), running.task).await;
                 let list: Vec<String> = bootstrap.iter().map(ToString::to_string).collect();
-                return Err(Failure::Local(format!(
+                let last = last_problem.or_else(|| {
+                    let f: Vec<String> = failures
+                        .iter()
+                        .map(|(b, (_, why))| format!("{b}: {why}"))
+                        .collect();
+                    (!f.is_empty()).then(|| f.join("; "))
+                });
+                let why = format!(
                     "could not reach the overlay through {} within {} s{}",
                     list.join(", "),
                     timeout.as_secs(),
-                    last_problem
-                        .map(|r| format!(" (last problem: {r})"))
+                    last.map(|r| format!(" (last problem: {r})"))
                         .unwrap_or_default()
-                )));
+                );
+                return give_up(handle, running.task, why).await;
             }
         }
     }
