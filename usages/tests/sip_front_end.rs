@@ -850,3 +850,217 @@ async fn the_front_ends_address_stands_for_the_overlay_domain() {
     let inv = invite_reaches(&t, &alice, &bob_at_a, "p1", &bob).await;
     busy(&bob, &t.b, &inv, "p", &alice).await;
 }
+
+/// What comes back within 2 s, 100 Trying skipped, if anything.
+async fn answer_text(ua: &Ua) -> Option<String> {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(2), ua.sock.recv_from(&mut buf)).await;
+        let (n, _) = got.ok()?.ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !text.starts_with("SIP/2.0 100") {
+            return Some(text);
+        }
+    }
+}
+
+/// Tortuous and invalid requests in the manner of RFC 4475 (written here): valid ones are
+/// handled (compact and case-varied header names, folding, LWS around separators, escapes,
+/// a missing Max-Forwards, a 60 kB header); invalid ones get the answer RFC 3261 gives
+/// them — 400 for a body shorter than its Content-Length or a negative or doubled one
+/// (§18.3: bytes beyond it are discarded), a CSeq method other than the request's (§8.1.1.5), a malformed Via; 416 for
+/// an unknown URI scheme, 483 for Max-Forwards 0, 420 with Unsupported for Proxy-Require
+/// (§16.3); 505 for another SIP version; 501 with Allow for an extension method (the SIP
+/// parser has no type for one, so it cannot be proxied); nothing for a stray response or
+/// a broken request line. The front end serves on after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tortuous_and_invalid_requests_get_the_answers_of_rfc_3261() {
+    let t = two_front_ends().await;
+    let ua = Ua::new("tortured").await;
+    let a = ua.addr();
+    let to = t.a.local_addr();
+    let alice = t.alice.clone();
+    let cases: Vec<(&str, Option<u16>, String)> = vec![
+        (
+            "compact forms",
+            Some(200),
+            format!(
+                "REGISTER sip:test.example.org SIP/2.0\nv: SIP/2.0/UDP {a};branch=z9hG4bKc1\nf: <sip:{alice}>;tag=1\nt: <sip:{alice}>\ni: c1\nCSeq: 1 REGISTER\nm: <sip:x@{a}>\nMax-Forwards: 70\nExpires: 60\nl: 0\n\n"
+            ),
+        ),
+        (
+            "header case",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nvIa: SIP/2.0/UDP {a};branch=z9hG4bKc2\nFROM: <sip:x@y>;tag=1\nto: <sip:nobody@test.example.org>\ncall-id: c2\ncseq: 1 OPTIONS\nMax-Forwards: 70\ncontent-length: 0\n\n"
+            ),
+        ),
+        (
+            "folded header",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc3\nFrom: <sip:x@y>;tag=1\nTo:\n  <sip:nobody@test.example.org>\nCall-ID: c3\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "escaped user",
+            Some(404),
+            format!(
+                "OPTIONS sip:n%6fbody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc4\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c4\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "unknown scheme",
+            Some(416),
+            format!(
+                "OPTIONS foo:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc5\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c5\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "max-forwards 0",
+            Some(483),
+            format!(
+                "INVITE sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc6\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c6\nCSeq: 1 INVITE\nMax-Forwards: 0\nContact: <sip:x@{a}>\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "content-length too big",
+            Some(400),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc7\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c7\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 500\n\nshort"
+            ),
+        ),
+        (
+            "bytes beyond the body",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc21\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c21\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\ntrailing bytes, discarded"
+            ),
+        ),
+        (
+            "content-length negative",
+            Some(400),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc8\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c8\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: -999\n\n"
+            ),
+        ),
+        (
+            "cseq method mismatch",
+            Some(400),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc9\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c9\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "version 7.0",
+            Some(505),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/7.0\nVia: SIP/7.0/UDP {a};branch=z9hG4bKc10\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c10\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "unknown method",
+            Some(501),
+            format!(
+                "NEWMETHOD sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc12\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c12\nCSeq: 1 NEWMETHOD\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "stray response",
+            None,
+            format!(
+                "SIP/2.0 200 OK\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc13\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>;tag=2\nCall-ID: c13\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "huge header",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc14\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c14\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nSubject: {}\nContent-Length: 0\n\n",
+                "x".repeat(60000)
+            ),
+        ),
+        (
+            "no max-forwards",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc15\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c15\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "two content-lengths",
+            Some(400),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc16\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c16\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\nContent-Length: 10\n\n"
+            ),
+        ),
+        (
+            "bad via",
+            Some(400),
+            "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c17\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n".to_string(),
+        ),
+        (
+            "proxy-require",
+            Some(420),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc19\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c19\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nProxy-Require: foo, bar\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "lws headers",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia :  SIP/2.0/UDP   {a} ; branch = z9hG4bKc20\nFrom  :  <sip:x@y> ; tag = 1\nTo : <sip:nobody@test.example.org>\nCall-ID : c20\nCSeq :  1   OPTIONS\nMax-Forwards : 70\nContent-Length : 0\n\n"
+            ),
+        ),
+        (
+            "lws everywhere",
+            None,
+            format!(
+                "OPTIONS  sip:nobody@test.example.org  SIP/2.0\nVia :  SIP/2.0/UDP   {a} ; branch = z9hG4bKc18\nFrom  :  <sip:x@y> ; tag = 1\nTo : <sip:nobody@test.example.org>\nCall-ID : c18\nCSeq :  1   OPTIONS\nMax-Forwards : 70\nContent-Length : 0\n\n"
+            ),
+        ),
+    ];
+    for (i, (name, want, msg)) in cases.iter().enumerate() {
+        ua.send(to, msg).await;
+        let got = answer_text(&ua).await;
+        let line = got
+            .as_deref()
+            .map(|t| t.lines().next().unwrap_or("").to_string());
+        match want {
+            Some(code) => {
+                let text = got.unwrap_or_else(|| panic!("{name}: no answer"));
+                assert!(
+                    text.starts_with(&format!("SIP/2.0 {code} ")),
+                    "{name}: {text}"
+                );
+                let call_id = |t: &str| {
+                    t.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        let name = name.trim().to_ascii_lowercase();
+                        (name == "call-id" || name == "i").then(|| value.trim().to_string())
+                    })
+                };
+                assert!(
+                    call_id(&text).is_some() && call_id(&text) == call_id(msg),
+                    "{name}: the answer carries the request's Call-ID: {text}"
+                );
+                if *code == 501 {
+                    assert!(text.contains("Allow: INVITE"), "{name}: {text}");
+                    assert!(text.contains("CSeq: 1 NEWMETHOD"), "{name}: {text}");
+                }
+                if *code == 420 {
+                    assert!(text.contains("Unsupported: foo, bar"), "{name}: {text}");
+                }
+            }
+            None => assert_eq!(line, None, "{name}"),
+        }
+        // Still serving.
+        let probe = format!(
+            "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKp{i}\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: p{i}\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+        );
+        ua.send(to, &probe).await;
+        let text = answer_text(&ua).await.unwrap_or_default();
+        assert!(text.starts_with("SIP/2.0 404 "), "after {name}: {text}");
+    }
+}

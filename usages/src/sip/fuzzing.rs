@@ -24,10 +24,12 @@ pub fn sip_input(data: &[u8]) {
             Ok(None) | Err(_) => break,
         }
     }
-    // A datagram.
+    // A datagram: parsed, framed (§18.3), an extension method recognised, the §16.3
+    // checks of a request.
     if let Ok(m) = SipMessage::try_from(data) {
         message(m);
     }
+    proxy::fuzz_datagram(data);
     // Text in the places the front end reads tokens and AORs from.
     let text = String::from_utf8_lossy(data);
     let _ = aor::aor_of(&text);

@@ -370,9 +370,15 @@ impl Inner {
             if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 continue; // keepalive (RFC 5626 §3.5.1)
             }
-            match SipMessage::try_from(data) {
-                Ok(msg) => self.dispatch(msg, Flow::Udp(from)),
-                Err(e) => tracing::info!(%from, "not SIP, dropped ({n} bytes): {e}"),
+            match read_datagram(data) {
+                Datagram::Message(msg) => self.dispatch(msg, Flow::Udp(from)),
+                Datagram::Refuse(req, code, why, extra) => {
+                    self.reply(&req, Flow::Udp(from), code, Some(&why), extra)
+                        .await
+                }
+                Datagram::Garbage(e) => {
+                    tracing::info!(%from, "not SIP, dropped ({n} bytes): {e}")
+                }
             }
         }
     }
@@ -580,9 +586,13 @@ impl Inner {
                         if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                             continue; // keepalive (RFC 5626 §3.5.1)
                         }
-                        match SipMessage::try_from(&data[..]) {
-                            Ok(msg) => self.clone().dispatch(msg, Flow::Peer(peer)),
-                            Err(e) => {
+                        match read_datagram(&data) {
+                            Datagram::Message(msg) => self.clone().dispatch(msg, Flow::Peer(peer)),
+                            Datagram::Refuse(req, code, why, extra) => {
+                                self.reply(&req, Flow::Peer(peer), code, Some(&why), extra)
+                                    .await
+                            }
+                            Datagram::Garbage(e) => {
                                 tracing::info!(%peer, "not SIP on the flow, dropped ({} bytes): {e}", data.len())
                             }
                         }
@@ -1015,6 +1025,9 @@ impl Inner {
                 .await;
             }
             return;
+        }
+        if let Some((code, why, extra)) = invalid(&req) {
+            return self.reply(&req, from, code, Some(&why), extra).await;
         }
         // §16.3 step 3: Max-Forwards.
         let mf = req
@@ -1621,6 +1634,179 @@ pub fn fuzz_describe(msg: &SipMessage) -> String {
 #[doc(hidden)]
 pub fn fuzz_pop_top_via(headers: &mut sip::Headers) -> Option<sip::Via> {
     pop_top_via(headers)
+}
+
+/// For the fuzz target: a datagram read as the front end reads it, and a request checked.
+#[doc(hidden)]
+pub fn fuzz_datagram(data: &[u8]) {
+    match read_datagram(data) {
+        Datagram::Message(SipMessage::Request(r)) | Datagram::Refuse(r, ..) => {
+            let _ = invalid(&r);
+        }
+        Datagram::Message(SipMessage::Response(_)) | Datagram::Garbage(_) => {}
+    }
+}
+
+/// What one datagram (a UDP packet, or one DTLS record of a flow to a peer) holds.
+enum Datagram {
+    Message(SipMessage),
+    /// A request answered at once with this code, saying why (with these headers).
+    Refuse(Request, StatusCode, String, Vec<Header>),
+    /// Not SIP: dropped.
+    Garbage(String),
+}
+
+/// Parses a datagram (RFC 3261 §18.3): a body shorter than its Content-Length makes a
+/// request a 400 and a response nothing; bytes beyond it are discarded. A request whose
+/// method the SIP parser does not know (an extension method) is answered 501 with the
+/// methods this peer handles: the parser has no type for other methods, so it cannot be
+/// proxied (§16.3 step 1 asks proxies to forward them).
+fn read_datagram(data: &[u8]) -> Datagram {
+    match SipMessage::try_from(data) {
+        Ok(SipMessage::Request(mut req)) => match framing(&req.headers, &mut req.body) {
+            Ok(()) => Datagram::Message(SipMessage::Request(req)),
+            Err(why) => Datagram::Refuse(req, StatusCode::BadRequest, why, vec![]),
+        },
+        Ok(SipMessage::Response(mut resp)) => match framing(&resp.headers, &mut resp.body) {
+            Ok(()) => Datagram::Message(SipMessage::Response(resp)),
+            Err(why) => Datagram::Garbage(format!("a response: {why}")),
+        },
+        Err(e) => match extension_request(data) {
+            Some((req, method)) => Datagram::Refuse(
+                req,
+                StatusCode::NotImplemented,
+                format!("the method {method} is not handled by this peer"),
+                vec![Header::Allow(sip::Allow::new(ALLOWED))],
+            ),
+            None => Datagram::Garbage(e.to_string()),
+        },
+    }
+}
+
+/// The methods the front end handles (proxies, or answers as registrar).
+const ALLOWED: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, PRACK, INFO, UPDATE, MESSAGE, SUBSCRIBE, NOTIFY, REFER, PUBLISH";
+
+/// RFC 3261 §18.3 for message-oriented transports: the body is Content-Length bytes.
+fn framing(headers: &sip::Headers, body: &mut Vec<u8>) -> Result<(), String> {
+    let mut want: Option<usize> = None;
+    for h in headers.iter() {
+        let Header::ContentLength(l) = h else {
+            continue;
+        };
+        let text = l.value().trim();
+        let n: usize = text
+            .parse()
+            .map_err(|_| format!("Content-Length {text:?} is not a length"))?;
+        if want.is_some_and(|w| w != n) {
+            return Err("two different Content-Length values".into());
+        }
+        want = Some(n);
+    }
+    if let Some(n) = want {
+        if n > body.len() {
+            return Err(format!(
+                "Content-Length is {n} but the datagram carries {} bytes of body",
+                body.len()
+            ));
+        }
+        body.truncate(n);
+    }
+    Ok(())
+}
+
+/// A request whose method token (RFC 3261 §25.1) the parser does not know: the request
+/// parsed with OPTIONS in its place (its headers, CSeq included, are as received), and
+/// the method.
+fn extension_request(data: &[u8]) -> Option<(Request, String)> {
+    let end = data.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&data[..end])
+        .ok()?
+        .trim_end_matches('\r');
+    let mut parts = line.splitn(3, ' ');
+    let (method, uri, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b);
+    if method.is_empty()
+        || !method.bytes().all(token)
+        || !version.starts_with("SIP/")
+        || method.parse::<Method>().is_ok()
+    {
+        return None;
+    }
+    let mut patched = format!("OPTIONS {uri} {version}").into_bytes();
+    patched.extend_from_slice(&data[end..]);
+    match SipMessage::try_from(&patched[..]).ok()? {
+        SipMessage::Request(r) => Some((r, method.to_string())),
+        SipMessage::Response(_) => None,
+    }
+}
+
+/// RFC 3261 §16.3 request validation beyond the mandatory headers, and §8.2.2 checks a
+/// UAS makes that apply before anything is forwarded: the answer to give, if any.
+fn invalid(req: &Request) -> Option<(StatusCode, String, Vec<Header>)> {
+    let bad = |why: String| Some((StatusCode::BadRequest, why, vec![]));
+    if req.version != Version::V2 {
+        return Some((
+            StatusCode::VersionNotSupported,
+            format!("{} is not supported: SIP/2.0 only", req.version),
+            vec![],
+        ));
+    }
+    // §8.1.1.5: the CSeq method matches the request's.
+    if let Some(cseq) = req.cseq_header().ok().and_then(|c| c.typed().ok())
+        && cseq.method != req.method
+    {
+        return bad(format!(
+            "the CSeq method ({}) is not the request's ({})",
+            cseq.method, req.method
+        ));
+    }
+    // §16.3 step 1: what forwarding uses must be well-formed.
+    if req.via_header().ok().and_then(|v| v.typed().ok()).is_none() {
+        return bad("the top Via is malformed".into());
+    }
+    if req
+        .from_header()
+        .ok()
+        .and_then(|f| f.typed().ok())
+        .is_none()
+    {
+        return bad("the From header is malformed".into());
+    }
+    if req.to_header().ok().and_then(|t| t.typed().ok()).is_none() {
+        return bad("the To header is malformed".into());
+    }
+    // Step 2: the Request-URI's scheme.
+    if let Some(sip::uri::Scheme::Other(scheme)) = &req.uri.scheme {
+        return Some((
+            StatusCode::UnsupportedUriScheme,
+            format!("{scheme}: URIs are not routed here (sip: and sips: only)"),
+            vec![],
+        ));
+    }
+    // Step 5: this peer understands no option-tag a proxy could be required to.
+    let required: Vec<String> = req
+        .headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::ProxyRequire(p) => Some(p.value().to_string()),
+            _ => None,
+        })
+        .flat_map(|v| {
+            v.split(',')
+                .map(|t| t.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !required.is_empty() && req.method != Method::Cancel && req.method != Method::Ack {
+        let tags = required.join(", ");
+        return Some((
+            StatusCode::BadExtension,
+            format!("the extensions {tags} are not supported"),
+            vec![Header::Unsupported(sip::Unsupported::new(tags))],
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
