@@ -868,7 +868,8 @@ async fn answer_text(ua: &Ua) -> Option<String> {
 /// handled (compact and case-varied header names, folding, LWS around separators, escapes,
 /// a missing Max-Forwards, a 60 kB header); invalid ones get the answer RFC 3261 gives
 /// them — 400 for a body shorter than its Content-Length or a negative or doubled one
-/// (§18.3: bytes beyond it are discarded), a CSeq method other than the request's (§8.1.1.5), a malformed Via; 416 for
+/// (§18.3: bytes beyond it are discarded), a CSeq method other than the request's
+/// (§8.1.1.5), a malformed Via, an unterminated quoted string in From or To; 416 for
 /// an unknown URI scheme, 483 for Max-Forwards 0, 420 with Unsupported for Proxy-Require
 /// (§16.3); 505 for another SIP version; 501 with Allow for an extension method (the SIP
 /// parser has no type for one, so it cannot be proxied); nothing for a stray response or
@@ -942,6 +943,20 @@ async fn tortuous_and_invalid_requests_get_the_answers_of_rfc_3261() {
             Some(400),
             format!(
                 "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc8\nFrom: <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c8\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: -999\n\n"
+            ),
+        ),
+        (
+            "unterminated quote",
+            Some(400),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc11\nFrom: \"Bob <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c11\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
+            ),
+        ),
+        (
+            "quoted escapes",
+            Some(404),
+            format!(
+                "OPTIONS sip:nobody@test.example.org SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKc22\nFrom: \"B\\\"o\\\\b\" <sip:x@y>;tag=1\nTo: <sip:nobody@test.example.org>\nCall-ID: c22\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n"
             ),
         ),
         (

@@ -1740,6 +1740,22 @@ fn extension_request(data: &[u8]) -> Option<(Request, String)> {
     }
 }
 
+/// Whether every quoted string (RFC 3261 §25.1: `"` … `"`, with `\\` escapes) is closed.
+fn quotes_balanced(value: &str) -> bool {
+    let mut quoted = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
+}
+
 /// RFC 3261 §16.3 request validation beyond the mandatory headers, and §8.2.2 checks a
 /// UAS makes that apply before anything is forwarded: the answer to give, if any.
 fn invalid(req: &Request) -> Option<(StatusCode, String, Vec<Header>)> {
@@ -1774,6 +1790,17 @@ fn invalid(req: &Request) -> Option<(StatusCode, String, Vec<Header>)> {
     }
     if req.to_header().ok().and_then(|t| t.typed().ok()).is_none() {
         return bad("the To header is malformed".into());
+    }
+    // A quoted string left open (a display name, say) swallows what follows it.
+    for (name, value) in [
+        ("From", req.from_header().map(|h| h.value().to_string())),
+        ("To", req.to_header().map(|h| h.value().to_string())),
+    ] {
+        if value.is_ok_and(|v| !quotes_balanced(&v)) {
+            return bad(format!(
+                "the {name} header has an unterminated quoted string"
+            ));
+        }
     }
     // Step 2: the Request-URI's scheme.
     if let Some(sip::uri::Scheme::Other(scheme)) = &req.uri.scheme {
