@@ -12,7 +12,10 @@ use std::net::SocketAddr;
 
 use rtc_stun::attributes::ATTR_USERNAME;
 use rtc_stun::fingerprint::FINGERPRINT;
-use rtc_stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Getter, Message, Setter, TransactionId};
+use rtc_stun::message::{
+    BINDING_REQUEST, BINDING_SUCCESS, CLASS_INDICATION, Getter, METHOD_BINDING, Message,
+    MessageType, Setter, TransactionId,
+};
 use rtc_stun::xoraddr::XorMappedAddress;
 
 /// Bytes of a STUN transaction ID.
@@ -139,6 +142,21 @@ pub fn binding_request(id: [u8; TRANSACTION_ID_LEN]) -> Vec<u8> {
     let setters: [Box<dyn Setter>; 3] = [
         Box::new(TransactionId(id)),
         Box::new(BINDING_REQUEST),
+        Box::new(FINGERPRINT),
+    ];
+    // Building from fixed setters cannot fail.
+    let _ = m.build(&setters);
+    m.raw
+}
+
+/// A Binding indication with transaction ID `id` (and FINGERPRINT): no answer comes; it
+/// keeps a NAT binding towards a STUN or TURN server alive (RFC 5389 §10, RFC 8445 §11,
+/// RFC 5766 §8 note).
+pub fn binding_indication(id: [u8; TRANSACTION_ID_LEN]) -> Vec<u8> {
+    let mut m = Message::new();
+    let setters: [Box<dyn Setter>; 3] = [
+        Box::new(TransactionId(id)),
+        Box::new(MessageType::new(METHOD_BINDING, CLASS_INDICATION)),
         Box::new(FINGERPRINT),
     ];
     // Building from fixed setters cannot fail.

@@ -34,7 +34,9 @@
 //!   once (`reload-node appattach`, the echo application): each flow's ICE runs between
 //!   the two peers' application sockets and DTLS runs over the selected pair; the matrix
 //!   of those pairs is printed, every flow must carry its echo, and those between
-//!   port-restricted and symmetric NATs must go through the relay.
+//!   port-restricted and symmetric NATs must go through the relay. Before it the lab
+//!   idles 35 s, longer than the NATs keep an idle UDP binding (30 s): the peers' TURN
+//!   allocations survive only if their keepalives hold the bindings (none may be lost).
 //!
 //! Needs root, `ip` (iproute2), `nft` (nftables) and coturn's `turnserver`, as the
 //! README's test command
@@ -767,6 +769,14 @@ fn peers_behind_nats_connect_over_ice() {
         String::from_utf8_lossy(&fetch8.stderr)
     );
 
+    // The NATs forget idle UDP bindings after 30 s (Linux connection tracking's
+    // `nf_conntrack_udp_timeout`): a TURN allocation lives only as long as the binding of
+    // its 5-tuple (RFC 8656 §22.2), so the peers must keep the bindings towards the TURN
+    // server alive (Binding indications, `turn::KEEPALIVE`). Nothing uses the
+    // application sockets' allocations until phase 3: after this pause, longer than the
+    // NATs' timeout, their flows through the relay work only if the bindings were kept.
+    std::thread::sleep(Duration::from_secs(35));
+
     // Phase 3: AppAttach (§6.5.2) from every NAT'd peer to every other one, all at once:
     // `reload-node appattach` sets up an echo flow — ICE between the two peers'
     // application sockets, DTLS over the selected pair — and times a message over it.
@@ -821,6 +831,16 @@ fn peers_behind_nats_connect_over_ice() {
             .and_then(|(_, _, p)| p.clone())
             .is_some_and(|p| p.contains("relay"))
     };
+    // The bindings towards the TURN server were kept alive through the pause: no
+    // allocation was lost and made again (which would hide a missing keepalive).
+    for i in all7 {
+        let log = std::fs::read_to_string(dir.join(format!("p{i}.log"))).unwrap_or_default();
+        assert!(
+            !log.contains("no longer knows our allocation"),
+            "p{i} lost a TURN allocation: {}",
+            warnings(&dir, i)
+        );
+    }
     for (a, b) in [(3, 5), (3, 6), (4, 5), (4, 6), (5, 6)] {
         assert!(
             app_relayed(a, b),

@@ -46,6 +46,18 @@ const MAX_PERMISSIONS: usize = 1024;
 /// How long after a failed allocation it is tried again.
 pub const RETRY: Duration = Duration::from_secs(30);
 
+/// Longest silence towards a TURN server we hold an allocation on: then a STUN Binding
+/// indication goes to it. An allocation lives as long as the NAT binding of its 5-tuple
+/// (RFC 8656 §22.2 "brittle", RFC 5766 §8 note), and NATs forget idle UDP bindings in
+/// as little as 30 s (Linux's connection tracking); RFC 8445 §11 keeps candidates alive
+/// every 15 s.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// CreatePermission refusals in a row, with an error that means the server no longer
+/// knows the allocation (400 or 437: our 5-tuple changed, e.g. a NAT rebinding), after
+/// which the allocation is made again.
+const LOST_AFTER: u32 = 3;
+
 /// One allocation: a TURN client for (our socket, the server).
 struct Allocation {
     local: SocketAddr,
@@ -59,6 +71,10 @@ struct Allocation {
     permitted: HashSet<SocketAddr>,
     /// What happened on it, for the report of a flow that failed ([`Turn::report`]).
     counts: Counts,
+    /// When we last sent the server anything from `local` (keepalives, [`KEEPALIVE`]).
+    last_sent: Option<Instant>,
+    /// CreatePermission refusals in a row that say the allocation is gone ([`LOST_AFTER`]).
+    lost_signs: u32,
     /// The client's next timer as of the last call (it is read through `&mut`).
     timer: Option<Instant>,
 }
@@ -90,6 +106,10 @@ struct Counts {
     unpermitted: u64,
     /// Datagrams the relay passed on to us.
     received: u64,
+    /// Keepalives sent (Binding indications).
+    keepalives: u64,
+    /// Times the allocation was made again after the server had lost it.
+    reallocated: u64,
 }
 
 /// The node's TURN allocations.
@@ -106,7 +126,10 @@ impl Turn {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.allocations
             .iter()
-            .filter_map(|a| [a.timer, a.retry_at].into_iter().flatten().min())
+            .filter_map(|a| {
+                let keepalive = a.relayed.and(a.last_sent).map(|t| t + KEEPALIVE);
+                [a.timer, a.retry_at, keepalive].into_iter().flatten().min()
+            })
             .min()
     }
 
@@ -162,7 +185,7 @@ impl Turn {
                 format!(
                     "relay {relayed} of {}: {} permissions asked, {} granted, {} refused, \
                      {} requests unanswered; {} datagrams sent, {} dropped for want of a \
-                     permission, {} received",
+                     permission, {} received; {} keepalives, {} times allocated again",
                     a.local,
                     a.permitted.len(),
                     c.granted,
@@ -170,7 +193,9 @@ impl Turn {
                     c.unanswered,
                     c.sent,
                     c.unpermitted,
-                    c.received
+                    c.received,
+                    c.keepalives,
+                    c.reallocated
                 )
             })
             .collect::<Vec<_>>()
@@ -230,21 +255,7 @@ impl Node {
             .iter()
             .filter(|l| l.is_ipv4() == server.addr.is_ipv4())
         {
-            let config = ClientConfig {
-                stun_serv_addr: String::new(),
-                // A literal address: the client resolves names, which a sans-IO core
-                // must not do.
-                turn_serv_addr: server.addr.to_string(),
-                local_addr: *local,
-                transport_protocol: TransportProtocol::UDP,
-                username: server.username.clone(),
-                password: server.password.clone(),
-                realm: String::new(),
-                software: String::new(),
-                rto_in_ms: 0,
-                allocation_refresh_interval_cap: None,
-            };
-            match Client::new(config, provider()) {
+            match new_client(*local, server) {
                 Ok(client) => self.turn.allocations.push(Allocation {
                     local: *local,
                     server: server.addr,
@@ -254,6 +265,8 @@ impl Node {
                     in_progress: false,
                     permitted: HashSet::new(),
                     counts: Counts::default(),
+                    last_sent: None,
+                    lost_signs: 0,
                     timer: None,
                 }),
                 Err(e) => tracing::warn!(server = %server.addr, "TURN client: {e}"),
@@ -261,9 +274,62 @@ impl Node {
         }
     }
 
+    /// The server lost allocation `i` (our 5-tuple changed, say): it is released, if the
+    /// server still knows it, and made again with a new client.
+    fn turn_reallocate(&mut self, now: Instant, i: usize) {
+        let Some(server) = self
+            .s
+            .turn_servers
+            .iter()
+            .find(|s| s.addr == self.turn.allocations[i].server)
+            .cloned()
+        else {
+            return;
+        };
+        let a = &mut self.turn.allocations[i];
+        let Ok(client) = new_client(a.local, &server) else {
+            return;
+        };
+        if let Some(relayed) = a.relayed
+            && let Ok(mut r) = a.client.relay(relayed)
+        {
+            let _ = r.close(now);
+        }
+        self.turn_pump_writes(i);
+        let a = &mut self.turn.allocations[i];
+        tracing::warn!(
+            server = %a.server,
+            relayed = ?a.relayed,
+            "the TURN server no longer knows our allocation (a NAT rebinding?): allocating again"
+        );
+        a.client = client;
+        a.relayed = None;
+        a.retry_at = Some(now);
+        a.in_progress = false;
+        a.permitted.clear();
+        a.lost_signs = 0;
+        a.counts.reallocated += 1;
+    }
+
     pub(super) fn turn_timers(&mut self, now: Instant) {
         self.turn.now = Some(now);
         for i in 0..self.turn.allocations.len() {
+            let a = &mut self.turn.allocations[i];
+            if a.relayed.is_some() && a.last_sent.is_some_and(|t| t + KEEPALIVE <= now) {
+                let mut id = [0u8; reload_nat::stun::TRANSACTION_ID_LEN];
+                id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+                id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes()[..4]);
+                let a = &mut self.turn.allocations[i];
+                a.last_sent = Some(now);
+                a.counts.keepalives += 1;
+                self.turn.out.push_back(Transmit {
+                    transport: Transport::Datagram {
+                        local: a.local,
+                        remote: a.server,
+                    },
+                    data: Bytes::from(reload_nat::stun::binding_indication(id)),
+                });
+            }
             let a = &mut self.turn.allocations[i];
             if a.retry_at.is_some_and(|t| t <= now) && !a.in_progress {
                 a.retry_at = None;
@@ -340,10 +406,17 @@ impl Node {
                 }
                 TurnEvent::CreatePermissionResponse(_, peer) => {
                     a.counts.granted += 1;
+                    a.lost_signs = 0;
                     tracing::debug!(server = %a.server, %peer, "TURN permission granted");
                 }
                 TurnEvent::CreatePermissionError(_, err) => {
                     a.counts.refused += 1;
+                    // 400 (coturn, no allocation for the 5-tuple) or 437 (Allocation
+                    // Mismatch, RFC 5766 §9.2 via §6.2): the allocation is gone.
+                    let text = err.to_string();
+                    if text.contains("error 400") || text.contains("error 437") {
+                        a.lost_signs += 1;
+                    }
                     tracing::warn!(server = %a.server, "TURN CreatePermission refused: {err}");
                 }
                 TurnEvent::TransactionTimeout(_) => {
@@ -361,6 +434,9 @@ impl Node {
                 }
                 _ => {}
             }
+        }
+        if self.turn.allocations[i].lost_signs >= LOST_AFTER {
+            self.turn_reallocate(now, i);
         }
         if !self.turn.allocating() {
             self.ice_release_deferred(now);
@@ -404,9 +480,13 @@ impl Node {
     }
 
     fn turn_pump_writes(&mut self, i: usize) {
+        let now = self.turn.now;
         let a = &mut self.turn.allocations[i];
         a.timer = a.client.poll_timeout();
         while let Some(t) = a.client.poll_write() {
+            if t.transport.peer_addr == a.server {
+                a.last_sent = now.or(a.last_sent);
+            }
             self.turn.out.push_back(Transmit {
                 transport: Transport::Datagram {
                     local: t.transport.local_addr,
@@ -453,4 +533,22 @@ impl Node {
             self.turn_pump_writes(i);
         }
     }
+}
+
+/// A TURN client for our socket `local` and `server` (long-term credentials).
+fn new_client(local: SocketAddr, server: &TurnServer) -> Result<Client, rtc_shared::error::Error> {
+    let config = ClientConfig {
+        stun_serv_addr: String::new(),
+        // A literal address: the client resolves names, which a sans-IO core must not do.
+        turn_serv_addr: server.addr.to_string(),
+        local_addr: local,
+        transport_protocol: TransportProtocol::UDP,
+        username: server.username.clone(),
+        password: server.password.clone(),
+        realm: String::new(),
+        software: String::new(),
+        rto_in_ms: 0,
+        allocation_refresh_interval_cap: None,
+    };
+    Client::new(config, provider())
 }
