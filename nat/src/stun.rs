@@ -181,6 +181,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_binding_indication_is_stun_and_asks_no_answer() {
+        let ind = binding_indication(*b"0123456789ab");
+        assert!(is_stun(&ind));
+        // An indication is neither a request to answer nor a response to match.
+        assert_eq!(classify(&ind), Some(Binding::Other));
+        assert_eq!(
+            answer_binding(&ind, "192.0.2.7:40000".parse().unwrap()),
+            None
+        );
+        assert_eq!(request_transaction_id(&ind), None);
+        assert_eq!(transaction_id(&ind), Some(*b"0123456789ab"));
+    }
+
+    #[test]
     fn a_binding_request_is_answered_with_the_source_address() {
         let id = *b"0123456789ab";
         let req = binding_request(id);
