@@ -244,7 +244,9 @@ async fn run(
             break;
         }
         if leaving.is_some() && shell.node.pending_requests() == 0 {
-            tracing::info!("every Leave answered");
+            if shell.node.topology().is_joined() {
+                tracing::info!("every Leave answered");
+            }
             break;
         }
         let timeout = shell.node.poll_timeout();
@@ -276,7 +278,11 @@ async fn run(
             },
         }
         if stop {
-            tracing::info!("shutting down: leaving the overlay");
+            if shell.node.topology().is_joined() {
+                tracing::info!("shutting down: leaving the overlay");
+            } else {
+                tracing::info!("shutting down (not in the overlay: nothing to leave)");
+            }
             shell.node.leave(Instant::now());
             leaving = Some(tokio::time::Instant::now() + linger);
         }
