@@ -62,6 +62,15 @@ impl Reflexive {
 }
 
 impl Node {
+    /// A fresh STUN transaction ID (RFC 5389 §6: 96 random bits) from the node's random
+    /// source.
+    pub(super) fn stun_transaction_id(&mut self) -> [u8; stun::TRANSACTION_ID_LEN] {
+        let mut id = [0u8; stun::TRANSACTION_ID_LEN];
+        id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes()[..4]);
+        id
+    }
+
     /// A link came up: a UDP one gets its peer asked at once (before the topology hears
     /// of the link and Attaches through it, so that the Attach can wait for the answer).
     pub(super) fn reflexive_link_up(&mut self, now: Instant, link: LinkId) {
@@ -143,9 +152,7 @@ impl Node {
         if self.reflexive.pending.len() >= MAX_PENDING {
             return;
         }
-        let mut id = [0u8; stun::TRANSACTION_ID_LEN];
-        id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
-        id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes()[..4]);
+        let id = self.stun_transaction_id();
         self.reflexive.pending.insert(
             id,
             Probe {

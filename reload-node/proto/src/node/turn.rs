@@ -172,7 +172,8 @@ impl Turn {
     /// What the allocations for our sockets `locals` did, for a failure report: e.g.
     /// "relay 198.51.100.3:50000 of 10.5.0.2:4000: 4 permissions asked, 4 granted,
     /// 0 refused, 0 requests unanswered; 40 datagrams sent, 2 dropped for want of a
-    /// permission, 0 received". Empty when none was allocated.
+    /// permission, 0 received; 1 keepalives, 0 times allocated again". Empty when none
+    /// was allocated.
     pub(super) fn report(&self, locals: &[SocketAddr]) -> String {
         self.allocations
             .iter()
@@ -316,9 +317,7 @@ impl Node {
         for i in 0..self.turn.allocations.len() {
             let a = &mut self.turn.allocations[i];
             if a.relayed.is_some() && a.last_sent.is_some_and(|t| t + KEEPALIVE <= now) {
-                let mut id = [0u8; reload_nat::stun::TRANSACTION_ID_LEN];
-                id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
-                id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes()[..4]);
+                let id = self.stun_transaction_id();
                 let a = &mut self.turn.allocations[i];
                 a.last_sent = Some(now);
                 a.counts.keepalives += 1;
